@@ -1,0 +1,113 @@
+"""Generation: turn a trained GPT's next-token distribution into text, one token at a time.
+
+Strategies: greedy (take the most likely token), temperature (sharpen or flatten
+the distribution), top-k (sample among the k most likely) and top-p / nucleus
+(sample among the smallest set of tokens whose probability reaches p).
+With `use_cache=True` the keys and values of earlier positions are kept (see
+kvcache.py), so each new token costs one position instead of the whole context;
+the tokens are the same as without the cache.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from gptlib.kvcache import KVCache
+
+if TYPE_CHECKING:
+    from gptlib.model import GPT
+
+
+def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise ValueError for settings that have no meaning."""
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(
+            f"temperature must be > 0, got {temperature!r}. Use do_sample=False for greedy decoding "
+            "(the limit temperature -> 0)."
+        )
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a whole number >= 1 (or None for no limit), got {top_k!r}.")
+    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p!r}.")
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Set every logit below the k-th largest in its row to -inf. logits (B, V)."""
+    k = min(k, logits.size(-1))
+    kth = torch.topk(logits, k, dim=-1).values[:, [-1]]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose total probability reaches p. logits (B, V)."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = F.softmax(sorted_logits, dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each one
+    drop_sorted = mass_before >= p  # already reached p without this token (never drops the first)
+    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_token(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    do_sample: bool = False,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Choose the next token from the last position's logits (B, V); returns (B, 1)."""
+    if not do_sample:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None and top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    do_sample: bool = False,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Extend idx (B, T) by max_new_tokens tokens; returns (B, T + max_new_tokens).
+
+    The context is cropped to the last block_size tokens. The model runs in eval
+    mode (no dropout) and is put back in the mode it was in.
+    """
+    check_sampling_args(temperature, top_k, top_p)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}.")
+    block_size = model.block_size
+    model.check_input(idx[:, -block_size:] if isinstance(idx, torch.Tensor) and idx.dim() == 2 else idx)
+    was_training = model.training
+    model.eval()
+    try:
+        cache = KVCache(len(model.blocks), block_size) if use_cache else None
+        logits, _ = model(idx[:, -block_size:], cache=cache)
+        for i in range(max_new_tokens):
+            tok = next_token(logits[:, -1, :], temperature, do_sample, top_k, top_p, generator)
+            idx = torch.cat((idx, tok), dim=1)
+            if i == max_new_tokens - 1:
+                break
+            if cache is not None and cache.length < block_size:
+                logits, _ = model(tok, cache=cache)  # one new position; the rest comes from the cache
+            else:
+                # Positions are absolute: once the window slides, every position moves, so recompute.
+                logits, _ = model(idx[:, -block_size:])
+    finally:
+        model.train(was_training)
+    return idx

@@ -1,0 +1,176 @@
+"""GPT: the stem, a stack of blocks on the residual pathway, and the softmax head.
+
+    idx (B, T) -> Embeddings -> Block x n_layer -> LMHead -> logits (B, T, vocab_size)
+
+This is minGPT's model, split into one file per part (embeddings.py,
+attention.py, mlp.py, block.py, head.py); this file puts them together, sets
+the initial weights, and checks the input so mistakes read as plain errors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn as nn
+
+from gptlib.block import Block
+from gptlib.config import GPTConfig
+from gptlib.embeddings import Embeddings
+from gptlib.head import LMHead
+from gptlib.kvcache import KVCache
+
+logger = logging.getLogger(__name__)
+
+
+class GPT(nn.Module):
+    """The full GPT language model, with a context of at most block_size tokens."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}.")
+        config.validate()
+        self.config = config
+        self.block_size = config.block_size
+        self.stem = Embeddings(config)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.head = LMHead(config)
+        self.apply(self._init_weights)
+        logger.info("number of parameters: %e", self.num_parameters())
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # minGPT/GPT-2 init: small normal weights keep the first logits near zero, so the
+        # untrained model predicts a near-uniform distribution (loss ~ ln(vocab_size)).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        """All parameters (the position table included), as the seed counts them."""
+        return sum(p.numel() for p in self.parameters())
+
+    def get_block_size(self) -> int:
+        return self.block_size
+
+    def check_input(self, idx: torch.Tensor, past: int = 0) -> None:
+        """Raise ValueError, in plain words, unless idx is a (B, T) tensor of valid token ids."""
+        if not isinstance(idx, torch.Tensor):
+            raise ValueError(
+                f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}. "
+                "Use torch.tensor([ids], dtype=torch.long)."
+            )
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}.")
+        if idx.dim() != 2:
+            hint = " Add a batch dimension with idx.unsqueeze(0)." if idx.dim() == 1 else ""
+            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}.{hint}")
+        T = idx.size(1)
+        if T == 0:
+            raise ValueError("idx is empty (T = 0): give the model at least one token.")
+        if past + T > self.block_size:
+            where = f"{T} tokens" if past == 0 else f"{past} cached + {T} new tokens"
+            raise ValueError(
+                f"Cannot forward {where}: the model's block_size (longest context) is {self.block_size}. "
+                f"Crop the input to its last {self.block_size} tokens, e.g. idx[:, -{self.block_size}:]."
+            )
+        lo, hi = int(idx.min()), int(idx.max())
+        V = self.config.vocab_size
+        if lo < 0 or hi >= V:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"token id {bad} is outside the vocabulary: ids must be in 0..{V - 1} (vocab_size={V}). "
+                "Was the text encoded with the tokenizer this model was trained with?"
+            )
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) -> (logits (B, T, vocab_size), loss or None), exactly as minGPT's forward."""
+        past = cache.length if cache is not None else 0
+        self.check_input(idx, past)
+        if targets is not None and tuple(targets.shape) != tuple(idx.shape):
+            raise ValueError(
+                f"targets must have the same shape as idx {tuple(idx.shape)}, got {tuple(targets.shape)}."
+            )
+        x = self.stem(idx, start=past)  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=cache.layers[i] if cache is not None else None)
+        return self.head(x, targets)
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's attention weights from one forward pass: a list of n_layer (B, n_head, T, T).
+
+        Uses the explicit attention path (the one that computes the weights); runs
+        without gradients and does not change train/eval mode: call model.eval()
+        first to see the weights without dropout.
+        """
+        self.check_input(idx)
+        x = self.stem(idx)
+        maps = []
+        for block in self.blocks:
+            x, w = block(x, return_weights=True)
+            maps.append(w)
+        return maps
+
+    def configure_optimizers(
+        self,
+        weight_decay: float = 0.1,
+        learning_rate: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.95),
+    ) -> torch.optim.AdamW:
+        """AdamW with minGPT's split: Linear weights decay; biases, LayerNorm, embeddings and positions don't.
+
+        Weight decay pulls weights toward zero. That regularises the matrices that
+        mix channels, but on a bias, a LayerNorm gain or an embedding row it only
+        fights the values the model needs.
+        """
+        decay, no_decay = set(), set()
+        for mn, m in self.named_modules():
+            for pn, _ in m.named_parameters(recurse=False):
+                full = f"{mn}.{pn}" if mn else pn
+                if pn.endswith("bias"):
+                    no_decay.add(full)
+                elif pn.endswith("weight") and isinstance(m, nn.Linear):
+                    decay.add(full)
+                elif pn.endswith("weight") and isinstance(m, (nn.LayerNorm, nn.Embedding)):
+                    no_decay.add(full)
+                elif pn == "pos_emb":
+                    no_decay.add(full)
+        params = dict(self.named_parameters())
+        both = decay & no_decay
+        missing = params.keys() - (decay | no_decay)
+        if both:
+            raise RuntimeError(f"parameters {sorted(both)} landed in both the decay and no-decay groups.")
+        if missing:
+            raise RuntimeError(f"parameters {sorted(missing)} were not put in the decay or no-decay group.")
+        groups = [
+            {"params": [params[n] for n in sorted(decay)], "weight_decay": weight_decay},
+            {"params": [params[n] for n in sorted(no_decay)], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        do_sample: bool = False,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Extend idx (B, T) by max_new_tokens sampled tokens; see gptlib.generate.generate."""
+        from gptlib.generate import generate
+
+        return generate(self, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, generator)
