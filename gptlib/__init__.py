@@ -1,6 +1,6 @@
 """gptlib: minGPT, one part per file, with the checks and tools of the course that builds it.
 
-    text -> tokenizer -> batches -> Embeddings -> Block(CausalSelfAttention, MLP) x n -> LMHead -> loss
+text -> tokenizer -> batches -> Embeddings -> Block(CausalSelfAttention, MLP) x n -> LMHead -> loss
 """
 
 from gptlib.attention import CausalSelfAttention

@@ -90,7 +90,7 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
     @classmethod
-    def preset(cls, name: str, vocab_size: int, block_size: int, **overrides: Any) -> "GPTConfig":
+    def preset(cls, name: str, vocab_size: int, block_size: int, **overrides: Any) -> GPTConfig:
         """A config with the layer/head/width of a named model, e.g. "gpt-micro"."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
@@ -99,7 +99,7 @@ class GPTConfig:
         sizes.update(overrides)
         return cls(vocab_size=vocab_size, block_size=block_size, **sizes)
 
-    def replace(self, **changes: Any) -> "GPTConfig":
+    def replace(self, **changes: Any) -> GPTConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -107,7 +107,7 @@ class GPTConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
