@@ -65,14 +65,18 @@ class GPT(nn.Module):
                 f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}. "
                 "Use torch.tensor([ids], dtype=torch.long)."
             )
-        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}.")
+        if idx.dtype not in (torch.long, torch.int32):  # the dtypes nn.Embedding accepts
+            raise ValueError(
+                f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}. Use idx.long()."
+            )
         if idx.dim() != 2:
             hint = " Add a batch dimension with idx.unsqueeze(0)." if idx.dim() == 1 else ""
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}.{hint}")
-        T = idx.size(1)
-        if T == 0:
-            raise ValueError("idx is empty (T = 0): give the model at least one token.")
+        B, T = idx.shape
+        if T == 0 or B == 0:
+            raise ValueError(
+                f"idx is empty (shape {tuple(idx.shape)}): give the model at least one sequence of one token."
+            )
         if past + T > self.block_size:
             where = f"{T} tokens" if past == 0 else f"{past} cached + {T} new tokens"
             raise ValueError(
@@ -88,6 +92,26 @@ class GPT(nn.Module):
                 "Was the text encoded with the tokenizer this model was trained with?"
             )
 
+    def check_targets(self, idx: torch.Tensor, targets: torch.Tensor) -> None:
+        """Raise ValueError unless targets is a long tensor shaped like idx, of vocabulary ids or -1."""
+        if not isinstance(targets, torch.Tensor) or targets.dtype != torch.long:
+            what = f"dtype {targets.dtype}" if isinstance(targets, torch.Tensor) else type(targets).__name__
+            raise ValueError(
+                f"targets must be a torch.long tensor of token ids, got {what}. Use targets.long()."
+            )
+        if tuple(targets.shape) != tuple(idx.shape):
+            raise ValueError(
+                f"targets must have the same shape as idx {tuple(idx.shape)}, got {tuple(targets.shape)}."
+            )
+        lo, hi = int(targets.min()), int(targets.max())
+        V = self.config.vocab_size
+        if lo < -1 or hi >= V:
+            bad = lo if lo < -1 else hi
+            raise ValueError(
+                f"target id {bad} is outside the vocabulary: targets must be in 0..{V - 1} "
+                f"(vocab_size={V}), or -1 for positions the loss should ignore."
+            )
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -97,10 +121,8 @@ class GPT(nn.Module):
         """idx (B, T) -> (logits (B, T, vocab_size), loss or None), exactly as minGPT's forward."""
         past = cache.length if cache is not None else 0
         self.check_input(idx, past)
-        if targets is not None and tuple(targets.shape) != tuple(idx.shape):
-            raise ValueError(
-                f"targets must have the same shape as idx {tuple(idx.shape)}, got {tuple(targets.shape)}."
-            )
+        if targets is not None:
+            self.check_targets(idx, targets)
         x = self.stem(idx, start=past)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache.layers[i] if cache is not None else None)
