@@ -1,0 +1,160 @@
+"""What every learner-facing check shares: its errors, how it runs a learner's code, how it reports.
+
+A check never lets a raw torch traceback reach the learner. It either prints one
+line saying what it verified, or raises a `CheckFailure` (an AssertionError) whose
+message names the likely mistake, what to look at, and the hint for that mistake.
+A stub that still raises NotImplementedError gives `NotDoneYet`: "not done yet",
+not a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from gptlib.checks.hints import hint_for
+
+
+class CheckFailure(AssertionError):
+    """A check found a mistake. `diagnosis` is a short code for it (e.g. "missing-scale")."""
+
+    def __init__(self, exercise: str, diagnosis: str, message: str):
+        self.exercise = exercise
+        self.diagnosis = diagnosis
+        self.message = message
+        hint = hint_for(exercise, diagnosis)
+        text = f"[{exercise}] {message}"
+        if hint:
+            text += f"\nHint: {hint}"
+        text += f'\nMore help: show_hints("{exercise}")'
+        super().__init__(text)
+
+
+class NotDoneYet(CheckFailure):
+    """The exercise still raises NotImplementedError: nothing to check yet."""
+
+    def __init__(self, exercise: str, what: str):
+        super().__init__(
+            exercise,
+            "not-done",
+            f"not done yet: {what} still raises NotImplementedError. Replace the "
+            "`raise NotImplementedError()` line with your code, run that cell, then run this check again.",
+        )
+
+
+def passed(exercise: str, verified: str) -> None:
+    """The one line a check prints on success."""
+    print(f"✅ {exercise}: passed — {verified}")
+
+
+def _learner_frame(exc: BaseException) -> str:
+    """' (line N of your cell)' for the innermost frame that is the learner's code, if any."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for fr in reversed(frames):
+        name = fr.filename.replace("\\", "/")
+        if "/gptlib/" not in name and "/torch/" not in name and "site-packages" not in name:
+            return f" (at `{(fr.line or '').strip()}`, line {fr.lineno} of your code)"
+    return ""
+
+
+@contextlib.contextmanager
+def learner_code(exercise: str, what: str) -> Iterator[None]:
+    """Run the learner's code; turn what it raises into a plain-words CheckFailure."""
+    try:
+        yield
+    except NotImplementedError:
+        raise NotDoneYet(exercise, what) from None
+    except CheckFailure:
+        raise
+    except AttributeError as e:
+        if "Module.__init__() call" in str(e):
+            raise CheckFailure(
+                exercise, "no-super-init", f"{what}: call `super().__init__()` first in your __init__."
+            ) from None
+        raise _crashed(exercise, what, e) from None
+    except Exception as e:  # the learner's code crashed: say where and what, without torch's internals
+        raise _crashed(exercise, what, e) from None
+
+
+def _crashed(exercise: str, what: str, e: Exception) -> CheckFailure:
+    return CheckFailure(
+        exercise,
+        "crashed",
+        f"{what} raised {type(e).__name__}: {e}{_learner_frame(e)}. Read the message, fix that line, "
+        "and run your cell again.",
+    )
+
+
+def call(exercise: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a learner's function or class under `learner_code`."""
+    with learner_code(exercise, what):
+        return fn(*args, **kwargs)
+
+
+def build_module(exercise: str, cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
+    """Instantiate a learner's nn.Module class with clear errors for the usual slips."""
+    name = getattr(cls, "__name__", repr(cls))
+    if isinstance(cls, nn.Module):
+        raise CheckFailure(
+            exercise,
+            "instance-not-class",
+            f"pass the class itself, not an instance: check(...)({name}) -> use `{type(cls).__name__}`.",
+        )
+    if not isinstance(cls, type):
+        raise CheckFailure(exercise, "not-a-class", f"expected a class, got {name} ({type(cls).__name__}).")
+    if not issubclass(cls, nn.Module):
+        raise CheckFailure(
+            exercise, "not-a-module", f"{name} must subclass nn.Module: `class {name}(nn.Module):`."
+        )
+    return call(exercise, f"{name}.__init__", cls, *args, **kwargs)
+
+
+def expect_tensor(
+    exercise: str,
+    what: str,
+    out: Any,
+    shape: tuple[int, ...] | None = None,
+    dtype: torch.dtype | None = None,
+    shape_names: str = "",
+) -> torch.Tensor:
+    """Check that a learner's result is a tensor of the expected shape and dtype, with no NaN/inf."""
+    if out is None:
+        raise CheckFailure(exercise, "returned-none", f"{what} returned None: is the `return` line missing?")
+    if isinstance(out, tuple):
+        raise CheckFailure(
+            exercise,
+            "returned-tuple",
+            f"{what} returned a tuple of {len(out)} items; it should return one tensor. "
+            "Return only the output (drop the extra values or the trailing comma).",
+        )
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailure(exercise, "not-a-tensor", f"{what} returned a {type(out).__name__}, not a tensor.")
+    if shape is not None and tuple(out.shape) != tuple(shape):
+        names = f" {shape_names}" if shape_names else ""
+        raise CheckFailure(
+            exercise,
+            "wrong-shape",
+            f"{what} returned shape {tuple(out.shape)}; expected {tuple(shape)}{names}.",
+        )
+    if dtype is not None and out.dtype != dtype:
+        raise CheckFailure(exercise, "wrong-dtype", f"{what} returned dtype {out.dtype}; expected {dtype}.")
+    if out.is_floating_point() and not torch.isfinite(out).all():
+        kind = "NaN" if torch.isnan(out).any() else "inf"
+        raise CheckFailure(exercise, "nan", f"{what} returned {kind} values.")
+    return out
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.detach().double() - b.detach().double()).abs().max().item()
+
+
+def fraction_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> float:
+    """Share of entries that match: "73% of the values are right" tells a learner how far off they are."""
+    return (
+        torch.isclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol).double().mean().item()
+    )

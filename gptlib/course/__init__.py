@@ -1,0 +1,1 @@
+"""Teacher tools: make the learner notebooks from the solutions, release and grade assignments."""
