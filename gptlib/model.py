@@ -10,6 +10,7 @@ the initial weights, and checks the input so mistakes read as plain errors.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -123,7 +124,7 @@ class GPT(nn.Module):
         self.check_input(idx, past)
         if targets is not None:
             self.check_targets(idx, targets)
-        x = self.stem(idx, start=past)  # (B, T, C)
+        x = self.stem(idx)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache.layers[i] if cache is not None else None)
         return self.head(x, targets)
@@ -196,3 +197,14 @@ class GPT(nn.Module):
         from gptlib.generate import generate
 
         return generate(self, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, generator)
+
+    @classmethod
+    def from_pretrained(cls, name: str = "gpt2", **kwargs: Any) -> GPT:
+        """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') as a GPT, in eval mode.
+
+        Needs `pip install 'gptlib[gpt2]'` and, the first time, the internet (the Hugging
+        Face cache after that); see gptlib.gpt2.from_pretrained for the keyword arguments.
+        """
+        from gptlib.gpt2 import from_pretrained
+
+        return from_pretrained(name, **kwargs)
