@@ -99,6 +99,11 @@ def test_batch_accepts_narrow_integer_dtypes():
     assert x.dtype == torch.long and y.dtype == torch.long
 
 
+def test_batch_goes_to_the_requested_device():
+    x, y = get_batch(torch.arange(100), 4, 2, device="meta")  # "meta": a device every machine has
+    assert x.device.type == "meta" and y.device.type == "meta"
+
+
 def test_batch_errors():
     data = torch.arange(8)
     with pytest.raises(ValueError, match=r"8 tokens.*block_size=8.*needs block_size \+ 1 = 9"):
