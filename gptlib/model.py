@@ -124,7 +124,7 @@ class GPT(nn.Module):
         self.check_input(idx, past)
         if targets is not None:
             self.check_targets(idx, targets)
-        x = self.stem(idx)  # (B, T, C)
+        x = self.stem(idx, start=past)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache.layers[i] if cache is not None else None)
         return self.head(x, targets)
