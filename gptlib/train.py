@@ -1,0 +1,404 @@
+"""Trainer: the loop that fits a GPT to a stream of token ids, and the settings it runs with.
+
+One step is minGPT's: a random batch of (B, T) windows, forward, loss, backward,
+clip the gradient norm, AdamW update, with a learning rate that warms up and
+then follows a cosine down to `min_lr` (see `lr_at`). Every `eval_interval`
+steps the mean loss over `eval_iters` batches of the training and validation
+data is measured in eval mode (no dropout).
+
+Runs are reproducible: `seed` seeds a dedicated generator for the batches and
+torch's global generator (which dropout draws from). A checkpoint stores both
+generators' states with the weights and the optimizer, so a resumed run goes on
+with exactly the losses an uninterrupted one would have had (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gptlib.data import get_batch
+from gptlib.model import GPT
+
+# A callback is called as callback(trainer, event) with event "step" after every
+# optimizer step and "eval" after every evaluation; it may call trainer.stop().
+Callback = Callable[["Trainer", str], Any]
+
+# Seeds derived from TrainConfig.seed, so the three streams never share numbers.
+_EVAL_SEED_OFFSET = 1
+
+
+@dataclass
+class TrainConfig:
+    """The settings of a training run; checked when made.
+
+    learning_rate is the peak: it rises linearly over warmup_iters steps, then
+    decays along a cosine to min_lr at lr_decay_iters (None: at max_iters) and
+    stays there. decay_lr=False keeps it at learning_rate throughout.
+    grad_clip=None turns clipping off; eval_interval=None turns evaluation off.
+    With checkpoint_path set, a checkpoint is written (atomically) at every
+    evaluation and at the end; resume_from continues a run from a checkpoint.
+    """
+
+    max_iters: int = 2000
+    batch_size: int = 12
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None
+    decay_lr: bool = True
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float | None = 1.0
+    eval_interval: int | None = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    device: str = "cpu"
+    progress: bool = True
+    log: bool = False
+    checkpoint_path: str | None = None
+    resume_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError, saying what to change, for settings that cannot train."""
+        _whole("max_iters", self.max_iters, minimum=0)
+        _whole("batch_size", self.batch_size, minimum=1)
+        _whole("warmup_iters", self.warmup_iters, minimum=0)
+        _whole("eval_iters", self.eval_iters, minimum=1)
+        _whole("seed", self.seed, minimum=0)
+        if self.lr_decay_iters is not None:
+            _whole("lr_decay_iters", self.lr_decay_iters, minimum=1)
+        if self.eval_interval is not None:
+            _whole("eval_interval", self.eval_interval, minimum=1, hint=" Use None for no evaluation.")
+        for name in ("learning_rate", "min_lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {value!r}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate!r}.")
+        if self.decay_lr and self.min_lr > self.learning_rate:
+            raise ValueError(
+                f"TrainConfig.min_lr ({self.min_lr}) is above learning_rate ({self.learning_rate}): the "
+                "schedule decays from learning_rate down to min_lr. Lower min_lr or set decay_lr=False."
+            )
+        betas = self.betas
+        if (
+            not isinstance(betas, tuple)
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+        ):
+            raise ValueError(
+                f"TrainConfig.betas must be two numbers in [0, 1), e.g. (0.9, 0.99); got {betas!r}."
+            )
+        if self.grad_clip is not None and (
+            isinstance(self.grad_clip, bool)
+            or not isinstance(self.grad_clip, (int, float))
+            or self.grad_clip <= 0
+        ):
+            raise ValueError(
+                f"TrainConfig.grad_clip must be a positive norm, or None for no clipping; got {self.grad_clip!r}."
+            )
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(
+                f"TrainConfig.device must be a name like 'cpu', 'cuda' or 'auto'; got {self.device!r}."
+            )
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**d)
+
+
+def _whole(name: str, value: Any, minimum: int, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"TrainConfig.{name} must be a whole number, got {value!r}.{hint}")
+    if value < minimum:
+        raise ValueError(f"TrainConfig.{name} must be >= {minimum}, got {value}.{hint}")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based): linear warmup, then cosine decay to min_lr.
+
+    Warmup starts small rather than at 0, so the first step already moves the
+    weights: step s < warmup_iters gets learning_rate * (s + 1) / (warmup_iters + 1).
+    A run shorter than its warmup never leaves it.
+    """
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    if step < cfg.warmup_iters:
+        return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
+    end = cfg.lr_decay_iters if cfg.lr_decay_iters is not None else cfg.max_iters
+    if step >= end:
+        return cfg.min_lr
+    progress = (step - cfg.warmup_iters) / (end - cfg.warmup_iters)  # 0 -> 1
+    coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
+    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, else cpu; a named device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use 'cpu' or 'auto'.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device {name!r} asked for, but MPS (Apple GPU) is not available; use 'cpu' or 'auto'."
+        )
+    return device
+
+
+@torch.no_grad()
+def estimate_loss(
+    model: GPT,
+    data: torch.Tensor,
+    batch_size: int,
+    eval_iters: int,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> float:
+    """The mean loss over eval_iters random batches of `data`, in eval mode (no dropout).
+
+    The model is put back in the mode it was in. A generator seeded the same way
+    each time gives the same batches, so successive estimates differ only by the model.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        total = 0.0
+        for _ in range(eval_iters):
+            x, y = get_batch(data, model.block_size, batch_size, generator=generator, device=device)
+            _, loss = model(x, y)
+            total += loss.item()
+    finally:
+        model.train(was_training)
+    return total / eval_iters
+
+
+class Trainer:
+    """Trains `model` on 1-D LongTensors of token ids; `run()` returns the history.
+
+    history is a list with one dict per optimizer step: {"step", "lr", "train_loss"}
+    (step counts completed steps, from 1), plus "eval_train_loss" and "val_loss"
+    on the steps after which an evaluation ran. Pass `tokenizer` to store it in
+    checkpoints, so `load_model` can give it back.
+    """
+
+    def __init__(
+        self,
+        model: GPT,
+        train_data: torch.Tensor,
+        val_data: torch.Tensor | None = None,
+        config: TrainConfig | None = None,
+        callbacks: Sequence[Callback] = (),
+        tokenizer: Any = None,
+    ) -> None:
+        if not isinstance(model, GPT):
+            raise ValueError(f"Trainer trains a gptlib GPT, got {type(model).__name__}.")
+        config = config if config is not None else TrainConfig()
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}.")
+        for name, data in (("train_data", train_data), ("val_data", val_data)):
+            if data is not None:
+                _check_data(name, data, model.block_size)
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train_data = train_data
+        self.val_data = val_data
+        self.tokenizer = tokenizer
+        self.callbacks = list(callbacks)
+        self.optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, config.betas)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.train_time = 0.0  # seconds spent in run(), evaluations included
+        self._stop_reason: str | None = None
+        self._saved_step: int | None = None
+        # Batches come from their own generator, so nothing else that draws random numbers
+        # (sampling in a callback, say) changes which batches the run sees.
+        self.batch_generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # dropout draws from the global generator
+        if config.resume_from is not None:
+            self.resume(config.resume_from)
+
+    # --- control ------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped by a callback") -> None:
+        """Ask the loop to end after the current step (call it from a callback)."""
+        self._stop_reason = reason
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the last run() ended early, or None if it ran to max_iters."""
+        return self._stop_reason
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def estimate_loss(self) -> dict[str, float]:
+        """{"train": ..., "val": ...}: mean losses over eval_iters batches, the same batches every time."""
+        cfg = self.config
+        out = {}
+        for split, data in (("train", self.train_data), ("val", self.val_data)):
+            if data is None:
+                continue
+            gen = torch.Generator().manual_seed(cfg.seed + _EVAL_SEED_OFFSET)
+            out[split] = estimate_loss(self.model, data, cfg.batch_size, cfg.eval_iters, gen, self.device)
+        return out
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step on one random batch; returns (and records) its history entry."""
+        cfg = self.config
+        lr = lr_at(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        x, y = get_batch(
+            self.train_data,
+            self.model.block_size,
+            cfg.batch_size,
+            generator=self.batch_generator,
+            device=self.device,
+        )
+        _, loss = self.model(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        entry = {"step": self.step, "lr": lr, "train_loss": loss.item()}
+        self.history.append(entry)
+        return entry
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train from the current step up to config.max_iters (or until a callback stops it)."""
+        cfg = self.config
+        self._stop_reason = None
+        bar = tqdm(
+            total=cfg.max_iters, initial=self.step, disable=not cfg.progress, desc="training", unit="step"
+        )
+        start = time.perf_counter()
+        try:
+            while self.step < cfg.max_iters and self._stop_reason is None:
+                entry = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{entry['train_loss']:.4f}", refresh=False)
+                self._notify("step")
+                last = self.step == cfg.max_iters
+                due = cfg.eval_interval is not None and (self.step % cfg.eval_interval == 0 or last)
+                if due:
+                    self._evaluate(entry, bar)
+        finally:
+            self.train_time += time.perf_counter() - start
+            bar.close()
+        if cfg.checkpoint_path is not None and self._saved_step != self.step:
+            self.save_checkpoint(
+                cfg.checkpoint_path
+            )  # the end of the run, unless an evaluation just saved it
+        return self.history
+
+    def _evaluate(self, entry: dict[str, Any], bar: Any) -> None:
+        losses = self.estimate_loss()
+        entry["eval_train_loss"] = losses["train"]
+        if "val" in losses:
+            entry["val_loss"] = losses["val"]
+        if self.config.log:
+            val = f", val loss {losses['val']:.4f}" if "val" in losses else ""
+            bar.write(f"step {self.step}: train loss {losses['train']:.4f}{val}, lr {entry['lr']:.2e}")
+        if self.config.checkpoint_path is not None:
+            self.save_checkpoint(self.config.checkpoint_path)
+        self._notify("eval")
+
+    def _notify(self, event: str) -> None:
+        for callback in self.callbacks:
+            callback(self, event)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def rng_state(self) -> dict[str, Any]:
+        """The random generators' states, as tensors: what a resumed run needs to draw the same numbers."""
+        state: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batch_generator.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        self.batch_generator.set_state(state["batch"])
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write everything a resume needs (weights, optimizer, step, RNG states, history), atomically."""
+        from gptlib.checkpoint import save_checkpoint
+
+        written = save_checkpoint(
+            path,
+            self.model,
+            self.optimizer,
+            step=self.step,
+            tokenizer=self.tokenizer,
+            train_config=self.config,
+            rng_state=self.rng_state(),
+            history=self.history,
+        )
+        self._saved_step = self.step
+        return written
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint: load weights, optimizer, step, history and RNG states."""
+        from gptlib.checkpoint import resume_trainer
+
+        resume_trainer(self, path)
+        self._saved_step = self.step  # the file on disk already holds this state
+
+
+def _check_data(name: str, data: Any, block_size: int) -> None:
+    if not isinstance(data, torch.Tensor) or data.dim() != 1 or data.dtype != torch.long:
+        what = (
+            f"a {tuple(data.shape)} {data.dtype} tensor"
+            if isinstance(data, torch.Tensor)
+            else type(data).__name__
+        )
+        raise ValueError(
+            f"{name} must be a 1-D torch.long tensor of token ids, got {what}. "
+            "Encode the text with tokenizer.encode_tensor(text)."
+        )
+    if data.numel() <= block_size:
+        raise ValueError(
+            f"{name} has {data.numel()} tokens, but one training window needs block_size + 1 = "
+            f"{block_size + 1}. Use more text or a smaller block_size."
+        )

@@ -1,0 +1,246 @@
+"""Checkpoints: round trips, atomic writes, exact resumes and the errors for wrong files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptlib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from gptlib.config import GPTConfig
+from gptlib.model import GPT
+from gptlib.tokenizer import CharTokenizer
+from gptlib.train import TrainConfig, Trainer
+
+TEXT = "a stitch in time saves nine; a rolling stone gathers no moss. " * 30
+
+
+@pytest.fixture(scope="module")
+def data():
+    tok = CharTokenizer.from_text(TEXT)
+    ids = tok.encode_tensor(TEXT)
+    n = int(0.9 * len(ids))
+    return tok, ids[:n], ids[n:]
+
+
+def tiny_model(vocab_size: int, dropout: float = 0.0, seed: int = 0, n_embd: int = 16) -> GPT:
+    torch.manual_seed(seed)
+    p = dropout
+    cfg = GPTConfig(
+        vocab_size, 8, n_layer=1, n_head=2, n_embd=n_embd, embd_pdrop=p, resid_pdrop=p, attn_pdrop=p
+    )
+    return GPT(cfg)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    settings = dict(
+        max_iters=12,
+        batch_size=4,
+        learning_rate=1e-2,
+        min_lr=1e-3,
+        warmup_iters=3,
+        eval_interval=4,
+        eval_iters=2,
+        progress=False,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+class Custom:
+    """Any class: a pickle of it would run code on load, so weights_only refuses it."""
+
+
+def test_load_model_gives_back_the_same_model_and_tokenizer(tmp_path, data):
+    tok, train, val = data
+    model = tiny_model(tok.vocab_size, dropout=0.1)
+    Trainer(model, train, val, tiny_config(max_iters=3)).run()
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, tokenizer=tok, step=3)
+    assert path == tmp_path / "sub" / "m.pt"
+    loaded, loaded_tok = load_model(path)
+    assert loaded_tok == tok
+    assert loaded.config == model.config
+    assert not loaded.training  # ready to sample
+    x = val[:8].unsqueeze(0)
+    model.eval()
+    assert torch.equal(loaded(x)[0], model(x)[0])
+
+
+def test_a_checkpoint_is_plain_data_that_loads_with_weights_only(tmp_path, data):
+    tok, train, val = data
+    trainer = Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(max_iters=4), tokenizer=tok)
+    trainer.run()
+    path = trainer.save_checkpoint(tmp_path / "c.pt")
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["format"] == "gptlib.checkpoint"
+    assert ckpt["step"] == 4 and len(ckpt["history"]) == 4
+    assert ckpt["model_config"] == trainer.model.config.to_dict()
+    assert ckpt["tokenizer"] == tok.to_dict()
+    assert TrainConfig.from_dict(ckpt["train_config"]) == trainer.config
+    assert set(ckpt["rng_state"]) >= {"torch", "batch"}
+
+
+def test_load_model_without_a_tokenizer_gives_none(tmp_path, data):
+    tok, _, _ = data
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model(tok.vocab_size))
+    assert load_model(path)[1] is None
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact_and_no_temp_file(tmp_path, data, monkeypatch):
+    tok, _, _ = data
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, tiny_model(tok.vocab_size), step=1)
+    before = path.read_bytes()
+
+    def save_half_then_fail(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, tiny_model(tok.vocab_size, seed=1), step=2)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_an_interrupted_save_also_leaves_no_trace(tmp_path, data, monkeypatch):
+    tok, _, _ = data
+    path = tmp_path / "m.pt"
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, tiny_model(tok.vocab_size))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_resumed_run_has_exactly_the_losses_of_an_uninterrupted_one(tmp_path, data, dropout):
+    tok, train, val = data
+    cfg = tiny_config()
+
+    straight = Trainer(tiny_model(tok.vocab_size, dropout), train, val, cfg, tokenizer=tok)
+    expected = straight.run()
+
+    interrupt = [lambda t, e: t.stop() if t.step == 6 else None]
+    first = Trainer(tiny_model(tok.vocab_size, dropout), train, val, cfg, callbacks=interrupt, tokenizer=tok)
+    first.run()
+    path = first.save_checkpoint(tmp_path / "half.pt")
+    del first
+
+    # As in a new process: other weights, other global random state, a new trainer.
+    torch.manual_seed(999)
+    torch.rand(1000)
+    second = Trainer(tiny_model(tok.vocab_size, dropout, seed=5), train, val, cfg, tokenizer=tok)
+    second.resume(path)
+    assert second.step == 6
+    resumed = second.run()
+
+    assert resumed == expected  # every loss and learning rate, bit for bit
+    for a, b in zip(straight.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_from_in_the_config_and_checkpoints_written_while_training(tmp_path, data):
+    tok, train, val = data
+    path = tmp_path / "run.pt"
+    cfg = tiny_config(checkpoint_path=str(path))
+    expected = Trainer(tiny_model(tok.vocab_size, 0.1), train, val, cfg.replace(checkpoint_path=None)).run()
+
+    stops = [lambda t, e: t.stop() if t.step == 5 else None]
+    Trainer(tiny_model(tok.vocab_size, 0.1), train, val, cfg, callbacks=stops).run()
+    assert load_checkpoint(path)["step"] == 5  # the end of a stopped run is saved too
+
+    resumed = Trainer(tiny_model(tok.vocab_size, 0.1, seed=3), train, val, cfg.replace(resume_from=str(path)))
+    assert resumed.step == 5
+    assert resumed.run() == expected
+    assert load_checkpoint(path)["step"] == 12
+
+
+def test_checkpoints_are_saved_at_each_evaluation(tmp_path, data):
+    tok, train, val = data
+    path = tmp_path / "run.pt"
+    saved = []
+    cfg = tiny_config(checkpoint_path=str(path))
+    Trainer(
+        tiny_model(tok.vocab_size),
+        train,
+        val,
+        cfg,
+        callbacks=[lambda t, e: saved.append(load_checkpoint(path)["step"]) if e == "eval" else None],
+    ).run()
+    assert saved == [4, 8, 12]
+
+
+def test_missing_file_gives_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="folder"):
+        load_model(tmp_path)
+
+
+def test_files_that_are_not_gptlib_checkpoints_are_refused(tmp_path, data):
+    tok, _, _ = data
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a gptlib checkpoint"):
+        load_checkpoint(text)
+
+    bare = tmp_path / "state_dict.pt"
+    torch.save(tiny_model(tok.vocab_size).state_dict(), bare)
+    with pytest.raises(CheckpointError, match="not a gptlib checkpoint"):
+        load_model(bare)
+
+    unsafe = tmp_path / "pickle.pt"
+    torch.save({"format": "gptlib.checkpoint", "thing": Custom()}, unsafe)
+    with pytest.raises(CheckpointError, match="other than tensors"):
+        load_checkpoint(unsafe)
+
+    future = tmp_path / "future.pt"
+    torch.save({"format": "gptlib.checkpoint", "version": 99}, future)
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(future)
+
+
+def test_resuming_into_a_different_model_names_the_difference(tmp_path, data):
+    tok, train, val = data
+    path = Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(max_iters=2)).save_checkpoint(
+        tmp_path / "c.pt"
+    )
+    other = Trainer(tiny_model(tok.vocab_size, n_embd=32), train, val, tiny_config())
+    with pytest.raises(CheckpointError, match="n_embd: checkpoint 16, model 32"):
+        other.resume(path)
+
+
+def test_resuming_with_a_different_tokenizer_is_refused(tmp_path, data):
+    tok, train, val = data
+    path = Trainer(
+        tiny_model(tok.vocab_size), train, val, tiny_config(max_iters=2), tokenizer=tok
+    ).save_checkpoint(tmp_path / "c.pt")
+    other_tok = CharTokenizer([chr(ord("A") + i) for i in range(tok.vocab_size)])
+    trainer = Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(), tokenizer=other_tok)
+    with pytest.raises(CheckpointError, match="different tokenizer"):
+        trainer.resume(path)
+
+
+def test_a_model_only_checkpoint_cannot_be_resumed(tmp_path, data):
+    tok, train, val = data
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model(tok.vocab_size))
+    with pytest.raises(CheckpointError, match="no training state"):
+        Trainer(tiny_model(tok.vocab_size), train, val, tiny_config()).resume(path)
+
+
+def test_keys_of_a_compiled_model_load_into_a_plain_one(tmp_path, data):
+    tok, _, _ = data
+    model = tiny_model(tok.vocab_size)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"] = {f"_orig_mod.{k}": v for k, v in ckpt["model"].items()}  # as torch.compile names them
+    torch.save(ckpt, path)
+    loaded, _ = load_model(path)
+    for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(a, b)
