@@ -6,11 +6,15 @@ text -> tokenizer -> batches -> Embeddings -> Block(CausalSelfAttention, MLP) x 
 from gptlib.attention import CausalSelfAttention
 from gptlib.block import Block
 from gptlib.config import PRESETS, GPTConfig
+from gptlib.corpus import load_corpus
+from gptlib.data import AdditionDataset, CharDataset, SortDataset, get_batch, train_val_split
 from gptlib.embeddings import Embeddings
+from gptlib.gpt2 import HubUnavailableError, from_hf_gpt2, gpt2_tokenizer, to_hf_gpt2
 from gptlib.head import LMHead
 from gptlib.kvcache import KVCache
 from gptlib.mlp import MLP
 from gptlib.model import GPT
+from gptlib.tokenizer import CharTokenizer, UnknownCharacterError
 
 __version__ = "0.1.0"
 
@@ -24,4 +28,16 @@ __all__ = [
     "LMHead",
     "GPT",
     "KVCache",
+    "CharTokenizer",
+    "UnknownCharacterError",
+    "load_corpus",
+    "get_batch",
+    "train_val_split",
+    "CharDataset",
+    "SortDataset",
+    "AdditionDataset",
+    "from_hf_gpt2",
+    "to_hf_gpt2",
+    "gpt2_tokenizer",
+    "HubUnavailableError",
 ]
