@@ -1,9 +1,10 @@
-"""Interop: load other implementations' checkpoints into gptlib's GPT, and write them back.
+"""Interop with minGPT: load the seed's checkpoints into gptlib's GPT, and write them back.
 
 gptlib splits minGPT's model into one module per part, so its parameter names
 differ from a checkpoint's (`stem.tok_emb.weight` here, `tok_emb.weight` in
 minGPT). The functions below rename, check every key and shape, and load; a
 checkpoint that does not fit the config is refused with a list of what differs.
+GPT-2 (Hugging Face) checkpoints are handled by gptlib.gpt2.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def _mismatch_message(
     if any(k.startswith(("stem.", "head.ln_f")) for k in theirs):
         lines.append("These look like gptlib's own names: load them with GPT(config).load_state_dict(...).")
     elif any(k.startswith(("transformer.", "h.", "wte.")) for k in theirs):
-        lines.append("These look like GPT-2 (Hugging Face) names, not minGPT's.")
+        lines.append("These look like GPT-2 (Hugging Face) names: load them with gptlib.gpt2.from_hf_gpt2.")
     return "\n".join(lines)
 
 

@@ -163,6 +163,11 @@ def test_gptlib_names_are_recognised():
     assert "gptlib's own names" in msg and "load_state_dict" in msg
 
 
+def test_gpt2_names_are_recognised():
+    sd = {"transformer.wte.weight": torch.zeros(13, 32), "lm_head.weight": torch.zeros(13, 32)}
+    assert "gptlib.gpt2.from_hf_gpt2" in error_for(sd, GPTConfig(**SIZES))
+
+
 def test_bad_config_and_bad_state_dict():
     sd = trained_looking_reference().state_dict()
 
