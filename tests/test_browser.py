@@ -1,0 +1,377 @@
+"""The attention explorer in a real browser: JupyterLab driven by headless Chromium through Playwright.
+
+For each notebook (the fixture in tests/browser/, and solutions/07_*.ipynb once
+it exists) the test starts JupyterLab on 127.0.0.1, opens a copy of the
+notebook, runs all cells, waits for the last explorer in it to render, then
+changes head, layer, view and prompt and checks that the picture changed each
+time, and that no "Error displaying widget" or page error appeared.
+
+Needs the Python package playwright (its driver only: never run
+`playwright install`, which downloads a browser) and a system Chromium
+(Debian: apt-get install chromium fonts-dejavu-core; elsewhere set
+GPTLIB_CHROMIUM=/path/to/chrome). Without them the test skips, unless
+GPTLIB_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
+
+Other variables: GPTLIB_BROWSER_ARTIFACTS, where screenshots and the server log
+go on failure (default: a new temp dir, printed in the failure message);
+GPTLIB_BROWSER_TIMEOUT, seconds to wait for the notebook to run (default 300);
+GPTLIB_EXPLORER_SCREENSHOT, a path to save a screenshot of the explorer to
+(how docs/explorer.png is made).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "browser" / "explorer_fixture.ipynb"
+NOTEBOOKS = [FIXTURE, *sorted((ROOT / "solutions").glob("07_*.ipynb"))]
+CHROMIUM_ARGS = [
+    # --headless comes from headless=True; Playwright refuses --user-data-dir here (the profile is its argument)
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOW_TO_ENABLE = (
+    "To run it: pip install playwright (the driver only; never `playwright install`), and install Chromium "
+    "(Debian/Ubuntu: apt-get install chromium fonts-dejavu-core), or point GPTLIB_CHROMIUM at a Chrome/Chromium "
+    "binary. GPTLIB_REQUIRE_BROWSER=1 turns this skip into a failure (CI sets it)."
+)
+STEP_TIMEOUT_MS = 60_000  # one redraw; generous for a loaded CI machine
+
+
+def _chromium() -> str | None:
+    given = os.environ.get("GPTLIB_CHROMIUM")
+    if given:
+        return given if Path(given).is_file() else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _require_browser() -> str:
+    """The Chromium path, or skip (fail under GPTLIB_REQUIRE_BROWSER=1) saying what is missing."""
+    missing = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the Python package playwright is not installed")
+    chromium = _chromium()
+    if chromium is None:
+        given = os.environ.get("GPTLIB_CHROMIUM")
+        missing.append(f"GPTLIB_CHROMIUM={given} is not a file" if given else "no chromium on PATH")
+    if missing:
+        message = f"browser test not run: {'; '.join(missing)}. {HOW_TO_ENABLE}"
+        if os.environ.get("GPTLIB_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return chromium
+
+
+# --- JupyterLab -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_settings(settings: Path) -> None:
+    # No news toast over the screenshots, no update check, no autosave into the temp copy.
+    files = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    }
+    for rel, value in files.items():
+        path = settings / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A JupyterLab server on 127.0.0.1 with throwaway settings, workspaces and root; killed afterwards."""
+    _require_browser()
+    base = tmp_path_factory.mktemp("lab")
+    root, settings = base / "root", base / "settings"
+    root.mkdir()
+    _write_settings(settings)
+    token = secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(base / "config"),  # the user's own Jupyter config stays out of it
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        IPYTHONDIR=str(base / "ipython"),
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    log = base / "jupyterlab.log"
+    proc = None
+    url = ""
+    for _ in range(3):  # the free port can be taken between choosing and binding it
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+            "--ServerApp.port_retries=0", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        ]  # fmt: skip
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")  # JupyterLab exits at once as root without it
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+        if _wait_ready(proc, f"{url}/api/status?token={token}", timeout=90):
+            break
+        _stop(proc)
+        proc = None
+    if proc is None:
+        pytest.fail(f"JupyterLab did not start; its log:\n{log.read_text(errors='replace')[-3000:]}")
+    try:
+        yield Lab(url=url, token=token, root=root, log=log)
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen, status_url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(status_url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _place(notebook: Path, lab_root: Path) -> str:
+    """Copy the notebook into the lab root at its path in the repo; link the repo's other top-level entries.
+
+    The kernel then runs in a copy (the repo's notebook is never saved over) yet
+    finds what the notebook reads by relative path (e.g. ../data). Returns the
+    notebook's path relative to the lab root.
+    """
+    rel = notebook.relative_to(ROOT)
+    target = lab_root / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(notebook, target)
+    for entry in ROOT.iterdir():
+        link = lab_root / entry.name
+        if entry.name.startswith(".") or entry.name == rel.parts[0] or link.exists():
+            continue
+        try:
+            link.symlink_to(entry, target_is_directory=entry.is_dir())
+        except OSError:  # e.g. Windows without the symlink privilege: relative reads may then fail
+            pass
+    return rel.as_posix()
+
+
+# --- the browser --------------------------------------------------------------------------------------
+
+
+KERNEL_IDLE = """() => {
+    const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    return !!(w && w.content && w.content.widgets && k && k.connectionStatus === 'connected' && k.status === 'idle');
+}"""
+
+
+# "done" once every non-empty code cell has run and the kernel is idle; "error" if a cell raised.
+RUN_FINISHED = """() => {
+    const nb = window.jupyterapp.shell.currentWidget;
+    const k = nb.sessionContext.session && nb.sessionContext.session.kernel;
+    if (!k || k.status !== 'idle') return false;
+    const cells = nb.content.widgets.filter(
+        c => c.model.type === 'code' && c.model.sharedModel.getSource().trim() !== '');
+    const outputs = c => Array.from({length: c.model.outputs.length}, (_, i) => c.model.outputs.get(i));
+    if (cells.some(c => outputs(c).some(o => o.type === 'error'))) return 'error';
+    return cells.every(c => c.model.executionCount !== null) ? 'done' : false;
+}"""
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_explorer_in_jupyterlab(lab: Lab, notebook: Path) -> None:
+    chromium = _require_browser()
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    rel = _place(notebook, lab.root)
+    timeout_ms = int(float(os.environ.get("GPTLIB_BROWSER_TIMEOUT", "300")) * 1000)
+    given = os.environ.get("GPTLIB_BROWSER_ARTIFACTS")
+    artifacts = Path(given) if given else Path(tempfile.mkdtemp(prefix="gptlib-browser-"))
+    page_errors: list[str] = []
+    profile = Path(tempfile.mkdtemp(prefix="gptlib-chromium-"))
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1400},
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        try:
+            page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}")
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            try:
+                result = page.wait_for_function(RUN_FINISHED, timeout=timeout_ms).json_value()
+            except PlaywrightError as e:
+                raise AssertionError(
+                    f"the notebook did not finish running within {timeout_ms / 1000:.0f} s"
+                ) from e
+            assert result == "done", "a cell raised an error"
+            _drive_explorer(page)
+            assert page.get_by_text("Error displaying widget").count() == 0, "a widget failed to display"
+            assert not page_errors, f"JavaScript errors in the page: {page_errors}"
+        except (AssertionError, PlaywrightError) as e:
+            artifacts.mkdir(parents=True, exist_ok=True)
+            shot = artifacts / f"{notebook.stem}-failure.png"
+            try:
+                page.screenshot(path=str(shot), full_page=True)
+            except PlaywrightError:
+                shot = None
+            shutil.copy2(lab.log, artifacts / f"{notebook.stem}-jupyterlab.log")
+            stderr = _notebook_errors(page)
+            raise AssertionError(
+                f"{rel}: {e}\nscreenshot: {shot}\nserver log: {artifacts / f'{notebook.stem}-jupyterlab.log'}\n"
+                f"page errors: {page_errors}\nnotebook stderr/errors:\n{stderr}"
+            ) from e
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def _notebook_errors(page) -> str:
+    try:
+        texts = page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        ).all_inner_texts()
+    except Exception:  # the page may be gone; this is only extra detail for the failure message
+        return "(page not readable)"
+    return "\n".join(texts)[-3000:] or "(none)"
+
+
+def _drive_explorer(page) -> None:
+    """Wait for the notebook's last explorer to show, then change head, layer, view and prompt."""
+    explorer = page.locator(".gptlib-attn-explorer").last
+    state = explorer.locator(".gptlib-attn-state")
+    image = explorer.locator("img.gptlib-attn-image")
+    try:
+        state.wait_for(timeout=STEP_TIMEOUT_MS)
+    except Exception as e:
+        raise AssertionError("the notebook ran, but no attention explorer appeared") from e
+    _wait_image(page, image, previous_src=None)
+    shot = image.screenshot()
+    shot_path = os.environ.get("GPTLIB_EXPLORER_SCREENSHOT")
+    if shot_path:
+        Path(shot_path).parent.mkdir(parents=True, exist_ok=True)
+        explorer.screenshot(path=shot_path)
+
+    def attr(name: str) -> str:
+        return state.get_attribute(f"data-{name}") or ""
+
+    def changed(action, name: str, expected: str, what: str) -> None:
+        nonlocal shot
+        src = image.get_attribute("src")
+        action()
+        explorer.locator(f".gptlib-attn-state[data-{name}='{expected}']").wait_for(timeout=STEP_TIMEOUT_MS)
+        _wait_image(page, image, previous_src=src)
+        new = image.screenshot()
+        assert new != shot, f"the picture did not change after {what}"
+        assert attr("error") == "0", f"the explorer reported an error after {what}: {_message(explorer)}"
+        shot = new
+
+    def step(slider: str, key: str = "ArrowRight") -> None:
+        explorer.locator(f".gptlib-attn-{slider} .noUi-handle").focus()
+        page.keyboard.press(key)
+
+    def slider_max(slider: str) -> int:
+        return int(
+            float(explorer.locator(f".gptlib-attn-{slider} .noUi-handle").get_attribute("aria-valuemax"))
+        )
+
+    for slider in ("head", "layer"):
+        n = slider_max(slider) + 1
+        assert n >= 2, f"the explorer has {n} {slider}(s); the browser test needs at least 2"
+        current = int(attr(slider))
+        key, expected = ("ArrowRight", current + 1) if current + 1 < n else ("ArrowLeft", current - 1)
+        changed(lambda s=slider, k=key: step(s, k), slider, str(expected), f"changing the {slider}")
+
+    for label, value in (("all heads", "grid"), ("query", "query"), ("single head", "head")):
+        if attr("view") == value:
+            continue
+        button = explorer.locator(".gptlib-attn-view button", has_text=label)
+        changed(button.click, "view", value, f"choosing the view '{label}'")
+
+    prompt = explorer.locator(".gptlib-attn-prompt textarea")
+    if prompt.is_enabled():
+        old = prompt.input_value()
+        tokens = attr("tokens")
+
+        def retype() -> None:
+            prompt.fill(old[: max(1, len(old) // 2)])
+            explorer.locator(".gptlib-attn-run").click()
+
+        changed(retype, "renders", str(int(attr("renders")) + 1), "typing a new prompt and clicking Run")
+        assert attr("tokens") != tokens, "the token count did not change with a shorter prompt"
+
+
+def _wait_image(page, image, previous_src: str | None) -> None:
+    page.wait_for_function(
+        "([img, old]) => img.src && img.src !== old && img.complete && img.naturalWidth > 0",
+        arg=[image.element_handle(), previous_src],
+        timeout=STEP_TIMEOUT_MS,
+    )
+
+
+def _message(explorer) -> str:
+    return explorer.locator(".gptlib-attn-message").inner_text()
