@@ -53,7 +53,8 @@ class AttentionExplorer(widgets.VBox):
     number of layers and heads.
 
     With models, give the tokenizer (encode/decode, e.g. gptlib's
-    CharTokenizer) and a prompt; the prompt box re-runs the models. With maps,
+    CharTokenizer) and a prompt; Run re-runs the models as they are now (after
+    more training, say) on the prompt in the box. With maps,
     give tokens (a list of T token strings), or none to label positions.
 
     Display it by making it the last expression of a cell. The same actions are
