@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -94,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="cpu, cuda, cuda:N, mps, or auto (cuda, then mps, else cpu)"
     )
     t.add_argument(
-        "--sample-tokens", type=int, default=300, help="length of the sample printed at the end (0: none)"
+        "--sample-tokens",
+        type=int,
+        default=300,
+        help="characters per sample printed at the end (0: no samples)",
     )
+    t.add_argument("--num-samples", type=int, default=2, help="how many samples to print at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser(
@@ -208,13 +213,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if evals:
         print(f"final validation loss {evals[-1]['val_loss']:.4f} at step {evals[-1]['step']}")
     print(f"trained {trainer.step} steps in {trainer.train_time:.1f} s; checkpoint saved to {out}")
-    if args.sample_tokens > 0:
+    if args.sample_tokens > 0 and args.num_samples > 0:
         prompt = DEFAULT_PROMPT if DEFAULT_PROMPT in tokenizer.chars else tokenizer.chars[0]
-        gen = torch.Generator(device=device).manual_seed(args.seed)
-        idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)
-        sample = model.generate(idx, args.sample_tokens, do_sample=True, generator=gen)
-        print("sample:")
-        print(tokenizer.decode(sample[0].tolist()))
+        print(f"{args.num_samples} sample(s) of {args.sample_tokens} characters:")
+        print_samples(
+            model, tokenizer, prompt, args.num_samples, args.sample_tokens, args.seed, do_sample=True
+        )
     print(f"total time {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -228,22 +232,39 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}.")
-    ids = tokenizer.encode(args.prompt)  # UnknownCharacterError (a ValueError) names unknown characters
+    print_samples(
+        model,
+        tokenizer,
+        args.prompt,
+        args.num_samples,
+        args.max_new_tokens,
+        args.seed,
+        do_sample=not args.greedy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
+    return 0
+
+
+def print_samples(
+    model: GPT,
+    tokenizer: CharTokenizer,
+    prompt: str,
+    num_samples: int,
+    max_new_tokens: int,
+    seed: int,
+    **sampling: Any,
+) -> None:
+    """Print num_samples continuations of prompt, separated by lines of dashes; `sampling` goes to generate."""
+    ids = tokenizer.encode(prompt)  # UnknownCharacterError (a ValueError) names unknown characters
     if not ids:
-        raise ValueError("--prompt is empty: give at least one character to continue.")
-    idx = torch.tensor([ids], dtype=torch.long, device=device)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    for i in range(args.num_samples):
-        out = model.generate(
-            idx,
-            args.max_new_tokens,
-            temperature=args.temperature,
-            do_sample=not args.greedy,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            generator=gen,
-        )
+        raise ValueError("the prompt is empty: give at least one character to continue.")
+    device = next(model.parameters()).device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for i in range(num_samples):
+        out = model.generate(idx, max_new_tokens, generator=gen, **sampling)  # (1, T + max_new_tokens)
         if i:
             print("-" * 40)
-        print(tokenizer.decode(out[0].tolist()))
-    return 0
+        print(tokenizer.decode(out[0]))

@@ -25,8 +25,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from gptlib.checkpoint import resume_trainer, save_checkpoint
 from gptlib.data import get_batch
 from gptlib.model import GPT
+from gptlib.tokenizer import CharTokenizer
 
 # A callback is called as callback(trainer, event) with event "step" after every
 # optimizer step and "eval" after every evaluation; it may call trainer.stop().
@@ -222,7 +224,7 @@ class Trainer:
         val_data: torch.Tensor | None = None,
         config: TrainConfig | None = None,
         callbacks: Sequence[Callback] = (),
-        tokenizer: Any = None,
+        tokenizer: CharTokenizer | None = None,
     ) -> None:
         if not isinstance(model, GPT):
             raise ValueError(f"Trainer trains a gptlib GPT, got {type(model).__name__}.")
@@ -325,9 +327,8 @@ class Trainer:
             self.train_time += time.perf_counter() - start
             bar.close()
         if cfg.checkpoint_path is not None and self._saved_step != self.step:
-            self.save_checkpoint(
-                cfg.checkpoint_path
-            )  # the end of the run, unless an evaluation just saved it
+            # the end of the run (also of one a callback stopped), unless an evaluation just saved it
+            self.save_checkpoint(cfg.checkpoint_path)
         return self.history
 
     def _evaluate(self, entry: dict[str, Any], bar: Any) -> None:
@@ -351,20 +352,23 @@ class Trainer:
     def rng_state(self) -> dict[str, Any]:
         """The random generators' states, as tensors: what a resumed run needs to draw the same numbers."""
         state: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batch_generator.get_state()}
-        if self.device.type == "cuda":
+        if self.device.type == "cuda":  # dropout on a GPU draws from the GPU's generator
             state["cuda"] = torch.cuda.get_rng_state_all()
+        elif self.device.type == "mps":
+            state["mps"] = torch.mps.get_rng_state()
         return state
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore the generators from rng_state()'s dict."""
         torch.set_rng_state(state["torch"])
         self.batch_generator.set_state(state["batch"])
         if "cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda"])
+        elif "mps" in state and self.device.type == "mps":
+            torch.mps.set_rng_state(state["mps"])
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write everything a resume needs (weights, optimizer, step, RNG states, history), atomically."""
-        from gptlib.checkpoint import save_checkpoint
-
         written = save_checkpoint(
             path,
             self.model,
@@ -380,8 +384,6 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint: load weights, optimizer, step, history and RNG states."""
-        from gptlib.checkpoint import resume_trainer
-
         resume_trainer(self, path)
         self._saved_step = self.step  # the file on disk already holds this state
 

@@ -70,7 +70,7 @@ def test_train_reports_and_saves_a_checkpoint_that_sample_reads(capsys, corpus, 
     out = capsys.readouterr().out
     assert "parameters" in out
     assert "step 5: train loss" in out and "step 10: train loss" in out
-    assert "final validation loss" in out and "sample:" in out
+    assert "final validation loss" in out and "2 sample(s) of 20 characters:" in out
     ckpt = load_checkpoint(checkpoint)
     assert ckpt["step"] == 10
     assert ckpt["model_config"]["n_layer"] == 1 and ckpt["model_config"]["n_embd"] == 12
