@@ -379,6 +379,11 @@ class HeadFullWidth(KarpathyHead):
         super().__init__(config, config.n_embd)
 
 
+class HeadIgnoresHeadSize(KarpathyHead):
+    def __init__(self, config, head_size):
+        super().__init__(config, config.n_embd // config.n_head)
+
+
 class HeadStub(nn.Module):
     def __init__(self, config, head_size):
         super().__init__()
@@ -397,6 +402,7 @@ class HeadStub(nn.Module):
         (HeadQKSwapped, "qk-swapped"),
         (HeadDropoutAlways, "dropout-in-eval"),
         (HeadFullWidth, "wrong-shape"),
+        (HeadIgnoresHeadSize, "wrong-shape"),
     ],
 )
 def test_head_mistakes_are_diagnosed(cls, diagnosis):

@@ -746,8 +746,10 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
 @_isolated
 def check_head(Head: Any) -> None:
     """Check `Head(config, head_size)`: one causal self-attention head, (B, T, C) -> (B, T, head_size)."""
+    # head_size differs from n_embd (so 1/sqrt(n_embd) is a detectable mistake) and from n_embd // n_head
+    # (so a Head that ignores its head_size argument gets the wrong shape).
     config = GPTConfig(
-        vocab_size=11, block_size=8, n_layer=1, n_head=4, n_embd=32, attn_pdrop=0.1, resid_pdrop=0.1
+        vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=32, attn_pdrop=0.1, resid_pdrop=0.1
     )
     head_size = 8
     spec = _LayerSpec(
