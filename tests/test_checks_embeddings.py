@@ -35,7 +35,9 @@ def one_hot_eye(idx, weight):
 
 @pytest.mark.parametrize("fn", [one_hot_matmul, one_hot_einsum, one_hot_eye])
 def test_correct_one_hot_pass(fn, capsys):
+    threads = torch.get_num_threads()
     check_one_hot_embedding(fn)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
 
 
@@ -141,7 +143,9 @@ class Param2dStem(nn.Module):
 @pytest.mark.parametrize("cls", [ParamStem, EmbeddingStem, Param2dStem, GptlibEmbeddings])
 def test_correct_stems_pass(cls, capsys):
     state = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
     check_token_position_embedding(cls)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
     assert torch.equal(torch.random.get_rng_state(), state)
 
@@ -363,7 +367,9 @@ def sim_manual(pos):
 
 @pytest.mark.parametrize("fn", [sim_normalize, sim_cosine, sim_manual])
 def test_correct_similarities_pass(fn, capsys):
+    threads = torch.get_num_threads()
     check_position_similarity(fn)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
 
 

@@ -31,7 +31,9 @@ def gelu_erfc(x):
 
 @pytest.mark.parametrize("fn", [gelu_erf, gelu_special, gelu_erfc, F.gelu])
 def test_correct_gelus_pass(fn, capsys):
+    threads = torch.get_num_threads()
     check_gelu(fn)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
 
 
@@ -220,7 +222,9 @@ class LinearLayoutParams(nn.Module):
 )
 def test_correct_mlps_pass(cls, capsys):
     state = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
     check_mlp(cls)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
     assert torch.equal(torch.random.get_rng_state(), state)
 

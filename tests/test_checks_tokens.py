@@ -87,7 +87,9 @@ class GptlibSubclass(GptlibTokenizer):
 
 @pytest.mark.parametrize("cls", [DictTokenizer, ListTokenizer, PropertyTokenizer, GptlibSubclass])
 def test_correct_tokenizers_pass(cls, capsys):
+    threads = torch.get_num_threads()
     check_char_tokenizer(cls)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
 
 
@@ -261,7 +263,9 @@ def batch_list(data, block_size, batch_size, generator):
 @pytest.mark.parametrize("fn", [batch_stack, batch_index, batch_unfold, batch_list, gptlib_get_batch])
 def test_correct_batchers_pass(fn, capsys):
     state = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
     check_get_batch(fn)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
     assert torch.equal(torch.random.get_rng_state(), state), "the check must leave the global RNG alone"
 
@@ -424,7 +428,9 @@ def entropy_python(data, vocab_size):
 
 @pytest.mark.parametrize("fn", [entropy_bincount, entropy_xlogy, entropy_python])
 def test_correct_entropies_pass(fn, capsys):
+    threads = torch.get_num_threads()
     check_unigram_entropy(fn)
+    assert torch.get_num_threads() == threads
     assert "passed" in capsys.readouterr().out
 
 

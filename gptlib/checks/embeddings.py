@@ -25,6 +25,7 @@ from gptlib.checks.base import (
     expect_tensor,
     fraction_close,
     max_diff,
+    one_thread,
     passed,
 )
 from gptlib.checks.hints import register_hints
@@ -83,6 +84,11 @@ register_hints(
 
 def check_one_hot_embedding(fn: Any) -> None:
     """Check one_hot_embedding(idx (B, T), weight (V, C)) -> (B, T, C) == weight[idx]."""
+    with one_thread():
+        _check_one_hot_embedding(fn)
+
+
+def _check_one_hot_embedding(fn: Any) -> None:
     if isinstance(fn, type) or not callable(fn):
         raise CheckFailure(
             _ONE, "not-a-function", f"expected the function one_hot_embedding, got {fn!r:.80}."
@@ -226,7 +232,7 @@ def _shapes(params: dict[str, torch.Tensor]) -> str:
 
 def check_token_position_embedding(cls: Any) -> None:
     """Check an Embeddings(config) module: idx (B, T) -> tok_emb(idx) + pos rows[:T], then dropout."""
-    with torch.random.fork_rng(devices=[]):
+    with one_thread(), torch.random.fork_rng(devices=[]):
         _check_token_position_embedding(cls)
 
 
@@ -469,6 +475,11 @@ register_hints(
 
 def check_position_similarity(fn: Any) -> None:
     """Check position_similarity(pos (T, C)) -> (T, T) cosine similarities of the rows."""
+    with one_thread():
+        _check_position_similarity(fn)
+
+
+def _check_position_similarity(fn: Any) -> None:
     if isinstance(fn, type) or not callable(fn):
         raise CheckFailure(
             _SIM, "not-a-function", f"expected the function position_similarity, got {fn!r:.80}."

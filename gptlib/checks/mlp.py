@@ -29,6 +29,7 @@ from gptlib.checks.base import (
     expect_tensor,
     fraction_close,
     max_diff,
+    one_thread,
     passed,
 )
 from gptlib.checks.hints import register_hints
@@ -116,6 +117,11 @@ def _gelu_variants(x: torch.Tensor) -> list[tuple[str, torch.Tensor, str]]:
 
 def check_gelu(fn: Any) -> None:
     """Check gelu(x) == 0.5 * x * (1 + erf(x / sqrt(2))), elementwise, for any shape."""
+    with one_thread():
+        _check_gelu(fn)
+
+
+def _check_gelu(fn: Any) -> None:
     if isinstance(fn, type) or not callable(fn):
         raise CheckFailure(_GELU, "not-a-function", f"expected the function gelu, got {fn!r:.80}.")
     g = torch.Generator().manual_seed(0)
@@ -353,7 +359,7 @@ def _mappings(mod: nn.Module, order: list[tuple[str, nn.Linear]], C: int) -> tup
 
 def check_mlp(cls: Any) -> None:
     """Check an MLP(config) module: (B, T, C) -> Dropout(Linear(GELU(Linear(x)))), 4C wide inside."""
-    with torch.random.fork_rng(devices=[]):
+    with one_thread(), torch.random.fork_rng(devices=[]):
         _check_mlp(cls)
 
 

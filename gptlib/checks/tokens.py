@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from gptlib.checks.base import CheckFailure, NotDoneYet, call, expect_tensor, passed
+from gptlib.checks.base import CheckFailure, NotDoneYet, call, expect_tensor, one_thread, passed
 from gptlib.checks.hints import register_hints
 from gptlib.tokenizer import CharTokenizer as _RefTokenizer
 
@@ -149,6 +149,11 @@ def _vocab_order_diagnosis(text: str, ids: list[int]) -> CheckFailure:
 
 def check_char_tokenizer(cls: Any) -> None:
     """Check a learner's CharTokenizer class: CharTokenizer(text) with vocab_size, encode(s), decode(ids)."""
+    with one_thread():
+        _check_char_tokenizer(cls)
+
+
+def _check_char_tokenizer(cls: Any) -> None:
     _is_class(_TOK, cls, "check_char_tokenizer(CharTokenizer)")
     name = getattr(cls, "__name__", "CharTokenizer")
     ref = _RefTokenizer.from_text(_TRAIN_TEXT)
@@ -367,7 +372,7 @@ def check_get_batch(fn: Any) -> None:
     """Check a learner's get_batch(data, block_size, batch_size, generator) -> (x, y), both (B, T) long."""
     if isinstance(fn, type) or not callable(fn):
         raise CheckFailure(_BATCH, "not-a-function", f"expected the function get_batch, got {fn!r}.")
-    with torch.random.fork_rng(devices=[]):
+    with one_thread(), torch.random.fork_rng(devices=[]):
         _check_get_batch(fn)
 
 
@@ -538,6 +543,11 @@ def _entropy(counts: list[int], log: Any = math.log) -> float:
 
 def check_unigram_entropy(fn: Any) -> None:
     """Check a learner's unigram_entropy(data, vocab_size) -> float, in nats."""
+    with one_thread():
+        _check_unigram_entropy(fn)
+
+
+def _check_unigram_entropy(fn: Any) -> None:
     if isinstance(fn, type) or not callable(fn):
         raise CheckFailure(_ENT, "not-a-function", f"expected the function unigram_entropy, got {fn!r}.")
     g = torch.Generator().manual_seed(0)
