@@ -120,7 +120,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         found = f"a dict with keys {sorted(ckpt)[:8]}" if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
             f"{path} is a torch file but not a gptlib checkpoint (it holds {found}, without "
-            f"format={FORMAT!r}). Checkpoints are written by gptlib.save_checkpoint or `python -m gptlib train`."
+            f"format={FORMAT!r}). Checkpoints are written by gptlib.checkpoint.save_checkpoint or "
+            "`python -m gptlib train`."
         )
     if ckpt.get("version") != FORMAT_VERSION:
         raise CheckpointError(
@@ -147,7 +148,7 @@ def _strip_compile_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 def load_model(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[GPT, CharTokenizer | None]:
-    """The GPT stored in a checkpoint (in eval mode, on `device`) and its tokenizer (None if none was saved)."""
+    """The GPT in a checkpoint (in eval mode, on `device`) and its tokenizer (None if none was saved)."""
     ckpt = load_checkpoint(path)
     config = GPTConfig.from_dict(ckpt["model_config"])
     model = GPT(config)
