@@ -9,6 +9,8 @@ job with other settings; `sample` generates text from a saved checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gptlib import distributed
 from gptlib.checkpoint import load_checkpoint, load_model
 from gptlib.config import PRESETS, GPTConfig
 from gptlib.corpus import DEFAULT_CORPUS, CorpusUnavailableError, load_corpus
@@ -102,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--num-samples", type=int, default=2, help="how many samples to print at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--compile", action="store_true", help="train through torch.compile (slower to start; see bench/)"
+    )
 
     s = sub.add_parser(
         "sample",
@@ -157,8 +163,18 @@ def _model_config(args: argparse.Namespace, vocab_size: int) -> GPTConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train; under `torchrun --nproc_per_node N -m gptlib train` as N data-parallel processes."""
+    info = distributed.setup(args.device)  # a single process unless torchrun started this one
+    try:
+        # Only rank 0 reports; the other processes train silently beside it.
+        with contextlib.redirect_stdout(sys.stdout if info.is_main else io.StringIO()):
+            return _train(args, info.device)
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace, device: torch.device) -> int:
     start = time.perf_counter()
-    device = resolve_device(args.device)
     out = args.out if args.out is not None else DEFAULT_RUNS_DIR / f"{Path(args.corpus).stem}.pt"
     text = load_corpus(args.corpus)
     tokenizer = CharTokenizer.from_text(text)
@@ -189,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_iters=args.eval_iters,
         seed=args.seed,
         device=str(device),
+        compile=args.compile,
         progress=not args.no_progress,
         log=True,
         checkpoint_path=str(out),
@@ -256,7 +273,7 @@ def print_samples(
     seed: int,
     **sampling: Any,
 ) -> None:
-    """Print num_samples continuations of prompt, separated by lines of dashes; `sampling` goes to generate."""
+    """Print num_samples continuations of prompt, between lines of dashes; `sampling` goes to generate."""
     ids = tokenizer.encode(prompt)  # UnknownCharacterError (a ValueError) names unknown characters
     if not ids:
         raise ValueError("the prompt is empty: give at least one character to continue.")

@@ -84,6 +84,8 @@ class GPT(nn.Module):
                 f"Cannot forward {where}: the model's block_size (longest context) is {self.block_size}. "
                 f"Crop the input to its last {self.block_size} tokens, e.g. idx[:, -{self.block_size}:]."
             )
+        if torch.compiler.is_compiling():
+            return  # reading the ids' values would split a torch.compile graph; eager calls check them
         lo, hi = int(idx.min()), int(idx.max())
         V = self.config.vocab_size
         if lo < 0 or hi >= V:

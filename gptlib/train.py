@@ -25,8 +25,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from gptlib import distributed
 from gptlib.checkpoint import resume_trainer, save_checkpoint
 from gptlib.data import get_batch
+from gptlib.device import pick_device
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
 
@@ -48,6 +50,8 @@ class TrainConfig:
     grad_clip=None turns clipping off; eval_interval=None turns evaluation off.
     With checkpoint_path set, a checkpoint is written (atomically) at every
     evaluation and at the end; resume_from continues a run from a checkpoint.
+    compile=True trains through torch.compile(model); it is off by default because on a
+    laptop CPU compiling costs more time than it saves (see bench/README.md).
     """
 
     max_iters: int = 2000
@@ -64,6 +68,7 @@ class TrainConfig:
     eval_iters: int = 20
     seed: int = 1337
     device: str = "cpu"
+    compile: bool = False
     progress: bool = True
     log: bool = False
     checkpoint_path: str | None = None
@@ -111,8 +116,11 @@ class TrainConfig:
             or self.grad_clip <= 0
         ):
             raise ValueError(
-                f"TrainConfig.grad_clip must be a positive norm, or None for no clipping; got {self.grad_clip!r}."
+                f"TrainConfig.grad_clip must be a positive norm, or None for no clipping; "
+                f"got {self.grad_clip!r}."
             )
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}.")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(
                 f"TrainConfig.device must be a name like 'cpu', 'cuda' or 'auto'; got {self.device!r}."
@@ -161,24 +169,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda, then mps, else cpu; a named device must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use 'cpu' or 'auto'.")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"device {name!r} asked for, but MPS (Apple GPU) is not available; use 'cpu' or 'auto'."
-        )
-    return device
+    """'auto' picks cuda, then mps, else cpu; a named device must be available (see gptlib.device)."""
+    return pick_device(name)
 
 
 @torch.no_grad()
@@ -237,6 +229,13 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
+        # Under torchrun each process trains on its slice of every batch, through DDP (gptlib/distributed.py);
+        # train_model is what the training step calls: the model, maybe wrapped in DDP and compiled.
+        self.dist = distributed.current()
+        distributed.check_batch_size(config.batch_size, self.dist)
+        self.train_model = distributed.wrap(self.model, self.dist)
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)
         self.train_data = train_data
         self.val_data = val_data
         self.tokenizer = tokenizer
@@ -294,13 +293,16 @@ class Trainer:
             generator=self.batch_generator,
             device=self.device,
         )
-        _, loss = self.model(x, y)
+        # This process's rows of the global batch (all of them in a single process).
+        x, y = distributed.shard(x, self.dist), distributed.shard(y, self.dist)
+        _, loss = self.train_model(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
+        loss = distributed.mean_across(loss.detach(), self.dist)  # the loss of the whole global batch
         entry = {"step": self.step, "lr": lr, "train_loss": loss.item()}
         self.history.append(entry)
         return entry
@@ -310,7 +312,11 @@ class Trainer:
         cfg = self.config
         self._stop_reason = None
         bar = tqdm(
-            total=cfg.max_iters, initial=self.step, disable=not cfg.progress, desc="training", unit="step"
+            total=cfg.max_iters,
+            initial=self.step,
+            disable=not cfg.progress or not self.dist.is_main,
+            desc="training",
+            unit="step",
         )
         start = time.perf_counter()
         try:
@@ -336,7 +342,7 @@ class Trainer:
         entry["eval_train_loss"] = losses["train"]
         if "val" in losses:
             entry["val_loss"] = losses["val"]
-        if self.config.log:
+        if self.config.log and self.dist.is_main:
             val = f", val loss {losses['val']:.4f}" if "val" in losses else ""
             bar.write(f"step {self.step}: train loss {losses['train']:.4f}{val}, lr {entry['lr']:.2e}")
         if self.config.checkpoint_path is not None:
@@ -369,16 +375,19 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write everything a resume needs (weights, optimizer, step, RNG states, history), atomically."""
-        written = save_checkpoint(
-            path,
-            self.model,
-            self.optimizer,
-            step=self.step,
-            tokenizer=self.tokenizer,
-            train_config=self.config,
-            rng_state=self.rng_state(),
-            history=self.history,
-        )
+        written = Path(path)
+        if self.dist.is_main:  # with several processes, rank 0 writes and the others wait for it
+            written = save_checkpoint(
+                path,
+                self.model,
+                self.optimizer,
+                step=self.step,
+                tokenizer=self.tokenizer,
+                train_config=self.config,
+                rng_state=self.rng_state(),
+                history=self.history,
+            )
+        distributed.barrier(self.dist)
         self._saved_step = self.step
         return written
 
