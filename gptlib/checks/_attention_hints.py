@@ -33,6 +33,12 @@ _MASK = {
     "so that every row keeps at least one finite score (its own position).",
 }
 
+_CLASS = {
+    "instance-not-class": "the check builds your layer itself: pass the class name without parentheses.",
+    "not-a-class": "pass the class you defined (its name, no parentheses).",
+    "not-a-module": "a layer is a subclass of nn.Module: class Name(nn.Module):",
+}
+
 
 def register() -> None:
     """Register the hints of lesson 02 (called when gptlib.checks.attention is imported)."""
@@ -62,6 +68,9 @@ def register() -> None:
             "fixed-T": _FIXED_T,
             "in-place": _IN_PLACE,
             "nan": "0/0 gives NaN: a row with no allowed positions has sum 0. Keep the diagonal in the triangle.",
+            "wrong-values": "row t of the weight matrix holds 1/(t+1) in columns 0..t; print it for T = 4 "
+            "and compare with the picture above the exercise.",
+            "not-a-tensor": "stay in torch from start to end: no .numpy(), .tolist() or Python lists.",
             "wrong-dtype": "keep x's dtype: torch.ones(T, T) is float32 like x (or pass dtype=x.dtype).",
         },
     )
@@ -83,6 +92,8 @@ def register() -> None:
             **_MASK,
             "extra-scale": "scale the scores where they are made (in the head); masked_softmax only masks and normalises.",
             "not-normalised": "the weights must come out of F.softmax(..., dim=-1): every row sums to 1.",
+            "wrong-values": "use the scores as they come: masked_fill with -inf where key > query, then "
+            "F.softmax(..., dim=-1). Nothing else.",
         },
     )
 
@@ -108,6 +119,7 @@ def register() -> None:
         ],
         diagnoses={
             **_MASK,
+            **_CLASS,
             "missing-scale": _SCALE,
             "wrong-scale": _SCALE,
             "qk-swapped": "the scores are q @ k.transpose(-2, -1): row t is query t compared with every key.",
@@ -119,6 +131,9 @@ def register() -> None:
             "no-grad": "every layer must be used in forward, without .detach(), .data or torch.no_grad().",
             "mask-parameter": "self.register_buffer('tril', torch.tril(...)) keeps the mask with the module "
             "(it moves with .to(device)) without making it a learned parameter.",
+            "wrong-values": "go through your forward next to the pseudocode (the last hint): q, k, v come from "
+            "their own layers, the scores are q @ k^T * head_size ** -0.5, and the output is weights @ v.",
+            "crashed": "print the shapes: k, q, v should be (B, T, head_size) and the scores (B, T, T).",
         },
     )
 
@@ -148,6 +163,7 @@ def register() -> None:
         ],
         diagnoses={
             **_MASK,
+            **_CLASS,
             "missing-scale": _SCALE,
             "wrong-scale": _SCALE,
             "qk-swapped": "the scores are q @ k.transpose(-2, -1): row t is query t compared with every key.",
@@ -168,6 +184,8 @@ def register() -> None:
             "no-grad": "every layer must be used in forward, without .detach(), .data or torch.no_grad().",
             "mask-parameter": "self.register_buffer('mask', torch.tril(...)) keeps the mask with the module "
             "(it moves with .to(device)) without making it a learned parameter.",
+            "wrong-values": "go through your forward next to the pseudocode (the last hint), printing shapes: "
+            "q, k, v (B, nh, T, hs); att (B, nh, T, T); y (B, nh, T, hs), then (B, T, C) before the projection.",
             "crashed": "print the shapes: q, k, v should be (B, nh, T, hs) and att (B, nh, T, T). After a transpose, "
             "use .reshape (or .contiguous().view).",
         },

@@ -218,9 +218,9 @@ def _run(
         raise CheckFailure(
             exercise,
             "in-place",
-            f"{what} changed its input in place. The caller still needs it (the residual connection "
-            "adds it back later): use out-of-place operations (masked_fill, not masked_fill_; "
-            "y = x + ..., not x += ...).",
+            f"{what} changed its input in place, and the caller may still need it (in a GPT the residual "
+            "connection adds x back later). Use out-of-place operations: masked_fill, not masked_fill_; "
+            "y = x + ..., not x += ....",
         )
     return out
 
