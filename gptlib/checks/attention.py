@@ -705,7 +705,8 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
         raise CheckFailure(
             ex,
             "dropout-in-eval",
-            f"{what} gave different outputs for the same x in eval mode: dropout is still active. "
+            f"{what} gave different outputs for the same x in eval mode: dropout (or other randomness) is "
+            "still active. "
             "nn.Dropout switches itself off in eval(); F.dropout(t, p) and "
             "F.scaled_dot_product_attention(..., dropout_p=p) need p=0 (or training=False) when not self.training.",
         )
