@@ -1,0 +1,37 @@
+"""Timing helpers: run competing versions interleaved in one process and keep medians.
+
+The machine is shared and its speed drifts, so versions that are compared are
+timed in alternating rounds (A B, B A, A B, ...) and each is summarised by its
+median round; a ratio of two medians from the same run is the number to trust.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def time_call(fn: Callable[[], object], repeat: int = 1) -> float:
+    """Seconds per call of fn, averaged over `repeat` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, repeat: int = 1, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in alternating order round by round."""
+    if rounds < 1 or repeat < 1 or warmup < 0:
+        raise ValueError(f"rounds and repeat must be >= 1 and warmup >= 0, got {rounds}, {repeat}, {warmup}.")
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            samples[name].append(time_call(fns[name], repeat))
+    return {name: statistics.median(s) for name, s in samples.items()}

@@ -1,0 +1,111 @@
+"""The benchmark runs end to end in its tiny "smoke" mode and writes JSON with every field.
+
+Timings are not checked (no timed tests): the numbers come from `python -m bench`
+on a quiet machine. What is checked is that each measurement is there, is a
+positive number where it must be, and that the two implementations the bench
+races compute the same function.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--threads", "1", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for title in ("Machine", "Training step", "Generation", "Peak memory"):
+        assert title in result.stdout
+    return json.loads(out.read_text())
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_meta_says_what_was_measured(smoke):
+    meta = smoke["meta"]
+    assert meta["smoke"] is True and meta["threads"] == 1
+    assert meta["torch"] == torch.__version__
+    for key in ("commit", "date", "platform", "rounds", "dropout", "dtype"):
+        assert key in meta
+
+
+def test_hardware_ceiling_and_bandwidth(smoke):
+    hw = smoke["hardware"]
+    assert positive(hw["matmul_gflops"]["best"])
+    assert hw["matmul_gflops"]["best"] == max(v for k, v in hw["matmul_gflops"].items() if k != "best")
+    assert positive(hw["read_bandwidth_gbs"]["main_memory"])
+    assert positive(hw["read_bandwidth_gbs"]["weights_sized"])
+
+
+def test_training_reports_both_implementations_and_their_ratio(smoke):
+    (t,) = smoke["training"]
+    assert t["config"]["name"] == "smoke"
+    # gptlib and the seed-style model hold the same weights and compute the same logits.
+    assert t["max_logit_diff_vs_seed_style"] < 1e-5
+    for impl in ("gptlib", "seed_style"):
+        assert (
+            positive(t[impl]["ms_per_step"])
+            and positive(t[impl]["tokens_per_s"])
+            and positive(t[impl]["mfu"])
+        )
+    assert t["speedup_vs_seed_style"] == pytest.approx(
+        t["seed_style"]["ms_per_step"] / t["gptlib"]["ms_per_step"]
+    )
+    # nanoGPT's estimate: 6 N + 12 L C T, N without the two embedding tables.
+    c = t["config"]
+    assert (
+        t["flops_per_token"] == 6 * t["matmul_parameters"] + 12 * c["n_layer"] * c["n_embd"] * c["block_size"]
+    )
+    tables = c["vocab_size"] * c["n_embd"] + c["block_size"] * c["n_embd"]
+    assert t["matmul_parameters"] == t["parameters"] - tables
+
+
+def test_generation_with_and_without_the_cache(smoke):
+    g = smoke["generation"]
+    assert g["tokens_identical"] is True
+    for method in ("cache", "no_cache", "seed_style"):
+        assert positive(g["ms_per_token"][method])
+    assert g["cache_speedup"] == pytest.approx(g["ms_per_token"]["no_cache"] / g["ms_per_token"]["cache"])
+    assert set(g["floor_ms_per_token"]) == {"main_memory", "weights_sized"}
+    assert all(positive(v) for v in g["floor_ms_per_token"].values())
+
+
+def test_peak_memory_per_case(smoke):
+    mem = smoke["memory"]
+    cases = {(c["kind"], c["impl"]) for c in mem["cases"]}
+    assert cases == {
+        ("train", "gptlib"),
+        ("train", "seed_style"),
+        ("generate", "gptlib_cache"),
+        ("generate", "gptlib_no_cache"),
+        ("generate", "seed_style"),
+    }
+    if sys.platform != "win32":
+        for c in mem["cases"]:
+            assert positive(c["peak_rss_mb"]) and c["delta_mb"] == pytest.approx(
+                c["peak_rss_mb"] - c["baseline_rss_mb"]
+            )
+            assert c["delta_mb"] >= 0
