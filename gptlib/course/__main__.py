@@ -1,4 +1,10 @@
-"""Teacher and maintainer commands: python -m gptlib.course {build,store} ..."""
+"""Teacher and maintainer commands: python -m gptlib.course {build,store,release,grade} ...
+
+build    write lessons/ (learner notebooks) from solutions/
+store    run solution notebooks and store their outputs (for nbval)
+release  write the student notebooks of an assignment into a folder to hand out
+grade    grade submitted notebooks: scores.csv, per-student feedback, a class summary
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,11 @@ from gptlib.course.notebooks import build_lessons
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gptlib.course", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gptlib.course",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="write lessons/ (learner notebooks) from solutions/")
@@ -22,7 +32,57 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("notebooks", nargs="+", type=Path)
     s.add_argument("--timeout", type=int, default=600, help="seconds per cell")
 
+    r = sub.add_parser("release", help="write student notebooks to hand out (some or all lessons)")
+    r.add_argument("out", type=Path, help="folder to write the notebooks into")
+    r.add_argument(
+        "--lesson",
+        action="append",
+        dest="lessons",
+        metavar="NN_name",
+        help="a lesson to release (02, 02_attention or attention); repeat for several; default: all",
+    )
+    r.add_argument(
+        "--no-hidden-tests",
+        action="store_true",
+        help="drop the check cells' ### BEGIN/END HIDDEN TESTS parts (grading still runs them)",
+    )
+    r.add_argument("--solutions", type=Path, default=None, help="the course's solutions/ (default: found)")
+    r.add_argument("--force", action="store_true", help="replace notebooks already in the folder")
+
+    g = sub.add_parser("grade", help="grade submitted notebooks in a sandbox; write scores and feedback")
+    g.add_argument(
+        "submissions",
+        nargs="+",
+        type=Path,
+        help="notebooks, or folders of them (one per student, or one subfolder per student)",
+    )
+    g.add_argument("--out", type=Path, required=True, help="folder for scores.csv, summary.md, feedback/")
+    g.add_argument(
+        "--lesson",
+        default=None,
+        metavar="NN_name",
+        help="grade every submission as this lesson (default: recognised from each notebook)",
+    )
+    g.add_argument("--solutions", type=Path, default=None, help="the course's solutions/ (default: found)")
+    g.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time (default 1)")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per exercise (default 60)")
+    g.add_argument(
+        "--memory",
+        type=float,
+        default=2.0,
+        help="GB of address space per exercise, torch's ~0.6 GB included (default 2)",
+    )
+    g.add_argument("--format", choices=["md", "html"], default="md", help="feedback files (default md)")
+    g.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing results")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     args = parser.parse_args(argv)
+    if args.command in ("release", "grade"):
+        try:
+            return _teacher(args)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.command == "build":
         stale = build_lessons(args.solutions, args.lessons, check=args.check)
         if args.check:
@@ -40,6 +100,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stored {nb} ({seconds:.1f} s)")
         return 0
     return 2
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from gptlib.course.catalog import find_solutions
+
+    solutions = find_solutions(args.solutions)
+    if args.command == "release":
+        from gptlib.course.release import release
+
+        for p in release(solutions, args.out, args.lessons, not args.no_hidden_tests, args.force):
+            print(f"wrote {p}")
+        return 0
+    from gptlib.course.grade import check_out_dir, collect_submissions, grade
+    from gptlib.course.report import summary, write_reports
+    from gptlib.course.sandbox import Limits, network_isolation
+
+    limits = Limits(timeout=args.timeout, memory=int(args.memory * 2**30))
+    pairs = collect_submissions(args.submissions)
+    check_out_dir(args.out, [p for _, p in pairs], args.submissions, args.force)
+    if not network_isolation():
+        print(
+            "note: no network namespace here (unshare); the sandbox blocks sockets in-process only.",
+            file=sys.stderr,
+        )
+    results = grade(
+        args.submissions, solutions, args.lesson, args.jobs, limits, progress=not args.no_progress
+    )
+    write_reports(results, args.out, args.format)
+    print(summary(results))
+    print(
+        f"wrote {args.out / 'scores.csv'}, {args.out / 'summary.md'} and {len(results)} feedback files in "
+        f"{args.out / 'feedback'}"
+    )
+    return 0
 
 
 if __name__ == "__main__":

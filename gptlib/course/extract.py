@@ -1,0 +1,441 @@
+"""Find a learner's definitions in a submitted notebook, and the code that grading an exercise runs.
+
+The grader trusts nothing a notebook did: not its outputs, not its check cells,
+not the order its cells ran in. It reads the source of every code cell with
+`ast` (cells that do not parse are skipped; IPython magics and `!` lines are
+neutralised first), and keeps only four kinds of top-level statement:
+
+- imports,
+- ``def`` and ``class`` definitions,
+- simple constant assignments (``n_embd = 32``, ``SIZES = (1, 2)``, ``dtype = torch.float32``),
+
+the last binding of a name winning, as when a notebook runs top to bottom. Every
+other top-level statement (training loops, prints, ``sys.exit()``, monkeypatching
+from a cell) is never run. For one exercise, the code is the names it defines
+plus whatever top-level names those use, found transitively: helper functions,
+constants, imports.
+
+The code that will run is screened first: code that reaches into the grader or
+the interpreter (``gptlib.checks``, frames, ``__globals__``, ``sys.modules``,
+``gc``, ``eval``...), that rebinds a library's attributes (``torch.equal = ...``)
+or that hands in gptlib's finished version as the learner's own is refused,
+with the place and the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+import nbformat
+
+# Statements the grader runs: the same set is re-checked in the sandbox before anything runs.
+RUN_KINDS = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+)
+
+# Modules whose use could change the grading, reach other processes, or read the interpreter's insides.
+FORBIDDEN_MODULES = (
+    "gptlib.checks", "gptlib.course", "gc", "ctypes", "_ctypes", "cffi", "importlib", "imp", "inspect",
+    "traceback", "builtins", "__builtin__", "runpy", "code", "codeop", "pdb", "bdb", "signal", "threading",
+    "_thread", "multiprocessing", "concurrent", "subprocess", "socket", "ssl", "http", "urllib", "requests",
+    "pickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "copyreg", "atexit", "weakref", "_weakref",
+    "sysconfig", "site", "faulthandler", "tracemalloc",
+)  # fmt: skip
+FORBIDDEN_ATTRS = frozenset(
+    {
+        "__globals__", "__code__", "__closure__", "__builtins__", "__subclasses__", "__bases__", "__base__",
+        "__mro__", "__dict__", "__defaults__", "__kwdefaults__", "__traceback__", "__loader__", "__spec__",
+        "__import__", "__setattr__", "__delattr__", "__getattribute__", "__reduce__", "__reduce_ex__",
+        "__self__", "__func__", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace",
+        "tb_frame", "tb_next", "gi_frame", "gi_code", "cr_frame", "ag_frame", "_getframe", "settrace",
+        "setprofile", "addaudithook", "_current_frames", "last_traceback",
+    }
+)  # fmt: skip
+FORBIDDEN_STORES = frozenset({"__class__", "__module__", "__qualname__", "__name__"})
+FORBIDDEN_NAMES = frozenset(
+    {"eval", "exec", "compile", "__import__", "globals", "vars", "breakpoint", "__builtins__"}
+)
+SYS_ALLOWED = frozenset(
+    {"float_info", "int_info", "maxsize", "version", "version_info", "platform", "byteorder", "stdout",
+     "stderr", "exit", "getrecursionlimit", "getsizeof", "float_repr_style"}
+)  # fmt: skip
+FORBIDDEN_CALL_PATHS = frozenset({"torch.load", "torch.jit.load", "numpy.load", "torch.package"})
+_ATTR_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
+_PY_BODY_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
+
+
+def cell_python(source: str) -> str | None:
+    """A code cell's source as plain Python, line numbers kept; None for a cell magic that is not Python.
+
+    Source that parses as it is stays untouched; otherwise each IPython line (``%magic``,
+    ``!shell``, ``x = %time f()``, ``obj?``) becomes ``pass`` at its indentation."""
+    try:
+        ast.parse(source)
+        return source
+    except SyntaxError:
+        pass
+    lines = source.split("\n")
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        magic = lines[first].strip()[2:].split(" ")[0]
+        if magic not in _PY_BODY_MAGICS:
+            return None
+        lines[first] = ""
+    magic_line = re.compile(r"^(\s*)(?:[%!]|[\w.,\s]+=\s*[%!]|[\w.]+\?{1,2}\s*$)")
+    out = []
+    for line in lines:
+        m = magic_line.match(line)
+        out.append(f"{m.group(1)}pass" if m else line)
+    return "\n".join(out)
+
+
+@dataclass
+class Binding:
+    """A top-level name the grader may run: where it is bound, what it is, which names it uses."""
+
+    name: str
+    cell: int  # index of the code cell in the notebook (0-based, over all cells)
+    index: int  # statement index in that cell
+    kind: str  # "import", "def", "class" or "const"
+    refs: frozenset[str]
+    alias: str | None = None  # for an import: the bound name to keep of that statement
+    target: str | None = None  # for an import: what it imports, e.g. "torch.nn.functional"
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.cell, self.index)
+
+
+@dataclass
+class Parsed:
+    """What the grader found in a submission's code cells."""
+
+    sources: dict[int, str] = field(default_factory=dict)  # cell index -> plain-Python source
+    trees: dict[int, ast.Module] = field(default_factory=dict)
+    bindings: dict[str, Binding] = field(default_factory=dict)
+    star_imports: list[Binding] = field(default_factory=list)
+    unparsable: dict[int, str] = field(default_factory=dict)  # cell index -> the syntax error
+    not_run: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # name -> (cell, line) of a skipped binding
+    future_annotations: bool = False
+
+    @property
+    def defined(self) -> set[str]:
+        return {n for n, b in self.bindings.items() if b.kind in ("def", "class")}
+
+
+def _names_in(node: ast.AST) -> frozenset[str]:
+    return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+
+
+def _is_simple(value: ast.expr) -> bool:
+    """A constant expression: literals, containers and arithmetic of them, names, attributes of names."""
+    if isinstance(value, ast.Constant | ast.Name):
+        return True
+    if isinstance(value, ast.Attribute):
+        return _is_simple(value.value) and isinstance(value.value, ast.Name | ast.Attribute)
+    if isinstance(value, ast.Tuple | ast.List | ast.Set):
+        return all(_is_simple(e) for e in value.elts)
+    if isinstance(value, ast.Dict):
+        return all(k is None or _is_simple(k) for k in value.keys) and all(
+            _is_simple(v) for v in value.values
+        )
+    if isinstance(value, ast.UnaryOp):
+        return _is_simple(value.operand)
+    if isinstance(value, ast.BinOp):
+        return _is_simple(value.left) and _is_simple(value.right)
+    return False
+
+
+def _target_names(target: ast.expr) -> list[str] | None:
+    """Names bound by an assignment target made only of names (a, or a, b); None for anything else."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        names = []
+        for t in target.elts:
+            sub = _target_names(t)
+            if sub is None:
+                return None
+            names += sub
+        return names
+    return None
+
+
+def _bound_by(stmt: ast.stmt) -> list[str]:
+    """Every name a top-level statement binds (for the ones the grader does not run)."""
+    names = []
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.append(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.alias):
+            names.append((node.asname or node.name).split(".")[0])
+    return names
+
+
+def import_bound(alias: ast.alias, is_from: bool) -> str:
+    """The name an import alias binds: `import a.b` binds a, `import a.b as c` and `from m import b as c` bind c."""
+    if alias.asname:
+        return alias.asname
+    return alias.name if is_from else alias.name.split(".")[0]
+
+
+def parse_notebook(nb: nbformat.NotebookNode) -> Parsed:
+    """Collect the runnable top-level bindings of every code cell, the last binding of a name winning."""
+    parsed = Parsed()
+    for ci, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell_python(cell.get("source", ""))
+        if source is None:
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as e:
+            parsed.unparsable[ci] = f"line {e.lineno}: {e.msg}"
+            continue
+        parsed.sources[ci], parsed.trees[ci] = source, tree
+        for si, stmt in enumerate(tree.body):
+            for name, binding in _bindings_of(stmt, ci, si, parsed):
+                parsed.bindings[name] = binding
+                parsed.not_run.pop(name, None)
+    return parsed
+
+
+def _bindings_of(stmt: ast.stmt, ci: int, si: int, parsed: Parsed) -> list[tuple[str, Binding]]:
+    if isinstance(stmt, ast.Import | ast.ImportFrom):
+        is_from = isinstance(stmt, ast.ImportFrom)
+        if is_from and stmt.module == "__future__":
+            parsed.future_annotations |= any(a.name == "annotations" for a in stmt.names)
+            return []
+        if is_from and stmt.level:
+            return []  # relative imports mean nothing outside a package
+        out = []
+        for alias in stmt.names:
+            if alias.name == "*":
+                parsed.star_imports.append(Binding("*", ci, si, "import", frozenset(), "*"))
+                continue
+            name = import_bound(alias, is_from)
+            target = f"{stmt.module}.{alias.name}" if is_from else alias.name
+            out.append((name, Binding(name, ci, si, "import", frozenset(), name, target)))
+        return out
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        kind = "class" if isinstance(stmt, ast.ClassDef) else "def"
+        return [(stmt.name, Binding(stmt.name, ci, si, kind, _names_in(stmt)))]
+    value, targets = None, None
+    if isinstance(stmt, ast.Assign):
+        value, targets = stmt.value, [_target_names(t) for t in stmt.targets]
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        value, targets = stmt.value, [_target_names(stmt.target)]
+    if value is not None and targets and all(t is not None for t in targets) and _is_simple(value):
+        refs = _names_in(value)
+        return [(n, Binding(n, ci, si, "const", refs)) for t in targets for n in t]
+    for name in _bound_by(stmt):
+        parsed.bindings.pop(name, None)  # a later statement the grader skips shadows an earlier binding
+        parsed.not_run[name] = (ci, getattr(stmt, "lineno", 0))
+    return []
+
+
+@dataclass
+class ExerciseCode:
+    """The code that grading one exercise runs, or why it cannot run."""
+
+    segments: list[tuple[int, int, str | None]]  # (cell, statement index, import alias), in run order
+    missing: list[str]  # defined names the notebook does not define
+    refused: list[str]  # screening findings: each one a sentence with its place
+    copied: list[str]  # exercise names taken from gptlib instead of written
+    not_run: dict[str, tuple[int, int]]  # names it uses that only a skipped statement binds
+
+
+def _needed(parsed: Parsed, roots: tuple[str, ...]) -> list[Binding]:
+    seen: dict[str, Binding] = {}
+    queue = [n for n in roots if n in parsed.bindings]
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        b = seen[name] = parsed.bindings[name]
+        queue += [r for r in b.refs if r in parsed.bindings and r not in seen]
+    return list(seen.values())
+
+
+def _run_order(bindings: list[Binding]) -> list[Binding]:
+    """Definitions before the ones that use them (class bases, decorators, constants), else notebook order.
+
+    Students run cells out of order; a helper moved below its user still works."""
+    by_name = {b.name: b for b in bindings}
+    pending = sorted(bindings, key=lambda b: b.position)
+    done: set[str] = set()
+    order = []
+    while pending:
+        ready = next(
+            (b for b in pending if all(r in done or r == b.name or r not in by_name for r in b.refs)),
+            pending[0],
+        )
+        order.append(ready)
+        done.add(ready.name)
+        pending.remove(ready)
+    return order
+
+
+def exercise_code(parsed: Parsed, defines: tuple[str, ...], exercise: str = "") -> ExerciseCode:
+    """The bindings one exercise needs, in run order, with the screening's findings."""
+    missing, imported = [], []
+    for n in defines:
+        b = parsed.bindings.get(n)
+        if b is not None and b.kind == "import" and (b.target or "").startswith("gptlib"):
+            imported.append(f"`{n}` is imported from gptlib (`{b.target}`), the finished version")
+        elif b is None or b.kind == "import":
+            missing.append(n)
+    chosen = _run_order(_needed(parsed, defines))
+    segments: list[tuple[int, int, str | None]] = [(b.cell, b.index, "*") for b in parsed.star_imports]
+    segments += [(b.cell, b.index, b.alias) for b in chosen]
+    refused, copied = screen(parsed, segments, set(defines))
+    copied = imported or copied
+    used = set().union(*(b.refs for b in chosen)) if chosen else set()
+    not_run = {n: where for n, where in parsed.not_run.items() if n in used}
+    return ExerciseCode(segments, missing, refused, copied, not_run)
+
+
+# --- screening -------------------------------------------------------------------------------------
+
+
+def _resolve(node: ast.expr, imports: dict[str, str]) -> str | None:
+    """`torch.nn.functional.softmax` for an attribute chain rooted at an imported name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in imports:
+        return None
+    return ".".join([imports[node.id], *reversed(parts)])
+
+
+def _forbidden_module(path: str) -> str | None:
+    for mod in FORBIDDEN_MODULES:
+        if path == mod or path.startswith(mod + "."):
+            return mod
+    return None
+
+
+def _imports_of(stmt: ast.stmt, keep: str | None) -> list[tuple[str, str]]:
+    """(bound name, full dotted path) for an import statement's aliases (only `keep` when given)."""
+    out = []
+    is_from = isinstance(stmt, ast.ImportFrom)
+    for alias in stmt.names:
+        if alias.name == "*":
+            if keep == "*":
+                out.append(("*", f"{stmt.module}.*"))
+            continue
+        name = import_bound(alias, is_from)
+        if keep is not None and keep != name:
+            continue
+        if is_from:
+            full = f"{stmt.module}.{alias.name}"
+        else:
+            full = alias.name if alias.asname else alias.name.split(".")[0]
+        out.append((name, full))
+    return out
+
+
+def screen(
+    parsed: Parsed, segments: list[tuple[int, int, str | None]], defines: set[str]
+) -> tuple[list[str], list[str]]:
+    """Findings that stop an exercise from running (refused), and exercise names taken from gptlib (copied)."""
+    stmts = [(ci, parsed.trees[ci].body[si], keep) for ci, si, keep in segments]
+    imports: dict[str, str] = {}  # every name bound by an import anywhere in the code that will run
+    for _, stmt, keep in stmts:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                imports.update(_imports_of(node, keep if node is stmt else None))
+    refused: list[str] = []
+    copied: list[str] = []
+    for ci, stmt, keep in stmts:
+        for node in ast.walk(stmt):
+            where = f"cell {ci + 1}, line {getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                for alias in node.names if isinstance(node, ast.Import) else ():
+                    if _forbidden_module(alias.name):  # `import gptlib.checks` binds only `gptlib`
+                        refused.append(f"imports `{alias.name}` ({where})")
+                for name, full in _imports_of(node, keep if node is stmt else None):
+                    module = full.removesuffix(".*")
+                    if _forbidden_module(module):
+                        refused.append(f"imports `{module}` ({where})")
+                    elif module.startswith("gptlib") and module.split(".")[-1] in defines:
+                        copied.append(f"`{name}` is gptlib's finished `{module}` ({where})")
+            elif isinstance(node, ast.Attribute):
+                refused += [f"{r} ({where})" for r in _attribute_findings(node, imports)]
+                path = _resolve(node, imports)
+                if (
+                    path
+                    and path.startswith("gptlib")
+                    and node.attr in defines
+                    and not _forbidden_module(path)
+                ):
+                    copied.append(f"uses gptlib's finished `{path}` ({where})")
+            elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+                refused.append(f"uses `{node.id}` ({where})")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in _ATTR_BUILTINS
+            ):
+                refused += [f"{r} ({where})" for r in _attr_call_findings(node, imports)]
+    return _unique(refused), _unique(copied)
+
+
+def _attribute_findings(node: ast.Attribute, imports: dict[str, str]) -> list[str]:
+    path = _resolve(node, imports)
+    writes = isinstance(node.ctx, ast.Store | ast.Del)
+    if node.attr in FORBIDDEN_ATTRS:
+        return [f"uses `.{node.attr}`"]
+    if writes and node.attr in FORBIDDEN_STORES:
+        return [f"changes `.{node.attr}`"]
+    if path is None:
+        return []
+    if writes:
+        return [f"changes `{path}`, which belongs to a library"]
+    bad = _forbidden_module(path)
+    if bad and not isinstance(
+        node.value, ast.Attribute
+    ):  # report `gptlib.checks` once, not each longer chain
+        return [f"uses `{bad}`"]
+    if path.startswith("sys.") and path.count(".") == 1 and node.attr not in SYS_ALLOWED:
+        return [f"uses `{path}`"]
+    if path in FORBIDDEN_CALL_PATHS:
+        return [f"uses `{path}`"]
+    return []
+
+
+def _attr_call_findings(node: ast.Call, imports: dict[str, str]) -> list[str]:
+    """getattr/setattr/delattr/hasattr: the attribute name must be a plain string (or the object `self`)."""
+    fn = node.func.id
+    if len(node.args) < 2:
+        return []
+    arg = node.args[1]
+    name = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+    on_self = isinstance(node.args[0], ast.Name) and node.args[0].id == "self"
+    writes = fn in ("setattr", "delattr")
+    if name is None:
+        return [] if on_self else [f"calls `{fn}` with a computed attribute name"]
+    if name in FORBIDDEN_ATTRS or (writes and name in FORBIDDEN_STORES):
+        return [f"uses `{fn}(..., {name!r})`"]
+    target = _resolve(node.args[0], imports)
+    if writes and target:
+        return [f"changes `{target}.{name}`, which belongs to a library"]
+    return []
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
