@@ -114,7 +114,7 @@ def run(tmp_path_factory):
         nbformat.write(nb, folder / f"{name}.ipynb")
     before, solutions_before = _digest(folder), _digest(solutions)
     argv = ["grade", str(folder), "--out", str(out), "--solutions", str(solutions), "--jobs", "2",
-            "--timeout", str(TIMEOUT), "--no-progress"]  # fmt: skip
+            "--timeout", str(TIMEOUT), "--memory", "1.5", "--no-progress"]  # fmt: skip
     try:
         rc = main(argv)
     finally:

@@ -110,8 +110,11 @@ class Guard:
             raise PermissionError(f"blocked by the grader's sandbox: {problem[1]}")
 
     def _from_learner(self) -> bool:
-        frame = self._getframe(3)  # _from_learner <- _check <- __call__ <- the code that raised the event
-        return frame is not None and frame.f_code.co_filename.startswith(LEARNER_FILE)
+        try:
+            frame = self._getframe(3)  # _from_learner <- _check <- __call__ <- the code that raised the event
+        except ValueError:  # raised from C with no Python caller
+            return False
+        return frame.f_code.co_filename.startswith(LEARNER_FILE)
 
     def _inside(self, path: str, roots: list[str]) -> bool:
         return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)

@@ -184,7 +184,7 @@ ATTACKS: dict[str, Callable[[Path, Places], nbformat.NotebookNode]] = {
     ),
     "memory_hog": lambda s, p: _attack_nb(
         s,
-        entropy("hog = torch.ones(20 * 2**30, dtype=torch.uint8)  # 20 GB\n"),
+        entropy("hog = torch.ones(4 * 2**30, dtype=torch.uint8)  # 4 GB: fits this machine, not the limit\n"),
         ["hog = bytearray(20 * 2**30)"],
         at=3,
     ),
