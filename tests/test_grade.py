@@ -24,7 +24,14 @@ import pytest
 from gptlib.course.__main__ import main
 from gptlib.course.catalog import load_course
 from gptlib.course.extract import cell_python, exercise_code, parse_notebook
-from gptlib.course.grade import check_out_dir, collect_submissions, grade_submission
+from gptlib.course.grade import (
+    ExerciseResult,
+    SubmissionResult,
+    check_out_dir,
+    collect_submissions,
+    grade_submission,
+)
+from gptlib.course.report import feedback_html, feedback_markdown, feedback_names, scores_csv, summary
 from gptlib.course.sandbox import Limits, Sandbox, network_isolation, verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,11 +117,13 @@ def run(tmp_path_factory):
         "my homework (final)": subs.messy(solutions),
         **{name: make(solutions, places) for name, make in subs.ATTACKS.items()},
     }
+    for lesson in sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):  # every lesson, solved
+        notebooks[f"solution_{lesson}"] = subs.load(solutions, lesson)
     for name, nb in notebooks.items():
         nbformat.write(nb, folder / f"{name}.ipynb")
     before, solutions_before = _digest(folder), _digest(solutions)
     argv = ["grade", str(folder), "--out", str(out), "--solutions", str(solutions), "--jobs", "2",
-            "--timeout", str(TIMEOUT), "--memory", "1.5", "--no-progress"]  # fmt: skip
+            "--timeout", str(TIMEOUT), "--no-progress"]  # fmt: skip
     try:
         rc = main(argv)
     finally:
@@ -144,6 +153,16 @@ def test_a_solved_notebook_gets_full_marks(run):
     assert (row["lesson"], row["total"], row["max"]) == ("00_tokens_and_batches", "7", "7")
     assert {s for _, s, _ in run["feedback"]["honest_full"].values()} == {"passed"}
     assert row["flags"] == ""
+
+
+def test_every_lessons_solution_gets_full_marks(run):
+    """Each lesson's checks run under the sandbox's limits and guards without a false alarm."""
+    solved = {n: r for n, r in run["rows"].items() if n.startswith("solution_")}
+    assert len(solved) >= 2
+    for name, row in solved.items():
+        assert row["lesson"] == name.removeprefix("solution_")
+        assert row["total"] == row["max"] and float(row["max"]) > 0, (name, run["feedback"][name])
+        assert row["flags"] == "", row["flags"]
 
 
 def test_an_untouched_notebook_gets_zero_with_not_attempted(run):
@@ -184,7 +203,9 @@ def test_the_summary_gives_pass_rates(run):
         r["char_tokenizer"] == "2" for r in run["rows"].values() if r["lesson"] == "00_tokens_and_batches"
     )
     assert f"| `char_tokenizer` | {passed}/{n00} (" in text
-    assert "| `attention` | 0/1 (0%) | 0 | no-mask (1) |" in text  # the check's diagnosis code
+    assert (
+        "| `attention` | 1/2 (50%) | 0 | no-mask (1) |" in text
+    )  # the solution passes; nomask: the diagnosis
 
 
 # --- adversarial submissions -----------------------------------------------------------------------
@@ -469,3 +490,43 @@ def test_handing_in_gptlib_is_not_the_learners_work():
         ("Block",), "from gptlib import CausalSelfAttention\nclass Block:\n    attn = CausalSelfAttention"
     )
     assert code.copied == []  # earlier parts come from gptlib: that is the course's design
+
+
+# --- reports (no processes) --------------------------------------------------------------------------
+
+
+def _result(student: str, lesson: str, *exercises) -> SubmissionResult:
+    return SubmissionResult(
+        student, Path(f"{student}.ipynb"), lesson, [ExerciseResult(*e) for e in exercises]
+    )
+
+
+def test_reports_for_a_class_of_two_lessons():
+    a = _result(
+        "ann",
+        "00_x",
+        ("e1", 2, 2, "passed", "e1: passed — fine"),
+        ("e2", 0, 3, "failed", "[e2] <b>bad</b> | x", "d"),
+    )
+    b = _result("ann", "02_y", ("e3", 0, 1, "not attempted", "[e3] not done yet"))
+    c = _result("a/b c", "02_y", ("e3", 1, 1, "passed", "e3: passed"))
+    rows = list(csv.reader(scores_csv([a, b, c]).splitlines()))
+    assert rows[0] == ["student", "lesson", "e1", "e2", "e3", "total", "max", "submission", "flags"]
+    assert rows[1][:7] == ["ann", "00_x", "2", "0", "", "2", "5"] and rows[2][:7] == [
+        "ann",
+        "02_y",
+        "",
+        "",
+        "0",
+        "0",
+        "1",
+    ]
+    assert feedback_names([a, b, c]) == ["ann-00_x", "ann-02_y", "a_b_c"]
+    md = feedback_markdown(a)
+    assert "**Score: 2 / 5**" in md and "| `e2` | 0 / 3 | failed: <b>bad</b> \\| x |" in md
+    assert "```text\n[e2] <b>bad</b> | x\n```" in md  # the check's words, whole
+    page = feedback_html(a)
+    assert "&lt;b&gt;bad&lt;/b&gt;" in page and "<b>bad</b>" not in page
+    text = summary([a, b, c])
+    assert "## 02_y: 2 submissions, mean 0.5 / 1" in text and "| `e3` | 1/2 (50%) | 1 | — |" in text
+    assert "| `e2` | 0/1 (0%) | 0 | d (1) |" in text

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("release", "grade"):
         try:
             return _teacher(args)
-        except ValueError as e:
+        except (ValueError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     if args.command == "build":

@@ -40,6 +40,7 @@ import linecache
 import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 import types
@@ -361,6 +362,15 @@ def run_job(job: dict, result_fd: int, snapshot: Snapshot) -> None:
     check_names = {n.id for n in ast.walk(ast.parse(job["check"])) if isinstance(n, ast.Name)}
 
     set_limits(job)
+    for name in (
+        "HOME",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "MPLCONFIGDIR",
+    ):  # caches and temp files land in the work folder
+        os.environ[name] = job["workdir"]
+    tempfile.tempdir = job["workdir"]
     guard = Guard(job["workdir"], read_roots())
     freeze_gptlib()
     sys.addaudithook(guard)

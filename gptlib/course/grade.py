@@ -274,6 +274,8 @@ def grade(
     server = ForkServer(root / "server") if (can_fork() if fork is None else fork) else None
     results: list[SubmissionResult | None] = [None] * len(pairs)
     try:
+        if server is not None:
+            server.start()  # fail now, not once per exercise
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {
                 pool.submit(grade_submission, p, s, lessons, root / f"{i:04d}", name, limits, server): i

@@ -146,6 +146,11 @@ class ForkServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> None:
+        """Start the server now (it starts on first use otherwise); RuntimeError with its log if it cannot."""
+        with self._lock:
+            self._ensure()
+
     def _ensure(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
