@@ -182,7 +182,10 @@ class GPT(nn.Module):
             {"params": [params[n] for n in sorted(decay)], "weight_decay": weight_decay},
             {"params": [params[n] for n in sorted(no_decay)], "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+        # The fused AdamW updates every tensor in one kernel. On a CPU torch's default otherwise loops over
+        # the tensors in Python, ~10 small ops each: fused is ~7% of a small model's training step.
+        fused = all(p.device.type in ("cpu", "cuda") for p in params.values())
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
     def generate(
         self,
