@@ -36,6 +36,7 @@ def execute(
         kernel_name="python3",
         allow_errors=allow_errors,
         store_widget_state=False,
+        record_timing=False,  # no per-cell timestamps: a re-run with the same outputs leaves the file unchanged
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
     start = time.perf_counter()

@@ -70,6 +70,7 @@ def student_version(nb: nbformat.NotebookNode, name: str = "notebook", hidden_te
     for i, cell in enumerate(nb.cells):
         if cell.cell_type in ("code", "markdown"):
             cell.source = strip_cell(cell.source, cell.cell_type, f"{name}, cell {i}", hidden_tests)
+        cell.metadata.pop("execution", None)  # timestamps of the run that stored the solution's outputs
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
