@@ -27,6 +27,7 @@ from gptlib.course.extract import cell_python, exercise_code, parse_notebook
 from gptlib.course.grade import (
     ExerciseResult,
     SubmissionResult,
+    _name_note,
     check_out_dir,
     collect_submissions,
     grade_submission,
@@ -530,3 +531,28 @@ def test_reports_for_a_class_of_two_lessons():
     text = summary([a, b, c])
     assert "## 02_y: 2 submissions, mean 0.5 / 1" in text and "| `e3` | 1/2 (50%) | 1 | — |" in text
     assert "| `e2` | 0/1 (0%) | 0 | d (1) |" in text
+
+
+def test_a_name_set_by_code_the_grader_skips_is_explained():
+    parsed, code = _code(
+        ("f",), "VOCAB = sorted(set('hello'))", "def f(s):\n    return [VOCAB.index(c) for c in s]"
+    )
+    assert code.not_run == {"VOCAB": (0, 1)}
+    note = _name_note("[f] f('a') raised NameError: name 'VOCAB' is not defined (at ...)", code.not_run)
+    assert "`VOCAB` is set in cell 1, line 1, by a statement the grader does not run" in note
+    assert _name_note("[f] wrong value", code.not_run) == ""
+
+
+def test_a_functions_own_locals_pull_in_nothing():
+    """From lesson 05: `V` is a local of the function and also a top-level name built from a statement the
+    grader skips; only names the function really reads from the module count (Python's scoping rules)."""
+    parsed, code = _code(
+        ("count", "Model"),
+        "tok = make_tokenizer()\nV = tok.vocab_size\nW = 4 * 2",
+        "def count(vocab_size):\n    V = vocab_size\n    return sum(V * k for k in range(W))",
+        "import torch.nn as nn\nclass Model(nn.Module):\n    size = W\n    def f(self, _):\n        return [_ for _ in range(3)]",
+    )
+    names = sorted(getattr(parsed.trees[c].body[i], "name", None) or k or "W" for c, i, k in code.segments)
+    assert names == ["Model", "W", "count", "nn"]
+    _, code = _code(("f",), "tok = make()\nV = tok.size", "def f():\n    return V")
+    assert code.segments == [(1, 0, None)] and code.not_run == {"V": (0, 2)}  # V's value needs tok: skipped

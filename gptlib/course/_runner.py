@@ -49,6 +49,7 @@ from gptlib.course.extract import RUN_KINDS, import_bound
 
 LEARNER_FILE = "<cell "  # the learner's code is compiled under file names "<cell N>"
 MAX_TEXT = 6000  # characters of a message or of captured output kept in a verdict
+WORK_FOLDER_VARIABLES = ("HOME", "TMPDIR", "TEMP", "TMP", "MPLCONFIGDIR")  # caches and temp files land there
 
 _PROCESS_EVENTS = frozenset(
     {"os.system", "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
@@ -328,7 +329,11 @@ def load_learner_code(job: dict) -> dict:
         code = compile(
             ast.Module(body=[stmt], type_ignores=[]), f"{LEARNER_FILE}{cell + 1}>", "exec", flags, True
         )
-        exec(code, ns)
+        if isinstance(stmt, ast.Assign | ast.AnnAssign):
+            with contextlib.suppress(Exception):  # a constant that fails stays undefined, as its name says
+                exec(code, ns)
+        else:
+            exec(code, ns)
     return ns
 
 
@@ -362,13 +367,7 @@ def run_job(job: dict, result_fd: int, snapshot: Snapshot) -> None:
     check_names = {n.id for n in ast.walk(ast.parse(job["check"])) if isinstance(n, ast.Name)}
 
     set_limits(job)
-    for name in (
-        "HOME",
-        "TMPDIR",
-        "TEMP",
-        "TMP",
-        "MPLCONFIGDIR",
-    ):  # caches and temp files land in the work folder
+    for name in WORK_FOLDER_VARIABLES:
         os.environ[name] = job["workdir"]
     tempfile.tempdir = job["workdir"]
     guard = Guard(job["workdir"], read_roots())
@@ -405,18 +404,9 @@ def run_job(job: dict, result_fd: int, snapshot: Snapshot) -> None:
                 try:
                     exec(check_code, env)
                     verdict["status"] = "passed"
-                except NotDoneYet as e:
-                    verdict["status"], verdict["message"], verdict["diagnosis"] = (
-                        "not attempted",
-                        str(e),
-                        e.diagnosis,
-                    )
-                except CheckFailure as e:
-                    verdict["status"], verdict["message"], verdict["diagnosis"] = (
-                        "failed",
-                        str(e),
-                        e.diagnosis,
-                    )
+                except CheckFailure as e:  # NotDoneYet included: the check's own words, as in the notebook
+                    verdict["status"] = "not attempted" if isinstance(e, NotDoneYet) else "failed"
+                    verdict["message"], verdict["diagnosis"] = str(e), e.diagnosis
                 except SystemExit as e:
                     verdict["message"] = (
                         f"your code called sys.exit({e.code!r}){_where(e)} while it was checked."

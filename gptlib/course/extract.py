@@ -25,7 +25,9 @@ with the place and the reason.
 from __future__ import annotations
 
 import ast
+import builtins
 import re
+import symtable
 from dataclasses import dataclass, field
 
 import nbformat
@@ -137,6 +139,22 @@ def _names_in(node: ast.AST) -> frozenset[str]:
     return frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
 
 
+def _global_refs(stmt: ast.stmt) -> frozenset[str]:
+    """The module-level names a def or class uses: its decorators, defaults, bases and annotations, and the
+    names its bodies read that are not their own locals (Python's own scoping rules, from `symtable`)."""
+    try:
+        top = symtable.symtable(ast.unparse(stmt), "<definition>", "exec")
+    except SyntaxError:  # cannot happen for parsed code; be generous if it does
+        return _names_in(stmt)
+    names = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
+    tables = list(top.get_children())
+    while tables:
+        table = tables.pop()
+        names |= {s.get_name() for s in table.get_symbols() if s.is_referenced() and s.is_global()}
+        tables += table.get_children()
+    return frozenset(names)
+
+
 def _is_simple(value: ast.expr) -> bool:
     """A constant expression: literals, containers and arithmetic of them, names, attributes of names."""
     if isinstance(value, ast.Constant | ast.Name):
@@ -232,7 +250,7 @@ def _bindings_of(stmt: ast.stmt, ci: int, si: int, parsed: Parsed) -> list[tuple
         return out
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         kind = "class" if isinstance(stmt, ast.ClassDef) else "def"
-        return [(stmt.name, Binding(stmt.name, ci, si, kind, _names_in(stmt)))]
+        return [(stmt.name, Binding(stmt.name, ci, si, kind, _global_refs(stmt)))]
     value, targets = None, None
     if isinstance(stmt, ast.Assign):
         value, targets = stmt.value, [_target_names(t) for t in stmt.targets]
@@ -258,12 +276,29 @@ class ExerciseCode:
     not_run: dict[str, tuple[int, int]]  # names it uses that only a skipped statement binds
 
 
+def _runnable(parsed: Parsed, b: Binding, seen: set[str] | None = None) -> bool:
+    """A constant runs only if every name in its value is bound by something the grader runs (or a builtin):
+    `V = tokenizer.vocab_size` after `tokenizer = CharTokenizer(text)` is skipped, as that statement is."""
+    if b.kind != "const":
+        return True
+    seen = (seen or set()) | {b.name}
+    for r in b.refs:
+        if r in seen:
+            continue
+        if r in parsed.bindings:
+            if not _runnable(parsed, parsed.bindings[r], seen):
+                return False
+        elif not hasattr(builtins, r):
+            return False
+    return True
+
+
 def _needed(parsed: Parsed, roots: tuple[str, ...]) -> list[Binding]:
     seen: dict[str, Binding] = {}
     queue = [n for n in roots if n in parsed.bindings]
     while queue:
         name = queue.pop()
-        if name in seen:
+        if name in seen or not _runnable(parsed, parsed.bindings[name]):
             continue
         b = seen[name] = parsed.bindings[name]
         queue += [r for r in b.refs if r in parsed.bindings and r not in seen]
@@ -305,6 +340,10 @@ def exercise_code(parsed: Parsed, defines: tuple[str, ...], exercise: str = "") 
     copied = imported or copied
     used = set().union(*(b.refs for b in chosen)) if chosen else set()
     not_run = {n: where for n, where in parsed.not_run.items() if n in used}
+    for n in used - {b.name for b in chosen}:
+        b = parsed.bindings.get(n)
+        if b is not None and not _runnable(parsed, b):  # a constant built from something that is not run
+            not_run[n] = (b.cell, parsed.trees[b.cell].body[b.index].lineno)
     return ExerciseCode(segments, missing, refused, copied, not_run)
 
 
