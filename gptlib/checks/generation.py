@@ -91,9 +91,9 @@ _TOP_P = "top_p_filter"
 register_hints(
     _TOP_P,
     levels=[
-        "Sort each row's tokens from most to least likely, add up their probabilities in that order, and keep "
-        "tokens until the running total reaches p. The token that makes the total cross p stays in; every "
-        "token after it gets a logit of -inf. Then put the decision back in vocabulary order.",
+        "Sort each row's tokens from most to least likely, add up their probabilities in that order, and "
+        "keep tokens until the running total reaches p. The token that makes the total cross p stays in; "
+        "every token after it gets a logit of -inf. Then put the decision back in vocabulary order.",
         "`sorted_logits, order = torch.sort(logits, dim=-1, descending=True)`, `probs = "
         "F.softmax(sorted_logits, dim=-1)`. A token must go when the probability of the tokens ranked ABOVE "
         "it already reaches p: `mass_before = probs.cumsum(-1) - probs`, `drop_sorted = mass_before >= p` "
@@ -108,8 +108,10 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_top_p_filter(top_p_filter).",
-        "crashed": "print the shapes of what you sort, cumsum and scatter: all of them are (B, V), and every operation works along dim=-1.",
-        "wrong-shape": "return a tensor shaped like the logits, (B, V): the same logits with some set to -inf.",
+        "crashed": "print the shapes of what you sort, cumsum and scatter: all of them are (B, V), and every "
+        "operation works along dim=-1.",
+        "wrong-shape": "return a tensor shaped like the logits, (B, V): the same logits with some set to "
+        "-inf.",
         "nan": "softmax the logits once to get probabilities; never build a row that is entirely -inf.",
         "in-place": "use `logits.masked_fill(drop, float('-inf'))` (a new tensor), not masked_fill_ or "
         "item assignment on the input.",
@@ -132,13 +134,14 @@ register_hints(
         "zeros-not-inf": "set the dropped logits to float('-inf'), not 0: a logit of 0 is still a likely "
         "token; only exp(-inf) = 0 removes it.",
         "nothing-dropped": "tokens outside the nucleus must be set to -inf; your result still holds them.",
-        "values-changed": "leave the kept logits exactly as they were: only the dropped ones change (to -inf).",
-        "p-one": "with p = 1 nothing may be dropped. A float32 cumsum can end at 1.0000001 > 1, so compare the "
-        "mass BEFORE each token (cumsum - probs) with p rather than the cumsum itself.",
+        "values-changed": "leave the kept logits exactly as they were: only the dropped ones change (to "
+        "-inf).",
+        "p-one": "with p = 1 nothing may be dropped. A float32 cumsum can end at 1.0000001 > 1, so compare "
+        "the mass BEFORE each token (cumsum - probs) with p rather than the cumsum itself.",
         "ties": "tokens with equal logits must be treated alike or one of them kept: check how you sort and "
         "how you map the decision back.",
-        "wrong-set": "compare with: sort descending, probabilities by softmax, drop where cumsum - probs >= p, "
-        "scatter back to vocabulary order.",
+        "wrong-set": "compare with: sort descending, probabilities by softmax, drop where cumsum - probs >= "
+        "p, scatter back to vocabulary order.",
     },
 )
 
@@ -293,8 +296,8 @@ def _top_p_failure(case: str, logits: torch.Tensor, p: float, out: torch.Tensor)
     return CheckFailure(
         _TOP_P,
         code,
-        f"{what}: row {row} ({_describe_row(logits[row], p)}) keeps {_kept_words(logits[row], kept[row])}; the "
-        f"nucleus is {_nucleus_words(logits[row], p)}, the smallest set of most likely tokens whose "
+        f"{what}: row {row} ({_describe_row(logits[row], p)}) keeps {_kept_words(logits[row], kept[row])}; "
+        f"the nucleus is {_nucleus_words(logits[row], p)}, the smallest set of most likely tokens whose "
         "probability reaches p.",
     )
 
@@ -372,10 +375,10 @@ _SAMPLING = "sampling_strategies"
 register_hints(
     _SAMPLING,
     levels=[
-        "Greedy first: at temperature 0 return the most likely token of each row (argmax, keeping a dimension "
-        "so the shape is (B, 1)). Otherwise, in this order: divide by the temperature, keep the top k (when "
-        "top_k is given), keep the nucleus (your top_p_filter, when top_p is given), softmax, and draw one "
-        "token per row with torch.multinomial(..., generator=generator).",
+        "Greedy first: at temperature 0 return the most likely token of each row (argmax, keeping a "
+        "dimension so the shape is (B, 1)). Otherwise, in this order: divide by the temperature, keep the "
+        "top k (when top_k is given), keep the nucleus (your top_p_filter, when top_p is given), softmax, "
+        "and draw one token per row with torch.multinomial(..., generator=generator).",
         "Greedy: `logits.argmax(dim=-1, keepdim=True)`. Top-k: the k-th largest per row is "
         "`torch.topk(logits, k, dim=-1).values[:, [-1]]`, and `logits.masked_fill(logits < kth, "
         "float('-inf'))` removes the rest. The nucleus is computed on the distribution AFTER temperature and "
@@ -397,29 +400,29 @@ register_hints(
         "wrong-shape": "return one token id per row, shape (B, 1): argmax(dim=-1, keepdim=True) and "
         "torch.multinomial(probs, num_samples=1) both give that shape.",
         "wrong-dtype": "return integer token ids (torch.long), as argmax and torch.multinomial give.",
-        "in-place": "write `logits = logits / temperature` and use masked_fill: they make new tensors, so the "
-        "caller's logits stay as they were.",
+        "in-place": "write `logits = logits / temperature` and use masked_fill: they make new tensors, so "
+        "the caller's logits stay as they were.",
         "greedy-not-argmax": "at temperature 0 return `logits.argmax(dim=-1, keepdim=True)` before any "
         "division (the limit of a temperature going to 0 puts all the mass on the most likely token).",
         "greedy-divides-by-zero": "handle temperature == 0 first, with argmax: logits / 0 gives inf and NaN "
         "probabilities.",
-        "generator-ignored": "pass the generator on: torch.multinomial(probs, 1, generator=generator), so the "
-        "same seed gives the same tokens.",
+        "generator-ignored": "pass the generator on: torch.multinomial(probs, 1, generator=generator), so "
+        "the same seed gives the same tokens.",
         "temperature-multiplied": "divide the logits by the temperature (a temperature below 1 sharpens).",
         "temperature-ignored": "divide the logits by the temperature before the softmax.",
         "topk-ignored": "when top_k is given, set every logit below the k-th largest of its row to -inf.",
-        "topk-off-by-one": "keep exactly the k largest logits: the k-th largest is topk(...).values[:, [-1]], "
-        "and only logits strictly below it go.",
+        "topk-off-by-one": "keep exactly the k largest logits: the k-th largest is topk(...).values[:, "
+        "[-1]], and only logits strictly below it go.",
         "topk-zero": "set the logits outside the top k to -inf, not 0: exp(0) = 1 is still a real chance.",
         "topp-ignored": "when top_p is given, pass the logits through your top_p_filter before the softmax.",
         "topp-wrong": "the top-p part draws from the wrong set of tokens: run check_top_p_filter on your "
         "top_p_filter first.",
         "topp-before-temperature": "apply the temperature first: the nucleus is the set that reaches p in "
         "the tempered distribution, the one you actually sample from.",
-        "filters-swapped": "apply top-k before top-p (as Hugging Face and gptlib do): the nucleus is measured "
-        "on the distribution that top-k left.",
-        "softmax-twice": "apply softmax once, to the filtered logits; a softmax of probabilities flattens the "
-        "distribution and gives mass back to the removed tokens.",
+        "filters-swapped": "apply top-k before top-p (as Hugging Face and gptlib do): the nucleus is "
+        "measured on the distribution that top-k left.",
+        "softmax-twice": "apply softmax once, to the filtered logits; a softmax of probabilities flattens "
+        "the distribution and gives mass back to the removed tokens.",
         "rows-mixed": "draw each row from its own distribution: softmax over dim=-1 and one multinomial call "
         "on the (B, V) probabilities.",
         "wrong-distribution": "compare your probabilities with "
@@ -680,6 +683,6 @@ def check_sampling_strategies(choose_next: Any) -> None:
     passed(
         _SAMPLING,
         f"temperature 0 is greedy (argmax); {len(_S_CASES)} settings of temperature, top_k and top_p draw "
-        f"with the exact frequencies ({_S_N_ROWS * _S_DRAWS} draws each, chi-square); the generator decides the "
-        "draws; the logits are unchanged.",
+        f"with the exact frequencies ({_S_N_ROWS * _S_DRAWS} draws each, chi-square); the generator decides "
+        "the draws; the logits are unchanged.",
     )

@@ -64,7 +64,8 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_kv_cache_attention(attention_with_cache).",
-        "crashed": "print the shapes: q (B, nh, T, hs), k and v (B, nh, past + T, hs) after the concatenation, scores (B, nh, T, past + T), the mask (T, past + T).",
+        "crashed": "print the shapes: q (B, nh, T, hs), k and v (B, nh, past + T, hs) after the "
+        "concatenation, scores (B, nh, T, past + T), the mask (T, past + T).",
         "wrong-shape": "return (B, T, C) for the T new positions: merge the heads with "
         "`.transpose(1, 2).reshape(B, T, C)` and apply attn.proj.",
         "in-place": "do not change x; compute new tensors from it.",
@@ -78,11 +79,11 @@ register_hints(
         "cache['k'] (and cache['v']) in front of the new ones before computing the scores.",
         "cache-overwritten": "store ALL the keys and values so far in the cache (the concatenated k, v), not "
         "only this call's new ones.",
-        "mask-not-offset": "with a past, new query i sits at position past + i: allow keys 0 .. past + i with "
-        "`tril(diagonal=past)` on a (T, past + T) matrix. is_causal=True and mask[:T, :T + past] line "
+        "mask-not-offset": "with a past, new query i sits at position past + i: allow keys 0 .. past + i "
+        "with `tril(diagonal=past)` on a (T, past + T) matrix. is_causal=True and mask[:T, :T + past] line "
         "query 0 up with key 0 instead.",
-        "no-mask": "within one call of several new positions, a position must not see the ones after it: mask "
-        "scores above the shifted diagonal with -inf.",
+        "no-mask": "within one call of several new positions, a position must not see the ones after it: "
+        "mask scores above the shifted diagonal with -inf.",
         "no-scale": "scale the scores by 1/sqrt(head_size) before the softmax, as attention does.",
         "no-proj": "finish with the output projection: return attn.proj(y).",
         "heads-merged-wrong": "merge heads with y.transpose(1, 2).reshape(B, T, C): (B, nh, T, hs) -> "
@@ -256,7 +257,8 @@ def _variant_fn(mistake: str) -> Callable[..., torch.Tensor]:
 
 @_isolated
 def check_kv_cache_attention(attention_with_cache: Any) -> None:
-    """Check `attention_with_cache(attn, x_new (B, T, C), cache: dict) -> (B, T, C)` against full attention."""
+    """Check `attention_with_cache(attn, x_new (B, T, C), cache: dict) -> (B, T, C)` against full "
+    "attention."""
     _is_function(_KV_ATT, attention_with_cache, "attention_with_cache")
     attn, x = _attention_setup()
     full = attn(x)  # (B, 12, C): gptlib's attention over the whole sequence at once
@@ -279,7 +281,8 @@ def check_kv_cache_attention(attention_with_cache: Any) -> None:
     passed(
         _KV_ATT,
         "fed all at once, one position at a time, or in uneven chunks, the cached attention equals gptlib's "
-        "attention over the whole sequence; the cache holds every position's keys and values, split into heads.",
+        "attention over the whole sequence; the cache holds every position's keys and values, split into "
+        "heads.",
     )
 
 
@@ -313,7 +316,8 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_kv_cache_generate(generate_with_cache).",
-        "crashed": "idx is (B, T); next_token gives (B, 1); the model takes (B, T) ids with T <= block_size, or (B, 1) with a cache that is not full.",
+        "crashed": "idx is (B, T); next_token gives (B, 1); the model takes (B, T) ids with T <= block_size, "
+        "or (B, 1) with a cache that is not full.",
         "wrong-shape": "return the prompt followed by the new tokens, (B, T + max_new_tokens): keep "
         "concatenating each token to idx and return idx.",
         "wrong-dtype": "return token ids (torch.long): concatenate the (B, 1) ids from next_token.",
@@ -322,16 +326,17 @@ register_hints(
         "uses-finished-generate": "write the loop yourself with model(...) and a KVCache, instead of calling "
         "model.generate.",
         "dropout-on": "keep model.eval() at the top: in training mode dropout makes every run different.",
-        "not-cropped": "the model takes at most block_size positions: crop the prompt, and the window when you "
-        "recompute it, with idx[:, -block_size:].",
+        "not-cropped": "the model takes at most block_size positions: crop the prompt, and the window when "
+        "you recompute it, with idx[:, -block_size:].",
         "window-full": "a KVCache holds at most block_size positions. When cache.length reaches block_size "
         "(full: the condition is `cache.length < block_size`, not <=), recompute the cropped window "
         "instead: with learned absolute positions the old keys and values belong to positions that moved.",
-        "fresh-cache": "create the KVCache once, before the loop, and pass the same cache at every step: a new "
-        "or missing cache makes the new token look like position 0 with nothing before it.",
+        "fresh-cache": "create the KVCache once, before the loop, and pass the same cache at every step: a "
+        "new or missing cache makes the new token look like position 0 with nothing before it.",
         "prefill-not-cached": "run the prompt through the model WITH the cache (model(prompt, cache=cache)), "
         "so its keys and values are stored; otherwise the first new token sees no past.",
-        "window-short": "when the window slides, recompute the last block_size tokens (idx[:, -block_size:]), "
+        "window-short": "when the window slides, recompute the last block_size tokens (idx[:, "
+        "-block_size:]), "
         "the same context the model would see without a cache.",
         "first-position": "choose the next token from the LAST position's logits: logits[:, -1, :].",
         "sampling-ignored": "pass the sampling options on: next_token(logits[:, -1, :], **sampling).",
@@ -341,8 +346,8 @@ register_hints(
         "positions. Recomputing one step early costs a whole window.",
         "extra-work": "run the prompt once, then one position per step until the window is full, then one "
         "window per step.",
-        "wrong-tokens": "compare step by step with generate(model, idx, n, use_cache=False): which step is the "
-        "first to differ?",
+        "wrong-tokens": "compare step by step with generate(model, idx, n, use_cache=False): which step is "
+        "the first to differ?",
     },
 )
 
@@ -542,8 +547,8 @@ def _check_work(
         raise CheckFailure(
             _KV_GEN,
             "no-speedup",
-            f"{what} {words}: the tokens are right, but every step runs the whole context again, so the cache "
-            "saves nothing.",
+            f"{what} {words}: the tokens are right, but every step runs the whole context again, so the "
+            "cache saves nothing.",
         )
     if used == _positions(model, prompt, n, "recompute-early", sampling):
         raise CheckFailure(
@@ -579,7 +584,7 @@ def check_kv_cache_generate(generate_with_cache: Any) -> None:
         _check_work(model, label, prompt, n, sampling, used)
     passed(
         _KV_GEN,
-        f"the same tokens as gptlib's generate in {len(_GEN_CASES)} cases (greedy and seeded sampling; prompts "
-        "shorter than, equal to and longer than block_size; the window sliding); after the prompt, one new "
-        "position per step until the window is full.",
+        f"the same tokens as gptlib's generate in {len(_GEN_CASES)} cases (greedy and seeded sampling; "
+        "prompts shorter than, equal to and longer than block_size; the window sliding); after the prompt, "
+        "one new position per step until the window is full.",
     )
