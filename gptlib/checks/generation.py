@@ -108,6 +108,7 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_top_p_filter(top_p_filter).",
+        "not-a-tensor": "return a tensor: logits.masked_fill(drop, float('-inf')).",
         "crashed": "print the shapes of what you sort, cumsum and scatter: all of them are (B, V), and every "
         "operation works along dim=-1.",
         "wrong-shape": "return a tensor shaped like the logits, (B, V): the same logits with some set to "
@@ -396,6 +397,9 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_sampling_strategies(choose_next).",
+        "not-a-tensor": "return the (B, 1) tensor that argmax(..., keepdim=True) or torch.multinomial gives.",
+        "nan": "NaN probabilities come from a row that is entirely -inf, or from dividing by a temperature "
+        "of 0.",
         "crashed": "logits are (B, V): work along dim=-1, and return (B, 1) token ids.",
         "wrong-shape": "return one token id per row, shape (B, 1): argmax(dim=-1, keepdim=True) and "
         "torch.multinomial(probs, num_samples=1) both give that shape.",

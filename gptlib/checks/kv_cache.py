@@ -64,6 +64,9 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_kv_cache_attention(attention_with_cache).",
+        "not-a-tensor": "return the output tensor, attn.proj(y), of shape (B, T, C).",
+        "nan": "a row of scores that is entirely -inf gives NaN after the softmax: query i must be allowed to "
+        "see keys 0 .. past + i, itself included.",
         "crashed": "print the shapes: q (B, nh, T, hs), k and v (B, nh, past + T, hs) after the "
         "concatenation, scores (B, nh, T, past + T), the mask (T, past + T).",
         "wrong-shape": "return (B, T, C) for the T new positions: merge the heads with "
@@ -174,9 +177,10 @@ def _run_schedule(
     sizes: list[int],
     learner: bool,
     label: str,
-) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+) -> torch.Tensor:
+    """Feed x to fn in chunks of `sizes` positions, one cache throughout; the outputs side by side."""
     cache: dict[str, Any] = {}
-    outs, caches = [], []
+    outs = []
     B, T, C = x.shape
     for a, b in _chunks(T, sizes):
         chunk = x[:, a:b].clone()
@@ -196,8 +200,7 @@ def _run_schedule(
         else:
             out = fn(attn, chunk, cache)
         outs.append(out)
-        caches.append(dict(cache))
-    return torch.cat(outs, dim=1), caches
+    return torch.cat(outs, dim=1)
 
 
 def _check_cache(
@@ -257,18 +260,17 @@ def _variant_fn(mistake: str) -> Callable[..., torch.Tensor]:
 
 @_isolated
 def check_kv_cache_attention(attention_with_cache: Any) -> None:
-    """Check `attention_with_cache(attn, x_new (B, T, C), cache: dict) -> (B, T, C)` against full "
-    "attention."""
+    """Check `attention_with_cache(attn, x_new (B, T, C), cache) -> (B, T, C)` against full attention."""
     _is_function(_KV_ATT, attention_with_cache, "attention_with_cache")
     attn, x = _attention_setup()
     full = attn(x)  # (B, 12, C): gptlib's attention over the whole sequence at once
     for label, sizes in _SCHEDULES:
-        out, _ = _run_schedule(attention_with_cache, attn, x, sizes, learner=True, label=label)
+        out = _run_schedule(attention_with_cache, attn, x, sizes, learner=True, label=label)
         if torch.allclose(out, full, atol=1e-5, rtol=1e-4):
             continue
         what = f"attention_with_cache with {label}"
         for mistake, says in _KV_ATT_MISTAKES.items():
-            want, _ = _run_schedule(_variant_fn(mistake), attn, x, sizes, learner=False, label=label)
+            want = _run_schedule(_variant_fn(mistake), attn, x, sizes, learner=False, label=label)
             if torch.allclose(out, want, atol=1e-4, rtol=1e-3):
                 raise CheckFailure(_KV_ATT, mistake, f"{what} matches {says}.")
         bad = (out - full).abs().amax(dim=(0, 2)) > 1e-4
@@ -316,6 +318,7 @@ register_hints(
     ],
     diagnoses={
         "not-a-function": "pass the function itself: check_kv_cache_generate(generate_with_cache).",
+        "not-a-tensor": "return idx, the (B, T + max_new_tokens) tensor of token ids.",
         "crashed": "idx is (B, T); next_token gives (B, 1); the model takes (B, T) ids with T <= block_size, "
         "or (B, 1) with a cache that is not full.",
         "wrong-shape": "return the prompt followed by the new tokens, (B, T + max_new_tokens): keep "
@@ -335,9 +338,8 @@ register_hints(
         "new or missing cache makes the new token look like position 0 with nothing before it.",
         "prefill-not-cached": "run the prompt through the model WITH the cache (model(prompt, cache=cache)), "
         "so its keys and values are stored; otherwise the first new token sees no past.",
-        "window-short": "when the window slides, recompute the last block_size tokens (idx[:, "
-        "-block_size:]), "
-        "the same context the model would see without a cache.",
+        "window-short": "when the window slides, recompute the last block_size tokens, "
+        "idx[:, -block_size:]: the same context the model would see without a cache.",
         "first-position": "choose the next token from the LAST position's logits: logits[:, -1, :].",
         "sampling-ignored": "pass the sampling options on: next_token(logits[:, -1, :], **sampling).",
         "no-speedup": "with the cache, each step after the prompt should run ONE new position through the "
