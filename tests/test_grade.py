@@ -308,28 +308,68 @@ def test_a_verdict_counts_only_when_signed_for_this_run():
     assert verify("✅ e: passed\n", key, nonce, "e")[0] is None
 
 
-def test_no_network_for_the_child():
-    """With a network namespace a child cannot reach even this machine's loopback; without one (no unshare),
-    the in-process guard refuses sockets (checked in a throwaway interpreter: audit hooks cannot be removed)."""
+def test_no_network_and_no_stray_processes_for_the_child():
+    """In the namespaces the grader uses, a child cannot reach even this machine's loopback, and it is process 1
+    of its own process-id namespace (what it leaves behind dies with it). Where the system has no `unshare`,
+    the in-process guard below is what refuses sockets."""
     listener = _Listener()
     try:
-        connect = f"import socket; socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)"
         prefix = network_isolation()
         if prefix:
-            done = subprocess.run([*prefix, sys.executable, "-c", connect], capture_output=True, timeout=60)
+            code = (
+                "import os, socket\nprint('pid', os.getpid())\n"
+                f"socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)"
+            )
+            done = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, timeout=60)
             assert done.returncode != 0 and b"Error" in done.stderr
-        code = (
-            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            "import socket\n"
-            "from gptlib.course._runner import Guard\n"
-            "sys.addaudithook(Guard('.', [sys.base_prefix, sys.prefix]))\n"
-            f"try:\n    {connect}\nexcept PermissionError as e:\n    print('refused:', e)\n"
-        )
-        done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120)
-        assert "refused: blocked by the grader's sandbox: socket" in done.stdout, done.stderr
+            assert done.stdout.startswith(b"pid 1\n") == ("--pid" in prefix)
+        else:
+            assert not sys.platform.startswith("linux") or shutil.which("unshare") is None
     finally:
         listener.close()
     assert listener.hits == []
+
+
+def test_in_process_guards_refuse_what_a_check_never_needs(tmp_path):
+    """The audit hook and the process-creation stop, in a throwaway interpreter (an audit hook cannot be
+    removed): no sockets, no processes (not even by `_posixsubprocess` directly, which has no audit event),
+    no reading outside the allowed folders, no writing outside the work folder."""
+    listener = _Listener()
+    secret = tmp_path / "solutions.txt"
+    secret.write_text("the answers", encoding="utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    attempts = {
+        "socket": f"socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)",
+        "subprocess": "subprocess.run(['true'])",
+        "fork_exec": "_posixsubprocess.fork_exec(*[None] * 23)",
+        "restore": "_posixsubprocess.fork_exec = print",
+        "fork": "os.fork()",
+        "read": f"open({str(secret)!r}).read()",
+        "write": f"open({str(tmp_path / 'out.txt')!r}, 'w')",
+        "delete": f"os.remove({str(secret)!r})",
+        "kill": "os.kill(os.getppid(), 9)",
+        "own folder": f"open({str(work / 'scratch.txt')!r}, 'w').write('fine'); print('allowed')",
+    }
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "import os, socket, subprocess, _posixsubprocess\n"
+        "from gptlib.course._runner import Guard, disable_process_creation\n"
+        f"disable_process_creation()\nsys.addaudithook(Guard({str(work)!r}, [sys.base_prefix, sys.prefix]))\n"
+    )
+    for name, attempt in attempts.items():
+        code += f"try:\n    {attempt}\nexcept (PermissionError, AttributeError) as e:\n    print({name!r}, 'refused:', e)\n"
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=180)
+    finally:
+        listener.close()
+    lines = done.stdout.splitlines()
+    for name in attempts:
+        if name != "own folder":
+            assert any(ln.startswith(f"{name} refused: blocked by the grader's sandbox") for ln in lines), (
+                name, done.stdout, done.stderr[-2000:])  # fmt: skip
+    assert "allowed" in lines and (work / "scratch.txt").exists()
+    assert listener.hits == [] and secret.exists() and not (tmp_path / "out.txt").exists()
 
 
 def test_an_unreadable_notebook_is_reported_not_fatal(tmp_path):
@@ -455,6 +495,11 @@ def test_a_missing_or_unparsable_definition_is_not_found():
         ("def f(m):\n    m.__class__ = object", "changes `.__class__`"),
         ("import gc\ndef f():\n    return gc", "imports `gc`"),
         ("import torch\ndef f(p):\n    return torch.load(p)", "uses `torch.load`"),
+        ("import os\ndef f():\n    return os.sys.modules", "uses `os.sys`"),
+        (
+            "import _posixsubprocess\ndef f():\n    return _posixsubprocess.fork_exec",
+            "imports `_posixsubprocess`",
+        ),
     ],
 )
 def test_screening_refuses_reaching_into_the_grader(source, words):

@@ -246,6 +246,20 @@ def freeze_gptlib() -> None:
             mod.__class__ = FrozenModule
 
 
+def _refuse_fork_exec(*args: object, **kwargs: object) -> None:
+    raise PermissionError("blocked by the grader's sandbox: starting processes")
+
+
+def disable_process_creation() -> None:
+    """`_posixsubprocess.fork_exec` starts processes without an audit event (subprocess raises one before
+    calling it): replace it and freeze its module, so every way to a new process goes past the audit hook."""
+    with contextlib.suppress(ImportError):
+        import _posixsubprocess
+
+        _posixsubprocess.fork_exec = _refuse_fork_exec
+        _posixsubprocess.__class__ = FrozenModule
+
+
 def prepare() -> None:
     """Import what every check needs, once (in the fork server, before any fork)."""
     import torch
@@ -371,6 +385,7 @@ def run_job(job: dict, result_fd: int, snapshot: Snapshot) -> None:
         os.environ[name] = job["workdir"]
     tempfile.tempdir = job["workdir"]
     guard = Guard(job["workdir"], read_roots())
+    disable_process_creation()
     freeze_gptlib()
     sys.addaudithook(guard)
 

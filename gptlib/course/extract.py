@@ -49,7 +49,8 @@ FORBIDDEN_MODULES = (
     "traceback", "builtins", "__builtin__", "runpy", "code", "codeop", "pdb", "bdb", "signal", "threading",
     "_thread", "multiprocessing", "concurrent", "subprocess", "socket", "ssl", "http", "urllib", "requests",
     "pickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "copyreg", "atexit", "weakref", "_weakref",
-    "sysconfig", "site", "faulthandler", "tracemalloc",
+    "sysconfig", "site", "faulthandler", "tracemalloc", "pty", "_posixsubprocess", "posix", "nt", "_winapi",
+    "_imp", "_socket", "_signal", "_multiprocessing", "_xxsubinterpreters", "_testcapi", "_testinternalcapi",
 )  # fmt: skip
 FORBIDDEN_ATTRS = frozenset(
     {
@@ -71,6 +72,10 @@ SYS_ALLOWED = frozenset(
 )  # fmt: skip
 FORBIDDEN_CALL_PATHS = frozenset({"torch.load", "torch.jit.load", "numpy.load", "torch.package"})
 _ATTR_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
+# attribute names that reach a forbidden module through another one (`os.sys`); common words left out
+_FORBIDDEN_LAST = frozenset(
+    ({m.split(".")[-1] for m in FORBIDDEN_MODULES} | {"sys", "os"}) - {"code", "signal"}
+)
 _PY_BODY_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 
 
@@ -445,6 +450,10 @@ def _attribute_findings(node: ast.Attribute, imports: dict[str, str]) -> list[st
         return []
     if writes:
         return [f"changes `{path}`, which belongs to a library"]
+    if (
+        node.attr in _FORBIDDEN_LAST and "." in path
+    ):  # `os.sys`, `torch.multiprocessing`: a module by another road
+        return [f"uses `{path}`"]
     bad = _forbidden_module(path)
     if bad and not isinstance(
         node.value, ast.Attribute

@@ -209,6 +209,7 @@ def grade_submission(
     lesson: str | None = None,
     limits: Limits | None = None,
     server: ForkServer | None = None,
+    data: bytes | None = None,
 ) -> SubmissionResult:
     """Grade one notebook in `work` (a fresh folder of its own). The submitted file is only read, once.
 
@@ -218,7 +219,7 @@ def grade_submission(
     path = Path(path)
     work.mkdir(parents=True)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
         (work / "submission.ipynb").write_bytes(data)  # the copy the grader works on
         nb = nbformat.reads(data.decode("utf-8"), as_version=4)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
@@ -270,6 +271,12 @@ def grade(
         raise ValueError(f"no lesson in {solutions} has graded exercises (check cells with nbgrader points).")
     name = pick(sorted(lessons), lesson) if lesson else None
     pairs = collect_submissions(submissions)
+    contents: list[bytes | None] = []
+    for _, path in pairs:  # read every submission before any code runs: what is graded is what was handed in
+        try:
+            contents.append(path.read_bytes())
+        except OSError:
+            contents.append(None)  # reported by grade_submission
     root = Path(tempfile.mkdtemp(prefix="gptlib-grade-"))
     server = ForkServer(root / "server") if (can_fork() if fork is None else fork) else None
     results: list[SubmissionResult | None] = [None] * len(pairs)
@@ -278,7 +285,9 @@ def grade(
             server.start()  # fail now, not once per exercise
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {
-                pool.submit(grade_submission, p, s, lessons, root / f"{i:04d}", name, limits, server): i
+                pool.submit(
+                    grade_submission, p, s, lessons, root / f"{i:04d}", name, limits, server, contents[i]
+                ): i
                 for i, (s, p) in enumerate(pairs)
             }
             from tqdm.auto import tqdm

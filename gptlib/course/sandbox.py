@@ -67,12 +67,16 @@ class Outcome:
 
 @functools.cache
 def network_isolation() -> tuple[str, ...]:
-    """The command prefix that gives the child no network (a fresh network namespace), or () where none works."""
+    """The command prefix that gives the child no network (a fresh network namespace), or () where none works.
+
+    Where it can, the prefix also gives a process-id namespace whose first process is the grader's server: when
+    it ends, the kernel ends every process left inside, even one that escaped into a session of its own."""
     if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
         return ()
-    tries = [("unshare", "--net", "--"), ("unshare", "--net", "--map-root-user", "--")]
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        tries.reverse()
+    pid = ("--pid", "--fork", "--kill-child")
+    tries = [("unshare", "--net", *pid, "--"), ("unshare", "--net", "--")]
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # an unprivileged user needs a user namespace first
+        tries = [(*t[:-1], "--map-root-user", "--") for t in tries] + tries
     for prefix in tries:
         try:
             done = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True, timeout=30)
