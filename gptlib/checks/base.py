@@ -10,8 +10,10 @@ not a failure.
 from __future__ import annotations
 
 import contextlib
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,13 +54,26 @@ def passed(exercise: str, verified: str) -> None:
     print(f"✅ {exercise}: passed — {verified}")
 
 
+_NOT_LEARNER = tuple(
+    Path(p).as_posix() + "/" for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+
+
 def _learner_frame(exc: BaseException) -> str:
     """' (line N of your cell)' for the innermost frame that is the learner's code, if any."""
     frames = traceback.extract_tb(exc.__traceback__)
     for fr in reversed(frames):
         name = fr.filename.replace("\\", "/")
-        if "/gptlib/" not in name and "/torch/" not in name and "site-packages" not in name:
-            return f" (at `{(fr.line or '').strip()}`, line {fr.lineno} of your code)"
+        library = (
+            "/gptlib/" in name or "/torch/" in name or "site-packages" in name or name.startswith("<frozen")
+        )
+        if not library and not name.startswith(_NOT_LEARNER):
+            code = (fr.line or "").strip()
+            return (
+                f" (at `{code}`, line {fr.lineno} of your code)"
+                if code
+                else f" (line {fr.lineno} of your code)"
+            )
     return ""
 
 
