@@ -71,7 +71,6 @@ def next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-@torch.no_grad()
 def generate(
     model: GPT,
     idx: torch.Tensor,
@@ -95,19 +94,22 @@ def generate(
     model.check_input(idx[:, -block_size:] if isinstance(idx, torch.Tensor) and idx.dim() == 2 else idx)
     was_training = model.training
     model.eval()
+    # inference_mode: no_grad without autograd's bookkeeping, which is a fair share of the cost of
+    # a one-token step. Its tensors cannot enter autograd later, so the result is cloned outside it.
     try:
-        cache = KVCache(len(model.blocks), block_size) if use_cache else None
-        logits, _ = model(idx[:, -block_size:], cache=cache)
-        for i in range(max_new_tokens):
-            tok = next_token(logits[:, -1, :], temperature, do_sample, top_k, top_p, generator)
-            idx = torch.cat((idx, tok), dim=1)
-            if i == max_new_tokens - 1:
-                break
-            if cache is not None and cache.length < block_size:
-                logits, _ = model(tok, cache=cache)  # one new position; the rest comes from the cache
-            else:
-                # Positions are absolute: once the window slides, every position moves, so recompute.
-                logits, _ = model(idx[:, -block_size:])
+        with torch.inference_mode():
+            cache = KVCache(len(model.blocks), block_size) if use_cache else None
+            logits, _ = model(idx[:, -block_size:], cache=cache)
+            for i in range(max_new_tokens):
+                tok = next_token(logits[:, -1, :], temperature, do_sample, top_k, top_p, generator)
+                idx = torch.cat((idx, tok), dim=1)
+                if i == max_new_tokens - 1:
+                    break
+                if cache is not None and cache.length < block_size:
+                    logits, _ = model(tok, cache=cache)  # one new position; the rest comes from the cache
+                else:
+                    # Positions are absolute: once the window slides, every position moves, so recompute.
+                    logits, _ = model(idx[:, -block_size:])
     finally:
         model.train(was_training)
-    return idx
+    return idx.clone()
