@@ -171,6 +171,15 @@ def main(argv: list[str] | None = None) -> dict:
         rows,
     )
 
+    if args.compile:
+        for r in results["training"]:
+            even = r["compile_break_even_steps"]
+            print(
+                f"  torch.compile, {r['config']['name']}: first step {r['compile_first_step_s']:.1f} s, then "
+                f"{r['compile_speedup']:.2f}x the eager step; "
+                + (f"pays for itself after {even} steps" if even is not None else "never pays for itself")
+            )
+
     # 3. Generation.
     g = measure_generation(gen_config, new_tokens, rounds=max(1, min(rounds, 3)), bandwidths_gbs=bw)
     results["generation"] = g

@@ -9,6 +9,7 @@ are lookups) and 12 L C T the attention scores and weighted sums.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,9 @@ def measure_training(
         compiled_model, _ = build_pair(cfg, dropout)
         compiled = torch.compile(compiled_model)
         fns["gptlib_compiled"] = make_step(compiled, compiled_model.configure_optimizers(), x, y)
+        start = time.perf_counter()
+        fns["gptlib_compiled"]()  # the first step compiles the forward and backward graphs
+        compile_s = time.perf_counter() - start
     secs = interleaved(fns, rounds=rounds, repeat=repeat, warmup=2)
     tokens = cfg.batch_size * cfg.block_size
     fpt = flops_per_token(model)
@@ -147,4 +151,8 @@ def measure_training(
     result["speedup_vs_seed_style"] = secs["seed_style"] / secs["gptlib"]
     if compile:
         result["compile_speedup"] = secs["gptlib"] / secs["gptlib_compiled"]
+        result["compile_first_step_s"] = compile_s
+        # Steps a run must take before compiling has paid for itself (None: it never does).
+        saved = secs["gptlib"] - secs["gptlib_compiled"]
+        result["compile_break_even_steps"] = round(compile_s / saved) if saved > 0 else None
     return result
