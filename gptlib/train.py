@@ -36,8 +36,10 @@ from gptlib.tokenizer import CharTokenizer
 # optimizer step and "eval" after every evaluation; it may call trainer.stop().
 Callback = Callable[["Trainer", str], Any]
 
-# Seeds derived from TrainConfig.seed, so the three streams never share numbers.
-_EVAL_SEED_OFFSET = 1
+# TrainConfig.seed seeds torch's global generator (dropout); the batches and the evaluation
+# batches get generators of their own, seeded at these offsets so no two streams are the same.
+_BATCH_SEED_OFFSET = 1
+_EVAL_SEED_OFFSET = 2
 
 
 @dataclass
@@ -248,7 +250,7 @@ class Trainer:
         self._saved_step: int | None = None
         # Batches come from their own generator, so nothing else that draws random numbers
         # (sampling in a callback, say) changes which batches the run sees.
-        self.batch_generator = torch.Generator().manual_seed(config.seed)
+        self.batch_generator = torch.Generator().manual_seed(config.seed + _BATCH_SEED_OFFSET)
         torch.manual_seed(config.seed)  # dropout draws from the global generator
         if config.resume_from is not None:
             self.resume(config.resume_from)
