@@ -50,13 +50,33 @@ DEFAULT_RUNS_DIR = Path("runs")
 DEFAULT_PROMPT = "\n"
 
 
+EXAMPLES = """examples:
+  python -m gptlib                                   the main job: train, save runs/pydoc.pt, sample
+  python -m gptlib train --corpus tinyshakespeare --max-iters 5000 --out runs/shakespeare.pt
+  python -m gptlib train --resume --max-iters 6000   continue runs/pydoc.pt up to step 6000
+  python -m gptlib sample --checkpoint runs/pydoc.pt --prompt "def " --temperature 0.8 --top-k 20
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default, unless it has none worth showing (None, a switch) or the help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gptlib",
         description=(
-            "Train and sample minGPT-style language models. With no arguments: train a small GPT on the "
-            "offline 'pydoc' corpus (a few minutes on a CPU), save it under ./runs/ and print samples."
+            "Train and sample minGPT-style language models.\n\n"
+            "With no arguments: train a small GPT on the offline 'pydoc' corpus (Python's own\n"
+            "documentation; a few minutes on a laptop CPU), save it under ./runs/ and print samples."
         ),
+        epilog=EXAMPLES,
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="{train,sample}")
 
@@ -64,12 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a GPT on a corpus and save a checkpoint",
         description="Train a character-level GPT on a corpus, save a checkpoint, print a sample.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     t.add_argument(
         "--corpus", default=DEFAULT_CORPUS, help="'pydoc' (offline), 'tinyshakespeare', or a text file"
     )
-    t.add_argument("--preset", default=RECIPE["preset"], choices=list(PRESETS), help="model size")
+    t.add_argument(
+        "--preset",
+        default=RECIPE["preset"],
+        choices=list(PRESETS),
+        metavar="NAME",
+        help=f"model size: {', '.join(PRESETS)}",
+    )
     t.add_argument("--n-layer", type=int, help="number of blocks (overrides the preset)")
     t.add_argument("--n-head", type=int, help="attention heads per block (overrides the preset)")
     t.add_argument("--n-embd", type=int, help="width of the residual stream (overrides the preset)")
@@ -116,11 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="generate text from a checkpoint",
         description="Generate text from a checkpoint written by `gptlib train`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     s.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file written by `gptlib train`")
     s.add_argument(
-        "--prompt", default=DEFAULT_PROMPT, help="text to continue (its characters must be in the vocabulary)"
+        "--prompt",
+        default=DEFAULT_PROMPT,
+        help="text to continue; its characters must be in the vocabulary (default: a newline)",
     )
     s.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate per sample")
     s.add_argument("--num-samples", type=int, default=1, help="how many samples")
