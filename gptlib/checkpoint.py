@@ -140,9 +140,17 @@ def _short_reason(e: Exception) -> str:
     return f"it was not written by torch.save, or it is damaged ({type(e).__name__})"
 
 
-def _strip_compile_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    prefix = "_orig_mod."
-    return {k.removeprefix(prefix): v for k, v in state.items()}
+def _load_weights(model: GPT, state: dict[str, torch.Tensor], path: Path | str) -> None:
+    """Copy a checkpoint's weights into model; CheckpointError, not torch's, if they do not fit."""
+    state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}  # as torch.compile names them
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(
+            f"the weights in {path} do not fit a GPT of the config stored with them ({detail[:300]}). "
+            "Was it written by another version of gptlib?"
+        ) from None
 
 
 def load_model(
@@ -152,7 +160,7 @@ def load_model(
     ckpt = load_checkpoint(path)
     config = GPTConfig.from_dict(ckpt["model_config"])
     model = GPT(config)
-    model.load_state_dict(_strip_compile_prefix(ckpt["model"]))
+    _load_weights(model, ckpt["model"], path)
     model.to(device).eval()
     tok = ckpt.get("tokenizer")
     return model, (CharTokenizer.from_dict(tok) if tok is not None else None)
@@ -196,8 +204,7 @@ def resume_trainer(trainer: Trainer, path: str | os.PathLike[str]) -> None:
             path,
             changed,
         )
-    model = getattr(trainer.model, "_orig_mod", trainer.model)
-    model.load_state_dict(_strip_compile_prefix(ckpt["model"]))
+    _load_weights(getattr(trainer.model, "_orig_mod", trainer.model), ckpt["model"], path)
     trainer.optimizer.load_state_dict(ckpt["optimizer"])
     trainer.step = ckpt["step"]
     trainer.history = list(ckpt["history"])

@@ -206,6 +206,16 @@ def test_files_that_are_not_gptlib_checkpoints_are_refused(tmp_path, data):
         load_checkpoint(future)
 
 
+def test_weights_that_do_not_fit_their_config_are_a_checkpoint_error(tmp_path, data):
+    tok, _, _ = data
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model(tok.vocab_size))
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["model"]["head.ln_f.weight"]
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(path)
+
+
 def test_resuming_into_a_different_model_names_the_difference(tmp_path, data):
     tok, train, val = data
     path = Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(max_iters=2)).save_checkpoint(
