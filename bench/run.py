@@ -27,6 +27,7 @@ from bench.generation import measure_generation, weight_bytes_per_token
 from bench.hardware import matmul_gflops, read_bandwidth_gbs
 from bench.memory import peak_memory
 from bench.profile import profile_training
+from bench.timing import set_clock
 from bench.training import BABY, LARGER, SMOKE, build_pair, measure_training
 
 
@@ -62,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=None, help="tokens to generate (default 200)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout of the trained models (default 0.0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or this process's CPU time (with --threads 1: steadier on a busy machine)",
+    )
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd gptlib training")
     p.add_argument("--profile", action="store_true", help="profile gptlib training steps per config")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
@@ -74,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.clock == "cpu" and args.threads != 1:
+        p.error("--clock cpu needs --threads 1: with more threads CPU time adds up the threads' time")
     return args
 
 
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    set_clock(args.clock)
     smoke = args.smoke
     rounds = args.rounds or (1 if smoke else 5)
     new_tokens = args.new_tokens or (8 if smoke else 200)
@@ -105,12 +115,14 @@ def main(argv: list[str] | None = None) -> dict:
             "smoke": smoke,
             "rounds": rounds,
             "dropout": args.dropout,
+            "clock": args.clock,
             "device": "cpu",
             "dtype": "float32",
         }
     }
     print(
-        f"gptlib bench: torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.platform()}"
+        f"gptlib bench: torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+        f"{platform.platform()}"
     )
 
     # 1. The machine.
