@@ -5,6 +5,7 @@ text -> tokenizer -> batches -> Embeddings -> Block(CausalSelfAttention, MLP) x 
 
 from gptlib.attention import CausalSelfAttention
 from gptlib.block import Block
+from gptlib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from gptlib.config import PRESETS, GPTConfig
 from gptlib.corpus import load_corpus
 from gptlib.data import AdditionDataset, CharDataset, SortDataset, get_batch, train_val_split
@@ -15,6 +16,7 @@ from gptlib.kvcache import KVCache
 from gptlib.mlp import MLP
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer, UnknownCharacterError
+from gptlib.train import TrainConfig, Trainer, estimate_loss, lr_at
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,14 @@ __all__ = [
     "CharDataset",
     "SortDataset",
     "AdditionDataset",
+    "TrainConfig",
+    "Trainer",
+    "lr_at",
+    "estimate_loss",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "CheckpointError",
     "from_hf_gpt2",
     "to_hf_gpt2",
     "gpt2_tokenizer",
