@@ -428,3 +428,14 @@ def test_count_message_says_which_part_is_off():
 def test_count_stub_is_not_done_yet():
     with pytest.raises(NotDoneYet):
         check_count_parameters(count_stub)
+
+
+@pytest.mark.parametrize(
+    "check, fn", [(check_cross_entropy, ce_manual), (check_count_parameters, count_by_parts)]
+)
+def test_checks_leave_the_global_rng_alone(check, fn):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check(fn)
+    assert torch.equal(torch.rand(3), expected)
