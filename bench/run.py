@@ -27,7 +27,7 @@ from bench.generation import measure_generation, weight_bytes_per_token
 from bench.hardware import matmul_gflops, read_bandwidth_gbs
 from bench.memory import peak_memory
 from bench.profile import profile_training
-from bench.timing import set_clock
+from bench.timing import set_clock, set_stat
 from bench.training import BABY, LARGER, SMOKE, build_pair, measure_training
 
 
@@ -69,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="wall",
         help="wall time, or this process's CPU time (with --threads 1: steadier on a busy machine)",
     )
+    p.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="summarise the rounds of each version by their median, or their fastest (for shared machines)",
+    )
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd gptlib training")
     p.add_argument("--profile", action="store_true", help="profile gptlib training steps per config")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     set_clock(args.clock)
+    set_stat(args.stat)
     smoke = args.smoke
     rounds = args.rounds or (1 if smoke else 5)
     new_tokens = args.new_tokens or (8 if smoke else 200)
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             "rounds": rounds,
             "dropout": args.dropout,
             "clock": args.clock,
+            "stat": args.stat,
             "device": "cpu",
             "dtype": "float32",
         }
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
                 ]
             )
     print_table(
-        f"Training step (forward, backward, clip, AdamW), dropout {args.dropout}, medians of {rounds} rounds",
+        f"Training step (forward, backward, clip, AdamW), dropout {args.dropout}, {args.stat} of {rounds} rounds",
         ["config", "impl", "ms/step", "tokens/s", "MFU", "vs seed", "ceiling GFLOP/s"],
         rows,
     )
