@@ -200,6 +200,9 @@ def _place(notebook: Path, lab_root: Path) -> str:
     """
     rel = notebook.relative_to(ROOT)
     target = lab_root / rel
+    top = lab_root / rel.parts[0]
+    if top.is_symlink():  # linked in for an earlier notebook: a real folder keeps the copy out of the repo
+        top.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(notebook, target)
     for entry in ROOT.iterdir():
