@@ -319,6 +319,7 @@ class Trainer:
             disable=not cfg.progress or not self.dist.is_main,
             desc="training",
             unit="step",
+            mininterval=1.0,  # fewer redraws: a notebook's output stream stays light on long runs
         )
         start = time.perf_counter()
         try:
