@@ -106,6 +106,8 @@ class GPT(nn.Module):
             raise ValueError(
                 f"targets must have the same shape as idx {tuple(idx.shape)}, got {tuple(targets.shape)}."
             )
+        if torch.compiler.is_compiling():
+            return  # as in check_input: eager calls check the values
         lo, hi = int(targets.min()), int(targets.max())
         V = self.config.vocab_size
         if lo < -1 or hi >= V:

@@ -60,3 +60,12 @@ def test_the_trainer_steps_through_the_compiled_model_and_saves_plain_keys(monke
 def test_without_compile_the_trainer_steps_the_model_itself():
     trainer = Trainer(tiny(), torch.randint(0, 11, (200,)), config=TrainConfig(batch_size=2, progress=False))
     assert trainer.train_model is trainer.model
+
+
+def test_a_training_forward_is_one_graph_for_torch_compile():
+    # The value checks on idx and targets (int(t.min())) would split the graph; under compile they are skipped.
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    idx = torch.randint(0, 11, (2, 8))
+    explanation = torch._dynamo.explain(model)(idx, idx)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
