@@ -11,11 +11,10 @@ reported.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial, wraps
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -36,71 +35,15 @@ from gptlib.checks.base import (
     call,
     expect_tensor,
     fraction_close,
+    isolated,
     max_diff,
-    one_thread,
     passed,
     seeded,
 )
+from gptlib.checks.mistakes import Mistake, close, match, matched_failure
 from gptlib.config import GPTConfig
 
 __all__ = ["check_causal_average", "check_masked_softmax", "check_head", "check_attention"]
-
-
-def _isolated(check: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Run a check on one thread (its tensors are tiny) with its own RNG stream; the learner's
-    thread count and random state are as before afterwards."""
-
-    @wraps(check)
-    def run(arg: Any) -> None:
-        with one_thread(), seeded(0):
-            check(arg)
-
-    return run
-
-
-# ---- matching an output against known mistakes --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """One known mistake: its diagnosis code, what it computes (in words) and how to compute it."""
-
-    code: str
-    says: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, loose: bool = False) -> bool:
-    """Same shape and values (NaN equal to NaN). loose: for matching a mistake computed another way."""
-    if a.shape != b.shape:
-        return False
-    atol, rtol = (1e-4, 1e-3) if loose else (1e-5, 1e-4)
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol, equal_nan=True)
-
-
-def _match(
-    out: torch.Tensor, compute: Callable[..., torch.Tensor], mistakes: list[Mistake], pairs: bool = True
-) -> tuple[Mistake, ...] | None:
-    """The mistake (or pair of mistakes) whose output equals `out`, or None."""
-    with torch.no_grad():
-        for m in mistakes:
-            if _close(compute(**m.kwargs), out, loose=True):
-                return (m,)
-        if pairs:
-            for a, b in itertools.combinations(mistakes, 2):
-                if a.kwargs.keys().isdisjoint(b.kwargs) and _close(
-                    compute(**a.kwargs, **b.kwargs), out, loose=True
-                ):
-                    return (a, b)
-    return None
-
-
-def _matched_failure(exercise: str, what: str, found: tuple[Mistake, ...], note: str = "") -> CheckFailure:
-    if len(found) == 1:
-        text = f"{what} matches {found[0].says}."
-    else:
-        text = f"{what} matches two mistakes at once: {found[0].says}; and {found[1].says}."
-    return CheckFailure(exercise, found[0].code, text + note)
 
 
 def _scale_words(scale: float, right: float) -> str:
@@ -151,7 +94,7 @@ def _fit_scale(out: torch.Tensor, compute: Callable[..., torch.Tensor]) -> float
             else:
                 lo = a
         best = math.exp((lo + hi) / 2)
-        return best if _close(compute(scale=best), out, loose=True) else None
+        return best if close(compute(scale=best), out, loose=True) else None
 
 
 def _nonfinite_positions(out: torch.Tensor, dim: int) -> list[int]:
@@ -289,7 +232,7 @@ _AVERAGE_MISTAKES = [
 ]
 
 
-@_isolated
+@isolated
 def check_causal_average(causal_average: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check `causal_average(x)`: (B, T, C) -> (B, T, C), position t the mean of x[:, :t+1]."""
     ex = "causal_average"
@@ -315,10 +258,10 @@ def check_causal_average(causal_average: Callable[[torch.Tensor], torch.Tensor])
                 ) from None
             raise
         want = _average(x)
-        if not _close(out, want):
-            found = _match(out, partial(_average, x), _AVERAGE_MISTAKES, pairs=False)
+        if not close(out, want):
+            found = match(out, partial(_average, x), _AVERAGE_MISTAKES, pairs=False)
             if found:
-                raise _matched_failure(ex, what, found)
+                raise matched_failure(ex, what, found)
             raise CheckFailure(
                 ex,
                 "wrong-values",
@@ -360,7 +303,7 @@ _WEIGHT_MISTAKES = [
 ]
 
 
-@_isolated
+@isolated
 def check_masked_softmax(masked_softmax: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check `masked_softmax(scores)`: (..., T, T) -> weights (..., T, T), causal, rows summing to 1."""
     ex = "masked_softmax"
@@ -391,10 +334,10 @@ def check_masked_softmax(masked_softmax: Callable[[torch.Tensor], torch.Tensor])
                 )
         out = _output(ex, what, out, tuple(scores.shape), dim=-2)
         want = attention_weights(scores)
-        if not _close(out, want):
-            found = _match(out, partial(attention_weights, scores), mistakes)
+        if not close(out, want):
+            found = match(out, partial(attention_weights, scores), mistakes)
             if found:
-                raise _matched_failure(ex, what, found)
+                raise matched_failure(ex, what, found)
             scale = _fit_scale(out, partial(_scaled_weights, scores))
             if scale is not None:
                 raise CheckFailure(
@@ -540,9 +483,9 @@ def _layer_mismatch(
     )
     # Known mistakes, alone or in pairs, with the most likely reading of the weights (alone with every reading).
     for i, w in enumerate(search.candidates):
-        found = _match(out, partial(reference_attention, x, w, nh), spec.mistakes, pairs=i == 0)
+        found = match(out, partial(reference_attention, x, w, nh), spec.mistakes, pairs=i == 0)
         if found:
-            return _matched_failure(ex, what, found, note if i == 0 else "")
+            return matched_failure(ex, what, found, note if i == 0 else "")
         if search.by_name:
             break
     w = search.candidates[0]
@@ -561,7 +504,7 @@ def _layer_mismatch(
         return leak
     want = _correct_output(spec, x, w)
     share = fraction_close(out, want)
-    if _close(out[:, 0], want[:, 0]):
+    if close(out[:, 0], want[:, 0]):
         where = (
             "Position 0, which can only look at itself, is right, so your projections are used correctly; "
             "the weights on earlier positions are off: check the scale (1/sqrt(head_size)), the mask and "
@@ -592,7 +535,7 @@ def _future_leak(
         x2 = x.clone()
         x2[:, t0:] += torch.randn_like(x2[:, t0:])
     out2 = forward(x2)
-    moved = [t for t in range(t0) if not _close(out[:, t], out2[:, t])]
+    moved = [t for t in range(t0) if not close(out[:, t], out2[:, t])]
     if not moved:
         return None
     return CheckFailure(
@@ -695,13 +638,13 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
     out_shape = (x.size(0), x.size(1), spec.width)
     if isinstance(raw, torch.Tensor) and raw.shape == out_shape and not torch.isfinite(raw).all():
         for w in search.candidates[:1]:
-            found = _match(raw, partial(reference_attention, x, w, spec.n_head), _NONFINITE_MISTAKES, False)
+            found = match(raw, partial(reference_attention, x, w, spec.n_head), _NONFINITE_MISTAKES, False)
             if found:
-                raise _matched_failure(ex, what, found)
+                raise matched_failure(ex, what, found)
     out = _output(ex, what, raw, out_shape, dim=1)
     with torch.no_grad():
         again = forward(x)
-    if not _close(out, again):
+    if not close(out, again):
         raise CheckFailure(
             ex,
             "dropout-in-eval",
@@ -713,7 +656,7 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
     if not search.candidates:
         raise _wrong_params(spec, name, search)
     with torch.no_grad():
-        weights = next((w for w in search.candidates if _close(_correct_output(spec, x, w), out)), None)
+        weights = next((w for w in search.candidates if close(_correct_output(spec, x, w), out)), None)
         if weights is None:
             raise _layer_mismatch(spec, what, x, out, search, lambda inp: forward(inp).detach())
         for inp in (x_full, x_one):
@@ -721,7 +664,7 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
             got = _output(
                 ex, other, forward(inp, works_for=f"x of shape {_shape(x)}"), (*inp.shape[:2], spec.width), 1
             )
-            if not _close(got, _correct_output(spec, inp, weights)):
+            if not close(got, _correct_output(spec, inp, weights)):
                 raise CheckFailure(
                     ex,
                     "fixed-T",
@@ -744,7 +687,7 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
     ]
 
 
-@_isolated
+@isolated
 def check_head(Head: Any) -> None:
     """Check `Head(config, head_size)`: one causal self-attention head, (B, T, C) -> (B, T, head_size)."""
     # head_size differs from n_embd (so 1/sqrt(n_embd) is a detectable mistake) and from n_embd // n_head
@@ -782,7 +725,7 @@ def _dropout_behaviour(cls: Any, config: GPTConfig) -> str:
             with torch.no_grad():
                 a = _output(ex, what, _run(ex, what, module, x), tuple(x.shape), 1)
                 b = _output(ex, what, _run(ex, what, module, x), tuple(x.shape), 1)
-        if _close(a, b):
+        if close(a, b):
             raise CheckFailure(
                 ex,
                 "no-dropout",
@@ -807,7 +750,7 @@ def _dropout_behaviour(cls: Any, config: GPTConfig) -> str:
     return "dropout on the weights and the output in train mode only"
 
 
-@_isolated
+@isolated
 def check_attention(CausalSelfAttention: Any) -> None:
     """Check `CausalSelfAttention(config)`: multi-head masked self-attention with an output projection.
 

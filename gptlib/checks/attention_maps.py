@@ -16,11 +16,8 @@ learner's output matches is named, with the hint for it.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import wraps
 from typing import Any
 
 import numpy as np
@@ -28,64 +25,13 @@ import torch
 import torch.nn as nn
 
 from gptlib.checks._attention_reference import attention_weights
-from gptlib.checks.base import CheckFailure, call, fraction_close, max_diff, one_thread, passed, seeded
+from gptlib.checks.base import CheckFailure, call, fraction_close, isolated, max_diff, passed, seeded
 from gptlib.checks.hints import register_hints
+from gptlib.checks.mistakes import Mistake, close, match, matched_failure
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 
 __all__ = ["check_attention_weights_by_hand", "check_previous_token_score", "check_induction_score"]
-
-
-def _isolated(check: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Run a check on one thread with its own RNG stream; the notebook's threads and RNG are left as they were."""
-
-    @wraps(check)
-    def run(arg: Any) -> None:
-        with one_thread(), seeded(0):
-            check(arg)
-
-    return run
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """A known mistake: diagnosis code, what it computes (in words), the reference's keywords that compute it."""
-
-    code: str
-    says: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, loose: bool = False) -> bool:
-    if a.shape != b.shape:
-        return False
-    atol, rtol = (1e-4, 1e-3) if loose else (1e-5, 1e-4)
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol, equal_nan=True)
-
-
-def _match(
-    out: torch.Tensor, compute: Callable[..., torch.Tensor], mistakes: list[Mistake], pairs: bool = True
-) -> tuple[Mistake, ...] | None:
-    """The known mistake (or pair of them) whose result equals `out`, or None."""
-    with torch.no_grad():
-        for m in mistakes:
-            if _close(compute(**m.kwargs), out, loose=True):
-                return (m,)
-        if pairs:
-            for a, b in itertools.combinations(mistakes, 2):
-                if a.kwargs.keys().isdisjoint(b.kwargs) and _close(
-                    compute(**a.kwargs, **b.kwargs), out, loose=True
-                ):
-                    return (a, b)
-    return None
-
-
-def _matched(exercise: str, what: str, found: tuple[Mistake, ...]) -> CheckFailure:
-    if len(found) == 1:
-        return CheckFailure(exercise, found[0].code, f"{what} matches {found[0].says}.")
-    return CheckFailure(
-        exercise, found[0].code, f"{what} matches two mistakes at once: {found[0].says}; and {found[1].says}."
-    )
 
 
 def _as_tensor(exercise: str, what: str, out: Any) -> torch.Tensor:
@@ -258,7 +204,7 @@ def _fit_scale(out: torch.Tensor, compute: Callable[[float], torch.Tensor]) -> f
         else:
             lo = a
     best = math.exp((lo + hi) / 2)
-    return best if _close(compute(best), out, loose=True) else None
+    return best if close(compute(best), out, loose=True) else None
 
 
 def _peaked_gpt(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, block_size: int = 8) -> GPT:
@@ -349,7 +295,7 @@ def _weights_shape(ex: str, what: str, out: torch.Tensor, n_head: int, T: int) -
     raise CheckFailure(ex, "wrong-shape", f"{what} has shape {_shape(out)}; expected {want} (n_head, T, T).")
 
 
-@_isolated
+@isolated
 def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
     """Check `attention_weights_by_hand(attn, x)`: (T, C) -> the layer's weights (n_head, T, T).
 
@@ -397,7 +343,7 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
             if not torch.isfinite(out).all():
                 raise _weights_nonfinite(ex, what, out)
             want = maps[layer][0]
-            if _close(out, want):
+            if close(out, want):
                 continue
             if done:
                 right_before = " and ".join(done)
@@ -412,9 +358,9 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
                 return weights_by_hand(attn, inp, **kw)
 
             with torch.no_grad():
-                found = _match(out, compute, mistakes)
+                found = match(out, compute, mistakes)
                 if found:
-                    raise _matched(ex, what, found)
+                    raise matched_failure(ex, what, found)
                 scale = _fit_scale(out, lambda s: compute(scale=s))
             if scale is not None:
                 right = 1 / math.sqrt(C // n_head)
@@ -606,7 +552,7 @@ def _previous_cases() -> list[tuple[str, torch.Tensor]]:
     ]
 
 
-@_isolated
+@isolated
 def check_previous_token_score(fn: Callable[[torch.Tensor], Any]) -> None:
     """Check `previous_token_score(maps)`: (L, H, T, T) -> (L, H), the mean of maps[l, h, t, t - 1] over t >= 1."""
     ex = "previous_token_score"
@@ -618,13 +564,13 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], Any]) -> None:
         out = _run_score(ex, what, fn, maps)
         _score_shape(ex, what, out, maps)
         want = _diagonal_score(maps, -1, first=1)
-        if _close(out, want):
+        if close(out, want):
             if first_scores is None:
                 first_scores = out[0]
             continue
-        found = _match(out, lambda m=maps, **kw: _diagonal_score(m, **kw), _PREVIOUS_MISTAKES, pairs=False)
+        found = match(out, lambda m=maps, **kw: _diagonal_score(m, **kw), _PREVIOUS_MISTAKES, pairs=False)
         if found:
-            raise _matched(ex, f"{what} gives {_fmt(out)}: that", found)
+            raise matched_failure(ex, f"{what} gives {_fmt(out)}: that", found)
         raise CheckFailure(
             ex,
             "wrong-values",
@@ -725,7 +671,7 @@ def _induction_cases() -> list[tuple[str, int, torch.Tensor]]:
     ]
 
 
-@_isolated
+@isolated
 def check_induction_score(fn: Callable[[torch.Tensor, int], Any]) -> None:
     """Check `induction_score(maps, seq_len)`: maps (L, H, 2*seq_len, 2*seq_len) -> (L, H).
 
@@ -746,21 +692,21 @@ def check_induction_score(fn: Callable[[torch.Tensor, int], Any]) -> None:
                 f"{what} gives {_fmt(out)}: NaN is the mean of nothing, e.g. of an empty diagonal when the offset "
                 f"is larger than T = {maps.size(-1)}. Use the argument seq_len (the offset is -(seq_len - 1)).",
             )
-        if _close(out, want):
+        if close(out, want):
             if first_scores is None:
                 first_scores = out
             continue
-        found = _match(
+        found = match(
             out,
             lambda m=maps, s=seq_len, **kw: _induction(m, s, **kw),
             _induction_mistakes(seq_len),
             pairs=False,
         )
         if found:
-            raise _matched(ex, f"{what} gives {_fmt(out)}: that", found)
+            raise matched_failure(ex, f"{what} gives {_fmt(out)}: that", found)
         T = maps.size(-1)
         for other in range(2, T):  # the right score for another seq_len: the argument is not used
-            if other != seq_len and _close(out, _induction(maps, other), loose=True):
+            if other != seq_len and close(out, _induction(maps, other), loose=True):
                 raise CheckFailure(
                     ex,
                     "fixed-seq-len",

@@ -13,6 +13,7 @@ import contextlib
 import sysconfig
 import traceback
 from collections.abc import Callable, Iterator
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,16 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+def isolated(check: Callable[[Any], None], *, no_grad: bool = False) -> Callable[[Any], None]:
+    """Wrap a check so it runs on one thread (its tensors are tiny) with its own RNG stream, seeded 0
+    (and, with no_grad, without autograd): the learner's thread count and random state are as before
+    afterwards."""
+
+    @wraps(check)
+    def run(arg: Any) -> None:
+        with one_thread(), seeded(0), torch.no_grad() if no_grad else contextlib.nullcontext():
+            check(arg)
+
+    return run
