@@ -17,13 +17,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from gptlib.checks.base import CheckFailure, call, max_diff, one_thread, passed, seeded
+from gptlib.checks.base import CheckFailure, call, isolated, max_diff, passed
 from gptlib.checks.hints import register_hints
 
 __all__ = ["check_top_p_filter", "check_sampling_strategies"]
@@ -32,15 +31,8 @@ NEG_INF = float("-inf")
 
 
 def _isolated(check: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Run a check on one thread (its tensors are tiny) with its own RNG stream; the learner's
-    thread count and random state are as before afterwards."""
-
-    @wraps(check)
-    def run(arg: Any) -> None:
-        with one_thread(), seeded(0), torch.no_grad():
-            check(arg)
-
-    return run
+    """`isolated`, with autograd off too: the generation and KV-cache checks need no gradients."""
+    return isolated(check, no_grad=True)
 
 
 def _is_function(exercise: str, fn: Any, name: str) -> None:

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from functools import wraps
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,12 +33,13 @@ from gptlib.checks.base import (
     call,
     expect_tensor,
     fraction_close,
+    isolated,
     max_diff,
-    one_thread,
     passed,
     seeded,
 )
 from gptlib.checks.hints import register_hints
+from gptlib.checks.mistakes import Mistake, find_mistake, matched_failure, tensors_close
 from gptlib.config import GPTConfig
 
 __all__ = ["check_split_c_attn", "check_convert_block", "check_convert_gpt2"]
@@ -49,30 +49,8 @@ _ROLES = ("query", "key", "value")
 _INSTALL = "pip install 'gptlib[gpt2]'"
 
 
-def _isolated(check: Callable[[Any], None]) -> Callable[[Any], None]:
-    """One CPU thread (tiny tensors) and a private RNG stream: the notebook's state is as before afterwards."""
-
-    @wraps(check)
-    def run(arg: Any) -> None:
-        with one_thread(), seeded(0):
-            check(arg)
-
-    return run
-
-
-@dataclass(frozen=True)
-class _Mistake:
-    """One known mistake: its diagnosis code, what it computes (in words), and the switches that compute it."""
-
-    code: str
-    says: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> bool:
-    if a.shape != b.shape:
-        return False
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol)
+    return tensors_close(a, b, atol, rtol)
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -498,7 +476,7 @@ def _check_parts(ex: str, what: str, out: Any, W: torch.Tensor, b: torch.Tensor)
     return pairs
 
 
-@_isolated
+@isolated
 def check_split_c_attn(split_c_attn: Any) -> None:
     """Check `split_c_attn(weight (C, 3C), bias (3C,))` -> {"query"/"key"/"value": (weight (C, C), bias (C,))}
     in nn.Linear's layout, against Hugging Face's GPT-2 (its logits and attention maps)."""
@@ -605,33 +583,33 @@ def _divisor_heads(C: int, right: int) -> list[int]:
     return [h for h in (1, 2, 4, 8, 12) if C % h == 0 and h != right]
 
 
-def _block_mistakes(hf_config: Any) -> list[_Mistake]:
+def _block_mistakes(hf_config: Any) -> list[Mistake]:
     eps, H, C = hf_config.layer_norm_epsilon, hf_config.n_head, hf_config.n_embd
     mistakes = [
-        _Mistake(
+        Mistake(
             "exact-gelu",
             "a block with the exact GELU (gelu_approximate='none') where GPT-2 uses the tanh approximation "
             "('gelu_new')",
             {"gelu": "none"},
         ),
-        _Mistake(
+        Mistake(
             "qkv-not-transposed",
             "query, key and value copied from c_attn without .t() (Conv1D keeps (in, out))",
             {"qkv_t": False},
         ),
-        _Mistake("proj-not-transposed", "attn.c_proj's weight copied without .t()", {"proj_t": False}),
-        _Mistake(
+        Mistake("proj-not-transposed", "attn.c_proj's weight copied without .t()", {"proj_t": False}),
+        Mistake(
             "reshape-not-transpose",
             "every Conv1D weight reshaped (.view/.reshape) to nn.Linear's shape instead of transposed",
             {"reshape": True},
         ),
-        _Mistake("ln-swapped", "ln_1 and ln_2 swapped (ln_2 before attention)", {"ln": "swapped"}),
-        _Mistake("ln-not-copied", "LayerNorms that were not copied (gain 1, bias 0)", {"ln": "default"}),
-        _Mistake("biases-missing", "the Linear layers' biases left at zero", {"biases": False}),
+        Mistake("ln-swapped", "ln_1 and ln_2 swapped (ln_2 before attention)", {"ln": "swapped"}),
+        Mistake("ln-not-copied", "LayerNorms that were not copied (gain 1, bias 0)", {"ln": "default"}),
+        Mistake("biases-missing", "the Linear layers' biases left at zero", {"biases": False}),
     ]
     if eps != 1e-5:
         mistakes.append(
-            _Mistake(
+            Mistake(
                 "eps",
                 f"LayerNorm eps 1e-5 (gptlib's default) where this GPT-2's config says layer_norm_epsilon={eps:g}",
                 {"eps": 1e-5},
@@ -641,31 +619,25 @@ def _block_mistakes(hf_config: Any) -> list[_Mistake]:
         if perm != (0, 1, 2):
             names = ", ".join(f"{_ROLES[k]} <- c_attn's {_ROLES[j]}" for k, j in enumerate(perm) if k != j)
             mistakes.append(
-                _Mistake("qkv-order", f"c_attn's parts in the wrong layers ({names})", {"order": perm})
+                Mistake("qkv-order", f"c_attn's parts in the wrong layers ({names})", {"order": perm})
             )
     for h in _divisor_heads(C, H):
         mistakes.append(
-            _Mistake("n-head", f"n_head = {h} instead of the config's n_head = {H}", {"n_head": h})
+            Mistake("n-head", f"n_head = {h} instead of the config's n_head = {H}", {"n_head": h})
         )
     return mistakes
 
 
 def _match_block(
     y: torch.Tensor, x: torch.Tensor, hf_block: Any, hf_config: Any
-) -> tuple[_Mistake, ...] | None:
+) -> tuple[Mistake, ...] | None:
     mistakes = _block_mistakes(hf_config)
 
     def output(**kwargs: Any) -> torch.Tensor:
         with torch.no_grad():
             return _block_from_hf(hf_block, hf_config, **kwargs)(x)
 
-    for m in mistakes:
-        if _close(y, output(**m.kwargs), 2e-5, 1e-4):
-            return (m,)
-    for a, b in itertools.combinations(mistakes, 2):
-        if a.kwargs.keys().isdisjoint(b.kwargs) and _close(y, output(**a.kwargs, **b.kwargs), 2e-5, 1e-4):
-            return (a, b)
-    return None
+    return find_mistake(mistakes, lambda **kwargs: _close(y, output(**kwargs), 2e-5, 1e-4))
 
 
 def _parameter_shapes(ex: str, what: str, module: nn.Module, hf_config: Any) -> None:
@@ -713,18 +685,13 @@ def _check_block_output(
     found = _match_block(y, x, hf_block, hf_config)
     diff = max_diff(y, want)
     if found:
-        says = (
-            found[0].says
-            if len(found) == 1
-            else f"two mistakes at once: {found[0].says}; and {found[1].says}"
-        )
         size = ""
         if found[0].code == "exact-gelu" and len(found) == 1:
             size = (
                 f" The largest difference from GPT-2's block is only {diff:.1e}, the size of the gap between "
                 "the two GELUs: close, but not the same function."
             )
-        raise CheckFailure(ex, found[0].code, f"{what}(x) matches {says}.{size}")
+        raise matched_failure(ex, f"{what}(x)", found, note=size)
     raise CheckFailure(
         ex,
         "wrong-values",
@@ -733,7 +700,7 @@ def _check_block_output(
     )
 
 
-@_isolated
+@isolated
 def check_convert_block(convert_block: Any) -> None:
     """Check `convert_block(hf_block, hf_config) -> Block`: the same outputs as GPT-2's block (to 1e-5)."""
     ex = _BLOCK
@@ -931,7 +898,7 @@ def _optional(ex: str, what: str, method: Any, *args: Any) -> Any:
     return call(ex, what, method, *args) if callable(method) else None
 
 
-@_isolated
+@isolated
 def check_convert_gpt2(convert_gpt2: Any) -> None:
     """Check `convert_gpt2(hf_model) -> GPT`: Hugging Face GPT-2's logits, attention maps and greedy tokens."""
     ex = _MODEL
