@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.nanogpt_style import NanoGPT
 from bench.seed_model import SeedConfig, SeedGPT, gptlib_state_dict
 from bench.timing import interleaved
 from gptlib.config import GPTConfig
@@ -114,8 +115,10 @@ def measure_training(
     dropout: float = 0.0,
     compile: bool = False,
 ) -> dict:
-    """Tokens/s and MFU of a training step, gptlib and seed-style (and compiled gptlib if asked)."""
+    """Tokens/s and MFU of a training step: gptlib, seed-style, nanoGPT-style (and compiled gptlib if asked)."""
     model, seed_model = build_pair(cfg, dropout)
+    torch.manual_seed(0)
+    nano_model = NanoGPT(cfg.seed_config(dropout))
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size), generator=g)
     y = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size), generator=g)
@@ -123,6 +126,7 @@ def measure_training(
     fns = {
         "gptlib": make_step(model, model.configure_optimizers(), x, y),
         "seed_style": make_step(seed_model, seed_model.configure_optimizers(), x, y),
+        "nanogpt_style": make_step(nano_model, nano_model.configure_optimizers(), x, y),
     }
     if compile:
         compiled_model, _ = build_pair(cfg, dropout)
@@ -149,6 +153,7 @@ def measure_training(
             "mfu": tok_s * fpt / (ceiling_gflops * 1e9),
         }
     result["speedup_vs_seed_style"] = secs["seed_style"] / secs["gptlib"]
+    result["speedup_vs_nanogpt_style"] = secs["nanogpt_style"] / secs["gptlib"]
     if compile:
         result["compile_speedup"] = secs["gptlib"] / secs["gptlib_compiled"]
         result["compile_first_step_s"] = compile_s

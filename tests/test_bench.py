@@ -65,7 +65,7 @@ def test_training_reports_both_implementations_and_their_ratio(smoke):
     assert t["config"]["name"] == "smoke"
     # gptlib and the seed-style model hold the same weights and compute the same logits.
     assert t["max_logit_diff_vs_seed_style"] < 1e-5
-    for impl in ("gptlib", "seed_style"):
+    for impl in ("gptlib", "seed_style", "nanogpt_style"):
         assert (
             positive(t[impl]["ms_per_step"])
             and positive(t[impl]["tokens_per_s"])
@@ -73,6 +73,9 @@ def test_training_reports_both_implementations_and_their_ratio(smoke):
         )
     assert t["speedup_vs_seed_style"] == pytest.approx(
         t["seed_style"]["ms_per_step"] / t["gptlib"]["ms_per_step"]
+    )
+    assert t["speedup_vs_nanogpt_style"] == pytest.approx(
+        t["nanogpt_style"]["ms_per_step"] / t["gptlib"]["ms_per_step"]
     )
     # nanoGPT's estimate: 6 N + 12 L C T, N without the two embedding tables.
     c = t["config"]
@@ -109,3 +112,24 @@ def test_peak_memory_per_case(smoke):
                 c["peak_rss_mb"] - c["baseline_rss_mb"]
             )
             assert c["delta_mb"] >= 0
+
+
+def test_the_nanogpt_style_baseline_is_a_causal_gpt_of_the_same_size():
+    from bench.nanogpt_style import NanoGPT
+    from bench.training import SMOKE
+    from gptlib import GPT
+
+    torch.manual_seed(0)
+    nano = NanoGPT(SMOKE.seed_config(0.0)).eval()
+    gpt = GPT(SMOKE.gpt_config(0.0))
+    # The same parameters, but the head shares the token table (weight tying).
+    assert sum(p.numel() for p in nano.parameters()) == gpt.num_parameters() - SMOKE.vocab_size * SMOKE.n_embd
+    idx = torch.randint(0, SMOKE.vocab_size, (2, SMOKE.block_size))
+    changed = idx.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % SMOKE.vocab_size
+    with torch.no_grad():
+        logits, loss = nano(idx, torch.randint(0, SMOKE.vocab_size, idx.shape))
+        later, _ = nano(changed)
+    assert torch.equal(logits[:, :-1], later[:, :-1])  # the last token changes no earlier position
+    assert not torch.equal(logits[:, -1], later[:, -1])
+    assert loss.item() == pytest.approx(math.log(SMOKE.vocab_size), abs=0.1)  # small init: uniform guesses
