@@ -39,6 +39,7 @@ from gptlib.checks.base import (
     max_diff,
     passed,
     seeded,
+    shape_str,
 )
 from gptlib.checks.mistakes import Mistake, close, match, matched_failure
 from gptlib.config import GPTConfig
@@ -185,10 +186,6 @@ def _output(exercise: str, what: str, out: Any, shape: tuple[int, ...], dim: int
         raise
 
 
-def _shape(x: torch.Tensor) -> str:
-    return str(tuple(x.shape))
-
-
 # ---- 2.1 causal_average ----------------------------------------------------------------------------
 
 
@@ -244,7 +241,7 @@ def check_causal_average(causal_average: Callable[[torch.Tensor], torch.Tensor])
         xs = [torch.randn(2, 8, 3), torch.randn(1, 1, 4), torch.randn(3, 13, 2)]
     done: list[str] = []
     for x in xs:
-        what = f"causal_average(x) for x of shape {_shape(x)}"
+        what = f"causal_average(x) for x of shape {shape_str(x)}"
         out = _run(ex, what, causal_average, x, works_for=", ".join(done))
         try:
             out = _output(ex, what, out, tuple(x.shape), dim=1)
@@ -322,7 +319,7 @@ def check_masked_softmax(masked_softmax: Callable[[torch.Tensor], torch.Tensor])
     ]
     done: list[str] = []
     for scores in all_scores:
-        what = f"masked_softmax(scores) for scores of shape {_shape(scores)}"
+        what = f"masked_softmax(scores) for scores of shape {shape_str(scores)}"
         out = _run(ex, what, masked_softmax, scores, works_for=", ".join(done))
         if isinstance(out, torch.Tensor) and out.shape == scores.shape and torch.isinf(out).any():
             if not torch.isnan(out).any():
@@ -347,7 +344,7 @@ def check_masked_softmax(masked_softmax: Callable[[torch.Tensor], torch.Tensor])
                     "masked_softmax should only mask and normalise: the scores come in already scaled.",
                 )
             raise _weights_failure(ex, what, out, want)
-        done.append(_shape(scores))
+        done.append(shape_str(scores))
     passed(ex, f"causal softmax weights right for scores of shapes {', '.join(done)}; scores left untouched.")
 
 
@@ -612,9 +609,9 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
     module.eval()
 
     def forward(inp: torch.Tensor, works_for: str = "") -> Any:
-        return _run(ex, f"{name}.forward(x) for x of shape {_shape(inp)}", module, inp, works_for)
+        return _run(ex, f"{name}.forward(x) for x of shape {shape_str(inp)}", module, inp, works_for)
 
-    what = f"{name}.forward(x) for x of shape {_shape(x)}"
+    what = f"{name}.forward(x) for x of shape {shape_str(x)}"
     search = find_projections(module, C, spec.width, spec.with_proj)
     try:
         raw = forward(x)
@@ -632,7 +629,7 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
         raise CheckFailure(
             ex,
             "fixed-T",
-            f"{what} crashes, but x of shape {_shape(x_full)} (T = block_size) works: slice the mask to the "
+            f"{what} crashes, but x of shape {shape_str(x_full)} (T = block_size) works: slice the mask to the "
             f"input's length, e.g. self.mask[:T, :T] with T = x.size(1). The error: {_error_only(e, what)}",
         ) from None
     out_shape = (x.size(0), x.size(1), spec.width)
@@ -660,9 +657,13 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
         if weights is None:
             raise _layer_mismatch(spec, what, x, out, search, lambda inp: forward(inp).detach())
         for inp in (x_full, x_one):
-            other = f"{name}.forward(x) for x of shape {_shape(inp)}"
+            other = f"{name}.forward(x) for x of shape {shape_str(inp)}"
             got = _output(
-                ex, other, forward(inp, works_for=f"x of shape {_shape(x)}"), (*inp.shape[:2], spec.width), 1
+                ex,
+                other,
+                forward(inp, works_for=f"x of shape {shape_str(x)}"),
+                (*inp.shape[:2], spec.width),
+                1,
             )
             if not close(got, _correct_output(spec, inp, weights)):
                 raise CheckFailure(

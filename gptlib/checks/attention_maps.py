@@ -25,7 +25,16 @@ import torch
 import torch.nn as nn
 
 from gptlib.checks._attention_reference import attention_weights
-from gptlib.checks.base import CheckFailure, call, fraction_close, isolated, max_diff, passed, seeded
+from gptlib.checks.base import (
+    CheckFailure,
+    call,
+    fraction_close,
+    isolated,
+    max_diff,
+    passed,
+    seeded,
+    shape_str,
+)
 from gptlib.checks.hints import register_hints
 from gptlib.checks.mistakes import Mistake, close, match, matched_failure
 from gptlib.config import GPTConfig
@@ -68,10 +77,6 @@ def _error_only(failure: CheckFailure, what: str) -> str:
     return failure.message.removeprefix(f"{what} raised ").removesuffix(
         ". Read the message, fix that line, and run your cell again."
     )
-
-
-def _shape(t: torch.Tensor) -> str:
-    return str(tuple(t.shape))
 
 
 # ---- 7.1 attention weights by hand ---------------------------------------------------------------
@@ -281,7 +286,7 @@ def _weights_shape(ex: str, what: str, out: torch.Tensor, n_head: int, T: int) -
         raise CheckFailure(
             ex,
             "extra-dim",
-            f"{what} has shape {_shape(out)}, one leading dimension too many; expected {want}. A mask taken as "
+            f"{what} has shape {shape_str(out)}, one leading dimension too many; expected {want}. A mask taken as "
             "attn.mask[:, :, :T, :T] is (1, 1, T, T) and broadcasts one in: use attn.mask[0, 0, :T, :T] or "
             "torch.tril(torch.ones(T, T)).",
         )
@@ -289,10 +294,12 @@ def _weights_shape(ex: str, what: str, out: torch.Tensor, n_head: int, T: int) -
         raise CheckFailure(
             ex,
             "heads-not-split",
-            f"{what} has shape {_shape(out)}: one map, not one per head; expected {want} (n_head, T, T). "
+            f"{what} has shape {shape_str(out)}: one map, not one per head; expected {want} (n_head, T, T). "
             f"Split q and k into {n_head} heads of head_size = C // n_head channels each before q @ k^T.",
         )
-    raise CheckFailure(ex, "wrong-shape", f"{what} has shape {_shape(out)}; expected {want} (n_head, T, T).")
+    raise CheckFailure(
+        ex, "wrong-shape", f"{what} has shape {shape_str(out)}; expected {want} (n_head, T, T)."
+    )
 
 
 @isolated
@@ -313,7 +320,7 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
         T = idx.size(1)
         maps = model.attention_maps(idx)  # n_layer x (1, nh, T, T)
         for layer, (block, x) in enumerate(zip(model.blocks, _layer_inputs(model, idx), strict=True)):
-            what = f"attention_weights_by_hand(attn, x) for layer {layer}, x of shape {_shape(x)}"
+            what = f"attention_weights_by_hand(attn, x) for layer {layer}, x of shape {shape_str(x)}"
             before = x.clone()
             try:
                 with torch.no_grad():
@@ -336,7 +343,7 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
                     raise CheckFailure(
                         ex,
                         "fixed-T",
-                        f"{what} has shape {_shape(out)}, but {' and '.join(done)} was right: take T from x "
+                        f"{what} has shape {shape_str(out)}, but {' and '.join(done)} was right: take T from x "
                         "(T, C = x.shape) and make the mask for that T.",
                     ) from None
                 raise
@@ -477,7 +484,7 @@ def _score_shape(ex: str, what: str, out: torch.Tensor, maps: torch.Tensor) -> N
         raise CheckFailure(
             ex,
             "not-averaged",
-            f"{what} has shape {_shape(out)}: one value per query position, not one per head. Average them: "
+            f"{what} has shape {shape_str(out)}: one value per query position, not one per head. Average them: "
             f"expected shape ({L}, {H}) (layers, heads).",
         )
     if out.numel() == 1:
@@ -488,7 +495,7 @@ def _score_shape(ex: str, what: str, out: torch.Tensor, maps: torch.Tensor) -> N
             "query positions only (the last dimension after taking the diagonal), not over layers and heads.",
         )
     raise CheckFailure(
-        ex, "wrong-shape", f"{what} has shape {_shape(out)}; expected ({L}, {H}) (layers, heads)."
+        ex, "wrong-shape", f"{what} has shape {shape_str(out)}; expected ({L}, {H}) (layers, heads)."
     )
 
 
@@ -560,7 +567,7 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], Any]) -> None:
         raise CheckFailure(ex, "not-callable", f"pass your function itself, got {type(fn).__name__}.")
     first_scores = None
     for name, maps in _previous_cases():
-        what = f"previous_token_score(maps) on {name}, maps of shape {_shape(maps)},"
+        what = f"previous_token_score(maps) on {name}, maps of shape {shape_str(maps)},"
         out = _run_score(ex, what, fn, maps)
         _score_shape(ex, what, out, maps)
         want = _diagonal_score(maps, -1, first=1)
@@ -681,7 +688,7 @@ def check_induction_score(fn: Callable[[torch.Tensor, int], Any]) -> None:
         raise CheckFailure(ex, "not-callable", f"pass your function itself, got {type(fn).__name__}.")
     first_scores = None
     for name, seq_len, maps in _induction_cases():
-        what = f"induction_score(maps, seq_len={seq_len}) on {name}, maps of shape {_shape(maps)},"
+        what = f"induction_score(maps, seq_len={seq_len}) on {name}, maps of shape {shape_str(maps)},"
         out = _run_score(ex, what, fn, maps, seq_len)
         _score_shape(ex, what, out, maps)
         want = _induction(maps, seq_len)

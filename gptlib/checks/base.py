@@ -169,6 +169,20 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.detach().double() - b.detach().double()).abs().max().item()
 
 
+def tensors_close(
+    a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-3, equal_nan: bool = False
+) -> bool:
+    """Same shape, and |a - b| <= atol + rtol * |b| everywhere (in float64)."""
+    if a.shape != b.shape:
+        return False
+    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol, equal_nan=equal_nan)
+
+
+def shape_str(t: torch.Tensor) -> str:
+    """A tensor's shape as a message shows it: "(2, 8, 16)"."""
+    return str(tuple(t.shape))
+
+
 def fraction_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> float:
     """Share of entries that match: "73% of the values are right" tells a learner how far off they are."""
     return (

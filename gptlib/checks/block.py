@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,31 +39,15 @@ from gptlib.checks.base import (
     max_diff,
     passed,
     seeded,
+    shape_str,
+    tensors_close,
 )
 from gptlib.checks.hints import register_hints
+from gptlib.checks.mistakes import Mistake, matched_failure
 from gptlib.config import GPTConfig
 from gptlib.mlp import MLP as _RefMLP
 
 __all__ = ["check_layer_norm", "check_block"]
-
-
-@dataclass(frozen=True)
-class _Mistake:
-    """One known mistake: its diagnosis code, what it computes (in words), and the switches that compute it."""
-
-    code: str
-    says: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-3) -> bool:
-    if a.shape != b.shape:
-        return False
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol)
-
-
-def _shape(t: torch.Tensor) -> str:
-    return str(tuple(t.shape))
 
 
 def _run(exercise: str, what: str, fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
@@ -213,52 +197,48 @@ def _ln(
 
 
 _LN_MISTAKES = [
-    _Mistake(
+    Mistake(
         "eps-outside",
         "eps added outside the square root, (x - mean) / (sqrt(var) + eps)",
         {"eps_where": "outside"},
     ),
-    _Mistake(
+    Mistake(
         "unbiased-var",
         "the unbiased variance, which divides by C - 1 (torch.var's default), instead of dividing by C",
         {"correction": 1},
     ),
-    _Mistake("no-eps", "no eps at all, (x - mean) / sqrt(var)", {"eps_where": "none"}),
-    _Mistake("no-sqrt", "dividing by the variance instead of its square root", {"eps_where": "no-sqrt"}),
-    _Mistake("no-centering", "no mean subtracted, x / sqrt(var + eps)", {"center": "none"}),
-    _Mistake(
+    Mistake("no-eps", "no eps at all, (x - mean) / sqrt(var)", {"eps_where": "none"}),
+    Mistake("no-sqrt", "dividing by the variance instead of its square root", {"eps_where": "no-sqrt"}),
+    Mistake("no-centering", "no mean subtracted, x / sqrt(var + eps)", {"center": "none"}),
+    Mistake(
         "no-centering",
         "RMS normalisation, x / sqrt(mean(x²) + eps), with no mean subtracted",
         {"center": "rms"},
     ),
-    _Mistake(
+    Mistake(
         "wrong-axis", "a mean and variance over the positions (dim 1) instead of the channels", {"dims": (1,)}
     ),
-    _Mistake(
+    Mistake(
         "wrong-axis", "a mean and variance over the batch (dim 0) instead of the channels", {"dims": (0,)}
     ),
-    _Mistake(
+    Mistake(
         "wrong-axis",
         "a mean and variance over the positions and channels together (dims 1 and 2)",
         {"dims": (1, 2)},
     ),
-    _Mistake("wrong-axis", "a mean and variance over the whole tensor", {"dims": (0, 1, 2)}),
-    _Mistake(
+    Mistake("wrong-axis", "a mean and variance over the whole tensor", {"dims": (0, 1, 2)}),
+    Mistake(
         "gain-unused", "the normalised x plus the bias, with the gain never applied", {"use_gain": False}
     ),
-    _Mistake(
-        "bias-unused", "the normalised x times the gain, with the bias never added", {"use_bias": False}
-    ),
-    _Mistake(
+    Mistake("bias-unused", "the normalised x times the gain, with the bias never added", {"use_bias": False}),
+    Mistake(
         "gain-bias-unused",
         "the normalised x alone: neither the gain nor the bias is applied",
         {"use_gain": False, "use_bias": False},
     ),
-    _Mistake(
-        "bias-before-gain", "(x_hat + bias) * gain: shifted before it is scaled", {"order": "bias-gain"}
-    ),
+    Mistake("bias-before-gain", "(x_hat + bias) * gain: shifted before it is scaled", {"order": "bias-gain"}),
 ]
-_SWAPPED = _Mistake(
+_SWAPPED = Mistake(
     "gain-bias-swapped", "x_hat * bias + gain: the gain and the bias swap roles", {"order": "swapped"}
 )
 _EPS_VALUES = (1e-12, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -347,29 +327,21 @@ def _match_ln(
     out: torch.Tensor,
     x: torch.Tensor,
     readings: list[tuple[torch.Tensor, torch.Tensor]],
-    mistakes: list[_Mistake],
+    mistakes: list[Mistake],
     eps: float,
-) -> tuple[_Mistake, ...] | None:
+) -> tuple[Mistake, ...] | None:
     """The mistake (or the pair of mistakes) whose LayerNorm equals `out` with some reading of the gain/bias."""
     for gain, bias in readings:
         for m in mistakes:
-            if _close(out, _ln(x, gain, bias, eps=eps, **m.kwargs)):
+            if tensors_close(out, _ln(x, gain, bias, eps=eps, **m.kwargs)):
                 return (m,)
     for gain, bias in readings:
         for a, b in itertools.combinations(mistakes, 2):
-            if a.kwargs.keys().isdisjoint(b.kwargs) and _close(
+            if a.kwargs.keys().isdisjoint(b.kwargs) and tensors_close(
                 out, _ln(x, gain, bias, eps=eps, **a.kwargs, **b.kwargs)
             ):
                 return (a, b)
     return None
-
-
-def _ln_failure(what: str, found: tuple[_Mistake, ...]) -> CheckFailure:
-    if len(found) == 1:
-        return CheckFailure(_LN, found[0].code, f"{what} matches {found[0].says}.")
-    return CheckFailure(
-        _LN, found[0].code, f"{what} matches two mistakes at once: {found[0].says}; and {found[1].says}."
-    )
 
 
 def _ln_nonfinite(what: str, out: torch.Tensor, x: torch.Tensor) -> CheckFailure:
@@ -403,7 +375,7 @@ def _check_layer_norm(LayerNorm: Any) -> None:
         p.gain.copy_(1 + 0.5 * torch.randn(p.gain.shape))
         p.bias.copy_(0.5 * torch.randn(p.bias.shape))
     readings = [(p.gain, p.bias)] if p.certain else [(p.gain, p.bias), (p.bias, p.gain)]
-    what = f"{name}({C})(x) for x of shape {_shape(x)}"
+    what = f"{name}({C})(x) for x of shape {shape_str(x)}"
     raw = _run(ex, what, module, x)
     if isinstance(raw, torch.Tensor) and raw.shape == x.shape and not torch.isfinite(raw).all():
         raise _ln_nonfinite(what, raw, x)
@@ -415,16 +387,16 @@ def _check_layer_norm(LayerNorm: Any) -> None:
         with torch.no_grad():
             reference.weight.copy_(gain.reshape(-1))
             reference.bias.copy_(bias.reshape(-1))
-            if _close(out, reference(x)):
+            if tensors_close(out, reference(x)):
                 good = (gain, bias)
                 break
     if good is None:
         mistakes = _LN_MISTAKES + ([_SWAPPED] if p.certain else [])
         found = _match_ln(out, x, readings, mistakes, eps=1e-5)
         if found:
-            raise _ln_failure(what, found)
+            raise matched_failure(_LN, what, found)
         for eps in _EPS_VALUES:
-            if any(_close(out, _ln(x, g, b, eps=eps)) for g, b in readings):
+            if any(tensors_close(out, _ln(x, g, b, eps=eps)) for g, b in readings):
                 raise CheckFailure(
                     _LN,
                     "eps-value",
@@ -453,8 +425,8 @@ def _check_layer_norm(LayerNorm: Any) -> None:
             mine.copy_(theirs)
     what2 = f"{name}({C}, eps=0.1)(x)"
     out2 = expect_tensor(ex, what2, _run(ex, what2, module2, x), shape=tuple(x.shape), dtype=torch.float32)
-    if not _close(out2, _ln(x, gain, bias, eps=0.1)):
-        if _close(out2, _ln(x, gain, bias, eps=1e-5)):
+    if not tensors_close(out2, _ln(x, gain, bias, eps=0.1)):
+        if tensors_close(out2, _ln(x, gain, bias, eps=1e-5)):
             raise CheckFailure(
                 _LN,
                 "eps-ignored",
@@ -479,7 +451,7 @@ def _check_layer_norm(LayerNorm: Any) -> None:
                 f"{e.message} (B, T, C) inputs worked: LayerNorm must work for any number of leading dims. "
                 "Take the mean and variance over dim=-1, and give the gain and bias the shape (n_embd,).",
             ) from None
-        if not _close(got, _ln(xs, gain, bias)):
+        if not tensors_close(got, _ln(xs, gain, bias)):
             raise CheckFailure(
                 _LN,
                 "fixed-rank",
@@ -747,7 +719,7 @@ def _leak(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> l
         x2 = x.clone()
         x2[:, t0:] += 2 * torch.randn_like(x2[:, t0:])
     a, b = forward(x), forward(x2)
-    return [t for t in range(t0) if not _close(a[:, t], b[:, t], atol=1e-5, rtol=1e-4)]
+    return [t for t in range(t0) if not tensors_close(a[:, t], b[:, t], atol=1e-5, rtol=1e-4)]
 
 
 def _leak_failure(what: str, moved: list[int], x: torch.Tensor, parts: _BlockParts) -> CheckFailure:
@@ -796,7 +768,7 @@ def _copy_attention(ref: _RefAttention, attn: nn.Module, z: torch.Tensor, C: int
     want = _subcall(attn, z)
     if isinstance(attn, _RefAttention):
         ref.load_state_dict(attn.state_dict())
-        return _close(ref(z), want, atol=1e-5, rtol=1e-4)
+        return tensors_close(ref(z), want, atol=1e-5, rtol=1e-4)
     # the attention checks' reader of projections: separate, fused or per-head, whatever their names
     from gptlib.checks._attention_reference import find_projections
 
@@ -809,7 +781,7 @@ def _copy_attention(ref: _RefAttention, attn: nn.Module, z: torch.Tensor, C: int
         ):
             layer.weight.copy_(weight)
             layer.bias.copy_(bias) if bias is not None else layer.bias.zero_()
-        if _close(ref(z), want, atol=1e-5, rtol=1e-4):
+        if tensors_close(ref(z), want, atol=1e-5, rtol=1e-4):
             return True
     return False
 
@@ -836,7 +808,7 @@ def _mlp_activation_note(ref: _RefMLP, mlp: nn.Module, z: torch.Tensor) -> str:
         (lambda t: F.gelu(t, approximate="tanh"), "the tanh-approximate GELU"),
         (lambda t: t, "no activation at all"),
     ):
-        if _close(got, ref.proj(act(ref.fc(z)))):
+        if tensors_close(got, ref.proj(act(ref.fc(z)))):
             return f" It matches an MLP with {words} instead of the exact GELU (nn.GELU())."
     return ""
 
@@ -857,7 +829,7 @@ def _sub_module_failure(
         (parts.norms[order[0]], parts.norms[order[1]]), (ref.ln1, ref.ln2), strict=True
     ):
         _copy_norm(ref_norm, norm)
-        if not _close(_subcall(norm, x), ref_norm(x)):
+        if not tensors_close(_subcall(norm, x), ref_norm(x)):
             return CheckFailure(
                 _BLOCK,
                 "layernorm-differs",
@@ -882,7 +854,7 @@ def _sub_module_failure(
             "mlp-differs",
             f"`{mn}` should hold Linear({C}, {4 * C}) and Linear({4 * C}, {C}); it holds {shapes}.",
         )
-    if not _close(_subcall(mlp, z), ref.mlp(z)):
+    if not tensors_close(_subcall(mlp, z), ref.mlp(z)):
         return CheckFailure(
             _BLOCK,
             "mlp-differs",
@@ -910,10 +882,10 @@ def _check_block(Block: Any) -> None:
         x = 3 * torch.randn(2, config.block_size - 1, C) + 1  # shorter than block_size; far from unit scale
         x_full, x_one = 3 * torch.randn(2, config.block_size, C) - 1, 3 * torch.randn(3, 1, C)
     block.eval()
-    what = f"{name}.forward(x) for x of shape {_shape(x)}"
+    what = f"{name}.forward(x) for x of shape {shape_str(x)}"
 
     def forward(inp: torch.Tensor) -> torch.Tensor:
-        w = f"{name}.forward(x) for x of shape {_shape(inp)}"
+        w = f"{name}.forward(x) for x of shape {shape_str(inp)}"
         return expect_tensor(
             ex,
             w,
@@ -925,7 +897,7 @@ def _check_block(Block: Any) -> None:
 
     with torch.no_grad():
         out = forward(x)
-        if not _close(out, forward(x), atol=1e-6, rtol=1e-5):
+        if not tensors_close(out, forward(x), atol=1e-6, rtol=1e-5):
             raise CheckFailure(
                 ex,
                 "dropout-in-eval",
@@ -951,16 +923,16 @@ def _check_block(Block: Any) -> None:
         out = forward(x)
         moved = _leak(forward, x_full)
         if moved:
-            raise _leak_failure(f"{name}.forward(x) for x of shape {_shape(x_full)}", moved, x_full, parts)
+            raise _leak_failure(f"{name}.forward(x) for x of shape {shape_str(x_full)}", moved, x_full, parts)
         order = None
         for o in ((0, 1), (1, 0)):
-            if _close(out, _compose(x, As, Ms, Ls[o[0]], Ls[o[1]], "right")):
+            if tensors_close(out, _compose(x, As, Ms, Ls[o[0]], Ls[o[1]], "right")):
                 order = o
                 break
         if order is None:
             for kind, (code, says) in _BLOCK_MISTAKES.items():
                 for o in ((0, 1), (1, 0)):
-                    if _close(out, _compose(x, As, Ms, Ls[o[0]], Ls[o[1]], kind)):
+                    if tensors_close(out, _compose(x, As, Ms, Ls[o[0]], Ls[o[1]], kind)):
                         raise CheckFailure(ex, code, f"{what} matches {says}.")
             want = _compose(x, As, Ms, Ls[0], Ls[1], "right")
             raise CheckFailure(
@@ -976,11 +948,11 @@ def _check_block(Block: Any) -> None:
             raise failure
         for inp in (x, x_full, x_one):
             got, want = forward(inp), ref(inp)
-            if not _close(got, want):
+            if not tensors_close(got, want):
                 raise CheckFailure(
                     ex,
                     "wrong-values",
-                    f"{name}.forward(x) for x of shape {_shape(inp)}: {fraction_close(got, want):.0%} of the "
+                    f"{name}.forward(x) for x of shape {shape_str(inp)}: {fraction_close(got, want):.0%} of the "
                     f"values equal gptlib.Block holding your weights (largest difference {max_diff(got, want):.3g}).",
                 )
     xg = x.clone().requires_grad_()
@@ -989,7 +961,7 @@ def _check_block(Block: Any) -> None:
     block.train()
     with seeded(4), torch.no_grad():
         a, b = forward(x_full), forward(x_full)
-    if _close(a, b, atol=1e-6, rtol=1e-5):
+    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
         raise CheckFailure(
             ex,
             "no-dropout",

@@ -37,9 +37,11 @@ from gptlib.checks.base import (
     max_diff,
     passed,
     seeded,
+    shape_str,
+    tensors_close,
 )
 from gptlib.checks.hints import register_hints
-from gptlib.checks.mistakes import Mistake, find_mistake, matched_failure, tensors_close
+from gptlib.checks.mistakes import Mistake, find_mistake, matched_failure
 from gptlib.config import GPTConfig
 
 __all__ = ["check_split_c_attn", "check_convert_block", "check_convert_gpt2"]
@@ -51,10 +53,6 @@ _INSTALL = "pip install 'gptlib[gpt2]'"
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> bool:
     return tensors_close(a, b, atol, rtol)
-
-
-def _shape(t: torch.Tensor) -> str:
-    return str(tuple(t.shape))
 
 
 # ---- a small random GPT-2 and what it computes ---------------------------------------------------
@@ -326,7 +324,7 @@ def _as_pairs(ex: str, out: Any, what: str) -> dict[str, tuple[Any, Any]]:
             raise CheckFailure(
                 ex,
                 "bias-missing",
-                f'{what}: "{role}" is one tensor of shape {_shape(item)}; expected a pair (weight, bias).',
+                f'{what}: "{role}" is one tensor of shape {shape_str(item)}; expected a pair (weight, bias).',
             )
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise CheckFailure(
@@ -391,7 +389,7 @@ def _split_weight_failure(ex: str, what: str, role: str, got: torch.Tensor, W: t
 
 def _check_split_call(ex: str, fn: Any, W: torch.Tensor, b: torch.Tensor, done: str) -> dict[str, tuple]:
     """Run split_c_attn on one c_attn and check each part; returns the learner's parts."""
-    what = f"split_c_attn(weight {_shape(W)}, bias {_shape(b)})"
+    what = f"split_c_attn(weight {shape_str(W)}, bias {shape_str(b)})"
     W_in, b_in = W.clone(), b.clone()
     try:
         out = call(ex, what, fn, W_in, b_in)
@@ -447,7 +445,7 @@ def _check_parts(ex: str, what: str, out: Any, W: torch.Tensor, b: torch.Tensor)
         if tuple(bias.shape) != (C,):
             code = "bias-not-split" if tuple(bias.shape) == (3 * C,) else "wrong-shape"
             raise CheckFailure(
-                ex, code, f'{what}: the bias of "{role}" has shape {_shape(bias)}; expected ({C},).'
+                ex, code, f'{what}: the bias of "{role}" has shape {shape_str(bias)}; expected ({C},).'
             )
         expect_tensor(ex, f'{what}["{role}"] weight', w, dtype=W.dtype)
         if not _close(w, W[:, i * C : (i + 1) * C].t(), 1e-6):
@@ -676,7 +674,7 @@ def _check_block_output(
 ) -> None:
     """The learner's block on x must give want (Hugging Face's block output); else name the mistake."""
     with torch.no_grad():
-        y = call(ex, f"{what} on x of shape {_shape(x)}", block, x)
+        y = call(ex, f"{what} on x of shape {shape_str(x)}", block, x)
     if isinstance(y, (tuple, list)) and len(y) >= 1 and isinstance(y[0], torch.Tensor):
         y = y[0]  # a block that also returns attention weights or a cache
     y = expect_tensor(ex, f"{what}(x)", y, shape=tuple(x.shape), dtype=x.dtype)
@@ -824,7 +822,7 @@ def _parts_of_gpt(
             CheckFailure(
                 ex,
                 "pos-shape",
-                f"model.stem.pos_emb has shape {_shape(pos)}; gptlib keeps (1, {T}, {C}) (wpe.weight is ({T}, {C})). "
+                f"model.stem.pos_emb has shape {shape_str(pos)}; gptlib keeps (1, {T}, {C}) (wpe.weight is ({T}, {C})). "
                 "Copy into it: model.stem.pos_emb.copy_(wpe.weight.unsqueeze(0)).",
             ),
         )
@@ -955,7 +953,7 @@ def check_convert_gpt2(convert_gpt2: Any) -> None:
             if not ok:
                 raise failure
     for inp in (idx, idx[:, :5]):
-        w = f"your model(idx of shape {_shape(inp)})"
+        w = f"your model(idx of shape {shape_str(inp)})"
         logits = expect_tensor(ex, w, _logits_of(ex, w, model, inp), shape=(inp.size(0), inp.size(1), V))
         want = run.logits[:, : inp.size(1)]
         if not _close(logits, want, 1e-4, 1e-4):

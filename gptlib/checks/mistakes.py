@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from gptlib.checks.base import CheckFailure
+from gptlib.checks.base import CheckFailure, tensors_close
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,6 @@ class Mistake:
     code: str
     says: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def tensors_close(
-    a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float, equal_nan: bool = False
-) -> bool:
-    """Same shape, and |a - b| <= atol + rtol * |b| everywhere (in float64)."""
-    if a.shape != b.shape:
-        return False
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol, equal_nan=equal_nan)
 
 
 def close(a: torch.Tensor, b: torch.Tensor, loose: bool = False) -> bool:

@@ -41,6 +41,8 @@ from gptlib.checks.base import (
     max_diff,
     passed,
     seeded,
+    shape_str,
+    tensors_close,
 )
 from gptlib.checks.hints import register_hints
 from gptlib.config import GPTConfig
@@ -49,16 +51,6 @@ from gptlib.head import LMHead as _RefHead
 from gptlib.model import GPT as _RefGPT
 
 __all__ = ["check_cross_entropy", "check_gpt", "check_count_parameters"]
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-3) -> bool:
-    if a.shape != b.shape:
-        return False
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=rtol)
-
-
-def _shape(t: torch.Tensor) -> str:
-    return str(tuple(t.shape))
 
 
 # ==== 5.1 cross_entropy =============================================================================
@@ -183,7 +175,7 @@ def check_cross_entropy(cross_entropy: Any) -> None:
     done = []
     for logits, targets in cases:
         N, V = logits.shape
-        what = f"cross_entropy(logits {_shape(logits)}, targets {_shape(targets)})"
+        what = f"cross_entropy(logits {shape_str(logits)}, targets {shape_str(targets)})"
         out = _ce_run(cross_entropy, logits, targets, what)
         if isinstance(out, torch.Tensor) and out.dim() == 0 and not torch.isfinite(out):
             raise CheckFailure(
@@ -191,9 +183,9 @@ def check_cross_entropy(cross_entropy: Any) -> None:
             )
         out = _ce_scalar(out, N, what)
         want = F.cross_entropy(logits, targets)
-        if not _close(out, want, atol=1e-5, rtol=1e-4):
+        if not tensors_close(out, want, atol=1e-5, rtol=1e-4):
             for code, says, value in _ce_variants(logits, targets):
-                if _close(out, value, atol=1e-5, rtol=1e-4):
+                if tensors_close(out, value, atol=1e-5, rtol=1e-4):
                     raise CheckFailure(
                         ex,
                         code,
@@ -228,7 +220,7 @@ def check_cross_entropy(cross_entropy: Any) -> None:
             )
         out = _ce_scalar(out, logits.size(0), what)
         want = F.cross_entropy(logits, targets)
-        if not _close(out, want, atol=1e-3, rtol=1e-4):
+        if not tensors_close(out, want, atol=1e-3, rtol=1e-4):
             raise CheckFailure(
                 ex,
                 "overflow",
@@ -249,7 +241,7 @@ def check_cross_entropy(cross_entropy: Any) -> None:
         )
     call(ex, "backpropagating through your loss", out.backward)
     want = (F.softmax(logits, -1) - F.one_hot(targets, logits.size(1))) / logits.size(0)
-    if lg.grad is None or not _close(lg.grad, want, atol=1e-5, rtol=1e-3):
+    if lg.grad is None or not tensors_close(lg.grad, want, atol=1e-5, rtol=1e-3):
         raise CheckFailure(
             ex, "no-grad", "the gradient of your loss with respect to the logits is not right."
         )
@@ -354,7 +346,7 @@ def _unpack(out: Any, what: str, B: int, T: int, config: GPTConfig) -> tuple[tor
         raise CheckFailure(
             _GPT,
             "returns-tensor",
-            f"{what} returned one tensor of shape {_shape(out)}; GPT's forward returns a pair: (logits, loss).",
+            f"{what} returned one tensor of shape {shape_str(out)}; GPT's forward returns a pair: (logits, loss).",
         )
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         n = len(out) if isinstance(out, (tuple, list)) else type(out).__name__
@@ -365,14 +357,14 @@ def _unpack(out: Any, what: str, B: int, T: int, config: GPTConfig) -> tuple[tor
             raise CheckFailure(
                 _GPT,
                 "no-head",
-                f"{what} returned logits of shape {_shape(logits)} = (B, T, n_embd): the head that turns "
+                f"{what} returned logits of shape {shape_str(logits)} = (B, T, n_embd): the head that turns "
                 f"{C} channels into {V} scores is missing.",
             )
         if tuple(logits.shape) == (B * T, V):
             raise CheckFailure(
                 _GPT,
                 "flattened-logits",
-                f"{what} returned logits of shape {_shape(logits)} = (B*T, V); expected {(B, T, V)} = (B, T, V).",
+                f"{what} returned logits of shape {shape_str(logits)} = (B*T, V); expected {(B, T, V)} = (B, T, V).",
             )
     logits = expect_tensor(
         _GPT,
@@ -387,13 +379,13 @@ def _unpack(out: Any, what: str, B: int, T: int, config: GPTConfig) -> tuple[tor
 
 def _not_probabilities(logits: torch.Tensor, what: str) -> None:
     """Logits are raw scores: fail if they are already (log-)probabilities."""
-    if bool((logits >= 0).all()) and _close(logits.sum(-1), torch.ones(logits.shape[:-1])):
+    if bool((logits >= 0).all()) and tensors_close(logits.sum(-1), torch.ones(logits.shape[:-1])):
         raise CheckFailure(
             _GPT,
             "probabilities",
             f"{what} returned probabilities (each row is >= 0 and sums to 1): softmax(logits). Return the logits.",
         )
-    if _close(torch.logsumexp(logits, -1), torch.zeros(logits.shape[:-1]), atol=1e-5, rtol=0):
+    if tensors_close(torch.logsumexp(logits, -1), torch.zeros(logits.shape[:-1]), atol=1e-5, rtol=0):
         raise CheckFailure(
             _GPT,
             "log-probabilities",
@@ -635,7 +627,7 @@ def _check_gpt(GPT: Any) -> None:
     model.eval()
 
     def forward(inp: torch.Tensor, tgt: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        what = f"{name}.forward(idx of shape {_shape(inp)}" + (", targets)" if tgt is not None else ")")
+        what = f"{name}.forward(idx of shape {shape_str(inp)}" + (", targets)" if tgt is not None else ")")
         before = inp.clone()
         out = call(ex, what, model, inp) if tgt is None else call(ex, what, model, inp, tgt)
         if not torch.equal(inp, before):
@@ -655,10 +647,10 @@ def _check_gpt(GPT: Any) -> None:
         what = f"the loss of {name}.forward(idx, targets)"
         if isinstance(loss, torch.Tensor) and loss.dim() > 0:
             raise CheckFailure(
-                ex, "loss-not-mean", f"{what} has shape {_shape(loss)}; expected one number (the mean)."
+                ex, "loss-not-mean", f"{what} has shape {shape_str(loss)}; expected one number (the mean)."
             )
         loss = expect_tensor(ex, what, loss, shape=())
-        if not _close(logits, logits2, atol=1e-6, rtol=1e-5):
+        if not tensors_close(logits, logits2, atol=1e-6, rtol=1e-5):
             raise CheckFailure(
                 ex,
                 "dropout-in-eval",
@@ -666,9 +658,9 @@ def _check_gpt(GPT: Any) -> None:
                 "logits: dropout is still on.",
             )
         want = F.cross_entropy(logits2.reshape(-1, V), targets.reshape(-1))
-        if not _close(loss, want, atol=1e-5, rtol=1e-4):
+        if not tensors_close(loss, want, atol=1e-5, rtol=1e-4):
             code, says = "loss-wrong", ""
-            if _close(loss, want * B * T, atol=1e-3, rtol=1e-4):
+            if tensors_close(loss, want * B * T, atol=1e-3, rtol=1e-4):
                 code, says = "loss-not-mean", " It is the SUM over the B*T positions, not the mean."
             raise CheckFailure(
                 ex,
@@ -707,13 +699,13 @@ def _check_gpt(GPT: Any) -> None:
         _randomise(model)
         _copy_into(ref, parts, config)
         for inp in (idx, idx[:, : T - 3], idx[:, :1]):
-            what = f"{name}.forward(idx of shape {_shape(inp)})"
+            what = f"{name}.forward(idx of shape {shape_str(inp)})"
             got, _ = forward(inp)
             want = ref(inp)[0]
-            if _close(got, want):
+            if tensors_close(got, want):
                 continue
             for code, says, value in _gpt_variants(ref, inp):
-                if _close(got, value):
+                if tensors_close(got, value):
                     raise CheckFailure(ex, code, f"with your weights, {what} matches {says}.")
             raise CheckFailure(
                 ex,
@@ -732,7 +724,7 @@ def _check_gpt(GPT: Any) -> None:
     model.train()
     with seeded(4), torch.no_grad():
         a, b = forward(idx)[0], forward(idx)[0]
-    if _close(a, b, atol=1e-6, rtol=1e-5):
+    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
         raise CheckFailure(
             ex, "no-dropout", f"{name} in train mode gave the same logits twice: no dropout anywhere."
         )
@@ -746,7 +738,7 @@ def _future_leak(forward: Callable[[torch.Tensor], torch.Tensor], idx: torch.Ten
     idx2 = idx.clone()
     idx2[:, t0:] = (idx2[:, t0:] + 1 + torch.arange(T - t0)) % V
     a, b = forward(idx), forward(idx2)
-    return [t for t in range(t0) if not _close(a[:, t], b[:, t], atol=1e-6, rtol=1e-5)]
+    return [t for t in range(t0) if not tensors_close(a[:, t], b[:, t], atol=1e-6, rtol=1e-5)]
 
 
 # ==== 5.3 count_parameters =========================================================================
