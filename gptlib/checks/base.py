@@ -112,6 +112,27 @@ def call(exercise: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs:
         return fn(*args, **kwargs)
 
 
+def attempt(
+    exercise: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[Any, Exception | None]:
+    """Run learner code for a check that diagnoses a crash itself: (result, None) or (None, the exception).
+    A stub that still raises NotImplementedError gives NotDoneYet."""
+    try:
+        return fn(*args, **kwargs), None
+    except NotImplementedError:
+        raise NotDoneYet(exercise, what) from None
+    except CheckFailure:
+        raise
+    except Exception as e:
+        return None, e
+
+
+def first_line(e: BaseException, width: int = 160) -> str:
+    """The exception's type and the first line of its message (at most `width` characters of it)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:width] if text else ''}"
+
+
 def build_module(exercise: str, cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
     """Instantiate a learner's nn.Module class with clear errors for the usual slips."""
     name = getattr(cls, "__name__", repr(cls))

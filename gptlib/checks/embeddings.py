@@ -12,17 +12,17 @@ the batch size taken for T, dropout missing, in the wrong place, or on in eval m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from gptlib.checks.base import (
     CheckFailure,
-    NotDoneYet,
+    attempt,
     build_module,
     call,
     expect_tensor,
+    first_line,
     fraction_close,
     max_diff,
     one_thread,
@@ -33,23 +33,6 @@ from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings as _RefEmbeddings
 
 __all__ = ["check_one_hot_embedding", "check_token_position_embedding", "check_position_similarity"]
-
-
-def _attempt(exercise: str, what: str, fn: Callable[..., Any], *args: Any) -> tuple[Any, Exception | None]:
-    """Run learner code and return (result, None) or (None, the exception) so a check can diagnose it."""
-    try:
-        return fn(*args), None
-    except NotImplementedError:
-        raise NotDoneYet(exercise, what) from None
-    except CheckFailure:
-        raise
-    except Exception as e:
-        return None, e
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160] if text else ''}"
 
 
 # --- one_hot_embedding ------------------------------------------------------------------------
@@ -103,27 +86,27 @@ def _check_one_hot_embedding(fn: Any) -> None:
         what = f"one_hot_embedding(idx {tuple(idx.shape)} with ids up to {int(idx.max())}, weight {(V, C)})"
         w = weight.clone().requires_grad_(True)
         i = idx.clone()
-        out, err = _attempt(_ONE, what, fn, i, w)
+        out, err = attempt(_ONE, what, fn, i, w)
         if err is not None:
             msg = str(err)
             if "dtype" in msg or "scalar type" in msg or "Long" in msg:
                 raise CheckFailure(
                     _ONE,
                     "not-float",
-                    f"{what} failed ({_first_line(err)}): the one-hot tensor is not a float.",
+                    f"{what} failed ({first_line(err)}): the one-hot tensor is not a float.",
                 ) from None
             if "cannot be multiplied" in msg or "size mismatch" in msg or "must match" in msg:
                 if idx is low:
                     raise CheckFailure(
                         _ONE,
                         "num-classes",
-                        f"{what} failed ({_first_line(err)}) although the same call with id {V - 1} present "
+                        f"{what} failed ({first_line(err)}) although the same call with id {V - 1} present "
                         f"worked: the one-hot vectors have max(idx) + 1 = {int(idx.max()) + 1} columns, not {V}.",
                     ) from None
                 raise CheckFailure(
-                    _ONE, "transposed", f"{what} failed ({_first_line(err)}): the shapes do not line up."
+                    _ONE, "transposed", f"{what} failed ({first_line(err)}): the shapes do not line up."
                 ) from None
-            raise CheckFailure(_ONE, "crashed", f"{what} raised {_first_line(err)}.") from None
+            raise CheckFailure(_ONE, "crashed", f"{what} raised {first_line(err)}.") from None
         if isinstance(out, torch.Tensor) and tuple(out.shape) == (B, T, V):
             raise CheckFailure(
                 _ONE,
@@ -292,7 +275,7 @@ def _check_token_position_embedding(cls: Any) -> None:
     tok_rows = tok_p.detach()
 
     def forward(idx: torch.Tensor, what: str) -> tuple[Any, Exception | None]:
-        return _attempt(_EMB, what, mod, idx)
+        return attempt(_EMB, what, mod, idx)
 
     B = 3
     idx = torch.randint(V, (B, Tmax), generator=g)
@@ -305,7 +288,7 @@ def _check_token_position_embedding(cls: Any) -> None:
             raise CheckFailure(
                 _EMB,
                 "positions-by-token-id",
-                f"{what} raised {_first_line(err)}: a table was looked up with an index beyond its rows. Token "
+                f"{what} raised {first_line(err)}: a table was looked up with an index beyond its rows. Token "
                 f"ids go up to {V - 1} but the position table has only {Tmax} rows: are the positions looked up "
                 "with idx?",
             ) from None
@@ -314,10 +297,10 @@ def _check_token_position_embedding(cls: Any) -> None:
             raise CheckFailure(
                 _EMB,
                 "batch-dimension",
-                f"{what} raised {_first_line(err)}, but works when B == T: the positions follow the batch size "
+                f"{what} raised {first_line(err)}, but works when B == T: the positions follow the batch size "
                 "instead of the sequence length.",
             ) from None
-        raise CheckFailure(_EMB, "crashed", f"{what} raised {_first_line(err)}.") from None
+        raise CheckFailure(_EMB, "crashed", f"{what} raised {first_line(err)}.") from None
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (B, Tmax, 2 * C):
         raise CheckFailure(
             _EMB, "concatenated", f"{what} returned shape {(B, Tmax, 2 * C)}: twice n_embd channels."
@@ -365,7 +348,7 @@ def _check_token_position_embedding(cls: Any) -> None:
             raise CheckFailure(
                 _EMB,
                 "positions-not-sliced",
-                f"{what_t} raised {_first_line(err)}, while T = block_size works: all {Tmax} position rows are "
+                f"{what_t} raised {first_line(err)}, while T = block_size works: all {Tmax} position rows are "
                 f"added to a sequence of {T}.",
             ) from None
         if isinstance(out_t, torch.Tensor) and out_t.dim() == 3 and out_t.shape[1] != T:

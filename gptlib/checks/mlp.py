@@ -23,10 +23,11 @@ import torch.nn.functional as F
 
 from gptlib.checks.base import (
     CheckFailure,
-    NotDoneYet,
+    attempt,
     build_module,
     call,
     expect_tensor,
+    first_line,
     fraction_close,
     max_diff,
     one_thread,
@@ -40,22 +41,10 @@ __all__ = ["check_gelu", "check_mlp"]
 
 
 def _attempt(exercise: str, what: str, fn: Callable[..., Any], *args: Any) -> tuple[Any, Exception | None]:
-    """Run learner code and return (result, None) or (None, the exception) so a check can diagnose it."""
-    try:
-        with warnings.catch_warnings():  # e.g. math.erf on a tensor: the diagnosis says it better
-            warnings.simplefilter("ignore")
-            return fn(*args), None
-    except NotImplementedError:
-        raise NotDoneYet(exercise, what) from None
-    except CheckFailure:
-        raise
-    except Exception as e:
-        return None, e
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160] if text else ''}"
+    """`attempt` with warnings silenced (e.g. math.erf on a tensor: the diagnosis says it better)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return attempt(exercise, what, fn, *args)
 
 
 # --- gelu -------------------------------------------------------------------------------------
@@ -134,10 +123,10 @@ def _check_gelu(fn: Any) -> None:
         if err is not None:
             msg = str(err)
             if "only one element tensors" in msg or "must be real number" in msg or "not Tensor" in msg:
-                raise CheckFailure(_GELU, "math-erf", f"{what} raised {_first_line(err)}.") from None
+                raise CheckFailure(_GELU, "math-erf", f"{what} raised {first_line(err)}.") from None
             if "leaf Variable that requires grad" in msg:
-                raise CheckFailure(_GELU, "modifies-input", f"{what} raised {_first_line(err)}.") from None
-            raise CheckFailure(_GELU, "crashed", f"{what} raised {_first_line(err)}.") from None
+                raise CheckFailure(_GELU, "modifies-input", f"{what} raised {first_line(err)}.") from None
+            raise CheckFailure(_GELU, "crashed", f"{what} raised {first_line(err)}.") from None
         if not torch.equal(arg.detach(), x):
             raise CheckFailure(_GELU, "modifies-input", f"{what} changed x in place.")
         out = expect_tensor(_GELU, what, out, shape=tuple(x.shape), dtype=torch.float32)
@@ -392,7 +381,7 @@ def _check_mlp(cls: Any) -> None:
         raise CheckFailure(
             _MLP,
             "crashed",
-            f"{what} raised {_first_line(err)}. Your Linear layers: {_describe_linears(mod)}; the MLP needs "
+            f"{what} raised {first_line(err)}. Your Linear layers: {_describe_linears(mod)}; the MLP needs "
             f"{C} -> {4 * C} then {4 * C} -> {C} (C = n_embd = {C}).",
         ) from None
     mappings, H = _mappings(mod, order, C)

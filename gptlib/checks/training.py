@@ -15,17 +15,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlib.checks.base import CheckFailure, NotDoneYet, _learner_frame, passed
+from gptlib.checks.base import (
+    CheckFailure,
+    _learner_frame,
+    attempt,
+    first_line,
+    one_thread,
+    passed,
+    seeded,
+)
 from gptlib.checks.hints import register_hints
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
@@ -33,35 +40,9 @@ from gptlib.model import GPT
 __all__ = ["check_optimizer_groups", "check_train_step", "check_sample"]
 
 
-@contextlib.contextmanager
-def _quiet_rng_one_thread(seed: int = 0) -> Iterator[None]:
-    """One CPU thread (the tensors are tiny) and a private, seeded global RNG; both restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def _attempt(exercise: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run learner code: a stub gives NotDoneYet; any other exception is returned for diagnosis."""
-    try:
-        return fn(*args, **kwargs), None
-    except NotImplementedError:
-        raise NotDoneYet(exercise, what) from None
-    except CheckFailure:
-        raise
-    except Exception as e:
-        return None, e
-
-
 def _first_line(e: BaseException) -> str:
     """The exception's type and first line, and where in the learner's code it was raised."""
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:200] if lines else ''}{_learner_frame(e)}"
+    return first_line(e, 200) + _learner_frame(e)
 
 
 def _is_function(exercise: str, fn: Any, name: str) -> None:
@@ -348,7 +329,7 @@ def _compare_split(model: nn.Module, what: str, decay: set[str], no_decay: set[s
 def check_optimizer_groups(optimizer_groups: Any) -> None:
     """Check optimizer_groups(model) -> (decay, no_decay) against GPT.configure_optimizers' split."""
     _is_function(_GROUPS, optimizer_groups, "optimizer_groups")
-    with _quiet_rng_one_thread(0):
+    with one_thread(), seeded(0):
         config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
         models = [
             ("gptlib's GPT (2 layers)", GPT(config), ""),
@@ -364,7 +345,7 @@ def check_optimizer_groups(optimizer_groups: Any) -> None:
         for label, model, note in models:
             what = f"optimizer_groups({label})"
             before = {n: p.detach().clone() for n, p in model.named_parameters()}
-            out, err = _attempt(_GROUPS, what, optimizer_groups, model)
+            out, err = attempt(_GROUPS, what, optimizer_groups, model)
             if err is not None:
                 raise CheckFailure(
                     _GROUPS,
@@ -626,7 +607,7 @@ def _as_loss(out: Any, what: str) -> float:
 def check_train_step(train_step: Any) -> None:
     """Check train_step(model, optimizer, x, y, lr, grad_clip) against reference steps on copies."""
     _is_function(_STEP, train_step, "train_step")
-    with _quiet_rng_one_thread(0):
+    with one_thread(), seeded(0):
         model0 = _step_model()
         g = torch.Generator().manual_seed(1)
         batches = [
@@ -639,7 +620,7 @@ def check_train_step(train_step: Any) -> None:
             what = f"train_step (call {i + 1}, lr={lr}, grad_clip={_CLIP})"
             xc, yc = x.clone(), y.clone()
             torch.manual_seed(seed)  # the same dropout masks as the reference step
-            out, err = _attempt(_STEP, what, train_step, model, opt, xc, yc, lr, _CLIP)
+            out, err = attempt(_STEP, what, train_step, model, opt, xc, yc, lr, _CLIP)
             if err is not None:
                 raise CheckFailure(
                     _STEP,
@@ -805,7 +786,7 @@ def _sample_call(
 ) -> torch.Tensor:
     arg = logits.clone()
     gen = torch.Generator().manual_seed(seed)
-    out, err = _attempt(_SAMPLE, what, fn, arg, T, k, gen)
+    out, err = attempt(_SAMPLE, what, fn, arg, T, k, gen)
     if err is not None:
         msg = str(err)
         if "probability tensor contains" in msg or "element < 0" in msg:
@@ -869,7 +850,7 @@ def check_sample(sample_next_token: Any) -> None:
     """Check sample_next_token(logits, temperature, top_k, generator) -> (B, 1) ids, by their frequencies."""
     fn = sample_next_token
     _is_function(_SAMPLE, fn, "sample_next_token")
-    with _quiet_rng_one_thread(0):
+    with one_thread(), seeded(0):
         one = _ROWS[:1]
         _sample_call(fn, one, 1.0, None, 0, "sample_next_token(logits of shape (1, 8))")
         logits = _ROWS.repeat(_DRAWS, 1)  # (2 * _DRAWS, V): rows alternate between the two types
