@@ -47,6 +47,19 @@ class AttentionWeights:
         )
 
 
+def load_weights(attn: nn.Module, w: AttentionWeights) -> None:
+    """Copy w into a gptlib.CausalSelfAttention's query, key, value and proj layers (a missing bias as
+    zeros). Call it under torch.no_grad()."""
+    for layer, weight, bias in (
+        (attn.query, w.wq, w.bq),
+        (attn.key, w.wk, w.bk),
+        (attn.value, w.wv, w.bv),
+        (attn.proj, w.wo, w.bo),
+    ):
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias) if bias is not None else layer.bias.zero_()
+
+
 # Which part of the mask is allowed (True = a query may look at that key).
 MASKS = ("causal", "none", "strict", "upper")
 

@@ -27,6 +27,7 @@ from gptlib.checks._attention_reference import (
     attention_weights,
     expected_layouts,
     find_projections,
+    load_weights,
     reference_attention,
 )
 from gptlib.checks.base import (
@@ -453,14 +454,7 @@ def _correct_output(spec: _LayerSpec, x: torch.Tensor, w: AttentionWeights) -> t
         return reference_attention(x, w, spec.n_head)
     ref = _ReferenceAttention(spec.config).eval()
     with torch.no_grad():
-        for layer, weight, bias in (
-            (ref.query, w.wq, w.bq),
-            (ref.key, w.wk, w.bk),
-            (ref.value, w.wv, w.bv),
-            (ref.proj, w.wo, w.bo),
-        ):
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias) if bias is not None else layer.bias.zero_()
+        load_weights(ref, w)
         return ref(x)
 
 

@@ -770,17 +770,10 @@ def _copy_attention(ref: _RefAttention, attn: nn.Module, z: torch.Tensor, C: int
         ref.load_state_dict(attn.state_dict())
         return tensors_close(ref(z), want, atol=1e-5, rtol=1e-4)
     # the attention checks' reader of projections: separate, fused or per-head, whatever their names
-    from gptlib.checks._attention_reference import find_projections
+    from gptlib.checks._attention_reference import find_projections, load_weights
 
     for w in find_projections(attn, C, C, with_proj=True).candidates:
-        for layer, weight, bias in (
-            (ref.query, w.wq, w.bq),
-            (ref.key, w.wk, w.bk),
-            (ref.value, w.wv, w.bv),
-            (ref.proj, w.wo, w.bo),
-        ):
-            layer.weight.copy_(weight)
-            layer.bias.copy_(bias) if bias is not None else layer.bias.zero_()
+        load_weights(ref, w)
         if tensors_close(ref(z), want, atol=1e-5, rtol=1e-4):
             return True
     return False
