@@ -186,6 +186,22 @@ def expect_tensor(
     return out
 
 
+def dropout_rate_failure(
+    exercise: str, what: str, rate: float, p: float, field: str, others: dict[float, str]
+) -> CheckFailure | None:
+    """A "wrong-dropout-rate" failure if `rate`, the share of outputs zeroed in train mode, is more than 0.08
+    from p = config.<field>; it names the other config rate (others: rate -> field) within 0.06 of it, if any."""
+    if abs(rate - p) > 0.08:
+        guess = min(others, key=lambda q: abs(q - rate))
+        which = f" (config.{others[guess]} = {guess}?)" if abs(guess - rate) < 0.06 else ""
+        return CheckFailure(
+            exercise,
+            "wrong-dropout-rate",
+            f"{what} zeroed {rate:.0%} of the outputs{which}; with config.{field} = {p} about {p:.0%} should be zero.",
+        )
+    return None
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.detach().double() - b.detach().double()).abs().max().item()
 

@@ -21,6 +21,7 @@ from gptlib.checks.base import (
     attempt,
     build_module,
     call,
+    dropout_rate_failure,
     expect_tensor,
     first_line,
     fraction_close,
@@ -396,16 +397,10 @@ def _check_token_position_embedding(cls: Any) -> None:
             )
     zero = out_tr == 0
     rate = zero.float().mean().item()
-    if abs(rate - _P_EMBD) > 0.08:
-        named = {_P_RESID: "resid_pdrop", _P_ATTN: "attn_pdrop"}
-        guess = min(named, key=lambda p: abs(p - rate))
-        which = f" (config.{named[guess]} = {guess}?)" if abs(guess - rate) < 0.06 else ""
-        raise CheckFailure(
-            _EMB,
-            "wrong-dropout-rate",
-            f"{what_tr} zeroed {rate:.0%} of the outputs{which}; with config.embd_pdrop = {_P_EMBD} about "
-            f"{_P_EMBD:.0%} should be zero.",
-        )
+    others = {_P_RESID: "resid_pdrop", _P_ATTN: "attn_pdrop"}
+    failure = dropout_rate_failure(_EMB, what_tr, rate, _P_EMBD, "embd_pdrop", others)
+    if failure:
+        raise failure
     if not torch.allclose(out_tr[~zero], out_ev[~zero] / (1 - _P_EMBD), atol=1e-5):
         raise CheckFailure(
             _EMB,

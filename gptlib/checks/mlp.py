@@ -26,6 +26,7 @@ from gptlib.checks.base import (
     attempt,
     build_module,
     call,
+    dropout_rate_failure,
     expect_tensor,
     first_line,
     fraction_close,
@@ -464,16 +465,10 @@ def _check_mlp(cls: Any) -> None:
             f"{what_tr} differs from eval mode, but hardly any output is zeroed ({rate:.0%}): dropout acts "
             "inside the MLP, before a Linear layer, instead of on the final output.",
         )
-    if abs(rate - _P_RESID) > 0.08:
-        named = {_P_EMBD: "embd_pdrop", _P_ATTN: "attn_pdrop"}
-        guess = min(named, key=lambda p: abs(p - rate))
-        which = f" (config.{named[guess]} = {guess}?)" if abs(guess - rate) < 0.06 else ""
-        raise CheckFailure(
-            _MLP,
-            "wrong-dropout-rate",
-            f"{what_tr} zeroed {rate:.0%} of the outputs{which}; with config.resid_pdrop = {_P_RESID} about "
-            f"{_P_RESID:.0%} should be zero.",
-        )
+    others = {_P_EMBD: "embd_pdrop", _P_ATTN: "attn_pdrop"}
+    failure = dropout_rate_failure(_MLP, what_tr, rate, _P_RESID, "resid_pdrop", others)
+    if failure:
+        raise failure
     if not torch.allclose(out_tr[~zero], out_ev[~zero] / (1 - _P_RESID), atol=1e-5):
         raise CheckFailure(
             _MLP,
