@@ -42,61 +42,18 @@ from gptlib.checks.base import (
     seeded,
     shape_str,
 )
-from gptlib.checks.mistakes import Mistake, close, match, matched_failure
+from gptlib.checks.mistakes import (
+    Mistake,
+    close,
+    fit_scale,
+    match,
+    matched_failure,
+    scale_mistakes,
+    scale_words,
+)
 from gptlib.config import GPTConfig
 
 __all__ = ["check_causal_average", "check_masked_softmax", "check_head", "check_attention"]
-
-
-def _scale_words(scale: float, right: float) -> str:
-    ratio = scale / right
-    size = "too small" if ratio < 1 else "too large"
-    return f"off by a factor of {max(ratio, 1 / ratio):.2f}, {size}"
-
-
-def _scale_mistakes(n_embd: int, head_size: int) -> list[Mistake]:
-    """The scales learners use by mistake, each as a Mistake (the right one is 1/sqrt(head_size))."""
-    right = 1 / math.sqrt(head_size)
-    named = [
-        (1.0, "missing-scale", "scores that are not scaled at all"),
-        (1 / math.sqrt(n_embd), "wrong-scale", f"scores scaled by 1/sqrt(n_embd) = 1/sqrt({n_embd})"),
-        (1 / head_size, "wrong-scale", f"scores scaled by 1/head_size = 1/{head_size} (no square root)"),
-        (1 / n_embd, "wrong-scale", f"scores scaled by 1/n_embd = 1/{n_embd}"),
-        (math.sqrt(head_size), "wrong-scale", f"scores multiplied by sqrt(head_size) = sqrt({head_size})"),
-    ]
-    mistakes, seen = [], {right}
-    for scale, code, words in named:
-        if any(math.isclose(scale, s) for s in seen):
-            continue  # e.g. n_embd == head_size: that "mistake" is the right scale
-        seen.add(scale)
-        says = (
-            f"{words} ({scale:.3g} instead of 1/sqrt(head_size) = 1/sqrt({head_size}) = {right:.3g}: "
-            f"{_scale_words(scale, right)})"
-        )
-        mistakes.append(Mistake(code, says, {"scale": scale}))
-    return mistakes
-
-
-def _fit_scale(out: torch.Tensor, compute: Callable[..., torch.Tensor]) -> float | None:
-    """The scale s for which compute(scale=s) reproduces `out`, if there is one (a log-grid, then refined)."""
-
-    def err(log_s: float) -> float:
-        return max_diff(compute(scale=math.exp(log_s)), out)
-
-    with torch.no_grad():
-        grid = [math.log(10) * (-4 + 6 * i / 60) for i in range(61)]  # 1e-4 .. 1e2
-        errors = [err(g) for g in grid]
-        i = min(range(len(grid)), key=errors.__getitem__)
-        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-        golden = (math.sqrt(5) - 1) / 2
-        for _ in range(40):  # golden-section search inside the best grid cell
-            a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
-            if err(a) < err(b):
-                hi = b
-            else:
-                lo = a
-        best = math.exp((lo + hi) / 2)
-        return best if close(compute(scale=best), out, loose=True) else None
 
 
 def _nonfinite_positions(out: torch.Tensor, dim: int) -> list[int]:
@@ -336,7 +293,7 @@ def check_masked_softmax(masked_softmax: Callable[[torch.Tensor], torch.Tensor])
             found = match(out, partial(attention_weights, scores), mistakes)
             if found:
                 raise matched_failure(ex, what, found)
-            scale = _fit_scale(out, partial(_scaled_weights, scores))
+            scale = fit_scale(out, partial(_scaled_weights, scores))
             if scale is not None:
                 raise CheckFailure(
                     ex,
@@ -482,13 +439,13 @@ def _layer_mismatch(
     w = search.candidates[0]
     head_size = spec.width // nh
     right = 1 / math.sqrt(head_size)
-    scale = _fit_scale(out, partial(reference_attention, x, w, nh))
+    scale = fit_scale(out, partial(reference_attention, x, w, nh))
     if scale is not None:
         return CheckFailure(
             ex,
             "wrong-scale",
             f"{what}: your scores look scaled by {scale:.3g} instead of 1/sqrt(head_size) = "
-            f"1/sqrt({head_size}) = {right:.3g}: {_scale_words(scale, right)}.",
+            f"1/sqrt({head_size}) = {right:.3g}: {scale_words(scale, right)}.",
         )
     leak = _future_leak(ex, what, x, out, forward)
     if leak:
@@ -698,7 +655,7 @@ def check_head(Head: Any) -> None:
         width=head_size,
         n_head=1,
         with_proj=False,
-        mistakes=_scale_mistakes(config.n_embd, head_size) + _WEIGHT_MISTAKES + _LAYER_MISTAKES,
+        mistakes=scale_mistakes(config.n_embd, head_size) + _WEIGHT_MISTAKES + _LAYER_MISTAKES,
     )
     verified = _check_layer(spec, Head)
     passed("head", "; ".join(verified) + ".")
@@ -762,7 +719,7 @@ def check_attention(CausalSelfAttention: Any) -> None:
         width=config.n_embd,
         n_head=config.n_head,
         with_proj=True,
-        mistakes=_scale_mistakes(config.n_embd, head_size)
+        mistakes=scale_mistakes(config.n_embd, head_size)
         + _WEIGHT_MISTAKES
         + _LAYER_MISTAKES
         + _HEAD_MISTAKES,

@@ -36,7 +36,15 @@ from gptlib.checks.base import (
     shape_str,
 )
 from gptlib.checks.hints import register_hints
-from gptlib.checks.mistakes import Mistake, close, match, matched_failure
+from gptlib.checks.mistakes import (
+    Mistake,
+    close,
+    fit_scale,
+    match,
+    matched_failure,
+    scale_mistakes,
+    scale_words,
+)
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 
@@ -126,26 +134,6 @@ def weights_by_hand(
     return attention_weights(scores, mask=mask, softmax_dim=softmax_dim, fill=fill, mask_after=mask_after)
 
 
-def _scale_mistakes(n_embd: int, head_size: int) -> list[Mistake]:
-    right = 1 / math.sqrt(head_size)
-    named = [
-        (1.0, "missing-scale", "scores that are not scaled at all"),
-        (1 / math.sqrt(n_embd), "wrong-scale", f"scores scaled by 1/sqrt(n_embd) = 1/sqrt({n_embd})"),
-        (1 / head_size, "wrong-scale", f"scores scaled by 1/head_size = 1/{head_size} (no square root)"),
-        (1 / n_embd, "wrong-scale", f"scores scaled by 1/n_embd = 1/{n_embd}"),
-        (math.sqrt(head_size), "wrong-scale", f"scores multiplied by sqrt(head_size) = sqrt({head_size})"),
-    ]
-    out = []
-    for scale, code, words in named:
-        ratio = scale / right
-        off = f"off by a factor of {max(ratio, 1 / ratio):.2f}, {'too small' if ratio < 1 else 'too large'}"
-        says = (
-            f"{words} ({scale:.3g} instead of 1/sqrt(head_size) = 1/sqrt({head_size}) = {right:.3g}: {off})"
-        )
-        out.append(Mistake(code, says, {"scale": scale}))
-    return out
-
-
 _WEIGHT_MISTAKES = [
     Mistake(
         "softmax-axis",
@@ -189,27 +177,6 @@ _WEIGHT_MISTAKES = [
         {"bias": False},
     ),
 ]
-
-
-def _fit_scale(out: torch.Tensor, compute: Callable[[float], torch.Tensor]) -> float | None:
-    """The scale s with compute(s) == out, if one exists (a log grid, then golden-section refinement)."""
-
-    def err(log_s: float) -> float:
-        return max_diff(compute(math.exp(log_s)), out)
-
-    grid = [math.log(10) * (-4 + 6 * i / 60) for i in range(61)]  # 1e-4 .. 1e2
-    errors = [err(g) for g in grid]
-    i = min(range(len(grid)), key=errors.__getitem__)
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    golden = (math.sqrt(5) - 1) / 2
-    for _ in range(40):
-        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
-        if err(a) < err(b):
-            hi = b
-        else:
-            lo = a
-    best = math.exp((lo + hi) / 2)
-    return best if close(compute(best), out, loose=True) else None
 
 
 def _peaked_gpt(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, block_size: int = 8) -> GPT:
@@ -314,7 +281,7 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
         model = _peaked_gpt()
         prompts = [torch.randint(13, (1, 8)), torch.randint(13, (1, 5))]
     n_head, C = model.config.n_head, model.config.n_embd
-    mistakes = _scale_mistakes(C, C // n_head) + _WEIGHT_MISTAKES
+    mistakes = scale_mistakes(C, C // n_head) + _WEIGHT_MISTAKES
     done: list[str] = []
     for idx in prompts:
         T = idx.size(1)
@@ -368,15 +335,14 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
                 found = match(out, compute, mistakes)
                 if found:
                     raise matched_failure(ex, what, found)
-                scale = _fit_scale(out, lambda s: compute(scale=s))
+                scale = fit_scale(out, compute)
             if scale is not None:
                 right = 1 / math.sqrt(C // n_head)
-                ratio = scale / right
                 raise CheckFailure(
                     ex,
                     "wrong-scale",
                     f"{what} matches scores scaled by {scale:.3g} instead of 1/sqrt(head_size) = {right:.3g}: "
-                    f"off by a factor of {max(ratio, 1 / ratio):.2f}, {'too small' if ratio < 1 else 'too large'}.",
+                    f"{scale_words(scale, right)}.",
                 )
             raise _weights_mismatch(ex, what, out, want)
         done.append(f"T = {T}")
