@@ -34,6 +34,7 @@ from gptlib.checks.base import (
     CheckFailure,
     build_module,
     call,
+    error_only,
     expect_tensor,
     fraction_close,
     isolated,
@@ -113,7 +114,7 @@ def _run(
                 "fixed-T",
                 f"{what} crashes, but it worked for {works_for}: your code is tied to one length. "
                 f"Take T from the input (x.size(1) / scores.size(-1)), and slice a stored mask to it "
-                f"(mask[:T, :T]). The error: {_error_only(e, what)}",
+                f"(mask[:T, :T]). The error: {error_only(e, what)}",
             ) from None
         raise
     if x._version != version or not torch.equal(x, before):
@@ -125,13 +126,6 @@ def _run(
             "y = x + ..., not x += ....",
         )
     return out
-
-
-def _error_only(failure: CheckFailure, what: str) -> str:
-    """A crash report without the 'what raised' prefix, to quote inside another message."""
-    return failure.message.removeprefix(f"{what} raised ").removesuffix(
-        ". Read the message, fix that line, and run your cell again."
-    )
 
 
 def _output(exercise: str, what: str, out: Any, shape: tuple[int, ...], dim: int) -> torch.Tensor:
@@ -571,7 +565,7 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
             raise
         if not search.candidates:  # the likely cause: layers of the wrong size
             raise _wrong_params(
-                spec, name, search, f"\nforward also crashed: {_error_only(e, what)}"
+                spec, name, search, f"\nforward also crashed: {error_only(e, what)}"
             ) from None
         try:  # does it work at the full block size? then the mask is not sliced to T
             forward(x_full)
@@ -581,7 +575,7 @@ def _check_layer(spec: _LayerSpec, cls: Any) -> list[str]:
             ex,
             "fixed-T",
             f"{what} crashes, but x of shape {shape_str(x_full)} (T = block_size) works: slice the mask to the "
-            f"input's length, e.g. self.mask[:T, :T] with T = x.size(1). The error: {_error_only(e, what)}",
+            f"input's length, e.g. self.mask[:T, :T] with T = x.size(1). The error: {error_only(e, what)}",
         ) from None
     out_shape = (x.size(0), x.size(1), spec.width)
     if isinstance(raw, torch.Tensor) and raw.shape == out_shape and not torch.isfinite(raw).all():

@@ -28,6 +28,7 @@ from gptlib.checks._attention_reference import attention_weights
 from gptlib.checks.base import (
     CheckFailure,
     call,
+    error_only,
     fraction_close,
     isolated,
     max_diff,
@@ -78,13 +79,6 @@ def _untouched(exercise: str, what: str, before: torch.Tensor, after: torch.Tens
             f"{what} changed its input in place. The caller still needs it: use out-of-place operations "
             "(masked_fill, not masked_fill_; a new tensor, not writes into the argument).",
         )
-
-
-def _error_only(failure: CheckFailure, what: str) -> str:
-    """A crash report without its 'what raised' prefix and advice suffix, to quote in another message."""
-    return failure.message.removeprefix(f"{what} raised ").removesuffix(
-        ". Read the message, fix that line, and run your cell again."
-    )
 
 
 # ---- 7.1 attention weights by hand ---------------------------------------------------------------
@@ -298,7 +292,7 @@ def check_attention_weights_by_hand(fn: Callable[[nn.Module, torch.Tensor], torc
                         ex,
                         "fixed-T",
                         f"{what} crashes, but {' and '.join(done)} worked: your code is tied to one length. "
-                        f"Take T from x (T, C = x.shape) and make the mask for that T. The error: {_error_only(e, what)}",
+                        f"Take T from x (T, C = x.shape) and make the mask for that T. The error: {error_only(e, what)}",
                     ) from None
                 raise
             _untouched(ex, what, before, x)

@@ -106,6 +106,14 @@ def _crashed(exercise: str, what: str, e: Exception) -> CheckFailure:
     )
 
 
+def error_only(failure: CheckFailure, what: str) -> str:
+    """A crash report (from `learner_code` or `call`) without its 'what raised' prefix and advice suffix,
+    to quote inside another message."""
+    return failure.message.removeprefix(f"{what} raised ").removesuffix(
+        ". Read the message, fix that line, and run your cell again."
+    )
+
+
 def call(exercise: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a learner's function or class under `learner_code`."""
     with learner_code(exercise, what):
