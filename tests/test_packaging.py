@@ -14,7 +14,7 @@ CI = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 def _readme_install_command() -> str:
     m = re.search(r"^\s*(python -m pip install -e \"\.\[[a-z,]+\]\")\s*$", README, re.M)
-    assert m, "the README must show the install command `python -m pip install -e \".[dev]\"`"
+    assert m, 'the README must show the install command `python -m pip install -e ".[dev]"`'
     return m.group(1)
 
 
@@ -34,7 +34,7 @@ def test_environment_yml_matches_pyproject():
 def test_every_dependency_is_pinned_exactly():
     project = PYPROJECT["project"]
     reqs = list(project["dependencies"])
-    for name, extra in project["optional-dependencies"].items():
+    for extra in project["optional-dependencies"].values():
         reqs += [r for r in extra if not r.startswith("gptlib[")]
     loose = [r for r in reqs if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.+]*", r)]
     assert not loose, f"pin these exactly (stored notebook outputs depend on versions): {loose}"
