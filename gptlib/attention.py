@@ -11,6 +11,8 @@ Two paths compute the same thing:
   training and generation;
 - the explicit path (`return_weights=True`), which writes out every step and
   returns the attention weights (B, n_head, T, T) for visualisation.
+
+Taught in lesson 02: lessons/02_attention.ipynb.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Pre-LayerNorm residual form, as in minGPT and GPT-2:
     x = x + mlp(ln2(x))
 The residual pathway lets gradients flow straight from the loss to every layer;
 each block only adds a correction to it.
+
+Taught in lesson 04: lessons/04_residual_stack.ipynb.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ against its SHA-256. Any other name is read as the path of a UTF-8 text file.
 Named downloads are data (`CORPORA`, a dict of `CorpusSpec`), and `download()`
 takes its URL, checksum and cache folder as arguments, so a mirror or a test
 server can stand in for the real host.
+
+Taught in lesson 00: lessons/00_tokens_and_batches.ipynb.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ every window as a torch Dataset (minGPT's way, for a DataLoader).
 `SortDataset` and `AdditionDataset` are minGPT's two synthetic tasks, small
 enough to learn on a CPU in a minute and easy to check: a sorted list is
 sorted, a sum is right or wrong.
+
+Taught in lesson 00: lessons/00_tokens_and_batches.ipynb.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Attention by itself is blind to order (it mixes a *set* of vectors), so each
 position gets a learned vector of its own that is added to the token's vector.
+
+Taught in lesson 01: lessons/01_embeddings.ipynb.
 """
 
 from __future__ import annotations

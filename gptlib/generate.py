@@ -6,6 +6,8 @@ the distribution), top-k (sample among the k most likely) and top-p / nucleus
 With `use_cache=True` the keys and values of earlier positions are kept (see
 kvcache.py), so each new token costs one position instead of the whole context;
 the tokens are the same as without the cache.
+
+Taught in lessons 06 and 08: lessons/06_training_and_sampling.ipynb, lessons/08_generation_and_speed.ipynb.
 """
 
 from __future__ import annotations

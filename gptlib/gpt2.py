@@ -20,6 +20,8 @@ The conversion needs only torch. `transformers` is needed for to_hf_gpt2 and for
 the downloads (from_pretrained, gpt2_tokenizer), which go through huggingface_hub
 and its cache: online once, offline afterwards. Install them with
 `pip install 'gptlib[gpt2]'`.
+
+Taught in lesson 09: lessons/09_gpt2.ipynb.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 The scores (logits) become next-token probabilities by a softmax; training
 minimises cross-entropy, the negative log-probability of the true next token.
 An untrained model guesses uniformly, so its first loss is about ln(vocab_size).
+
+Taught in lesson 05: lessons/05_gpt.ipynb.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ through every layer). With it, only the new position is computed; its query
 attends to the stored keys/values. Because gptlib's positions are learned and
 absolute, the cache is exact only until the context holds block_size tokens;
 after that the window slides and generation recomputes the cropped window.
+
+Taught in lesson 08: lessons/08_generation_and_speed.ipynb.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Linear(C, 4C) -> GELU -> Linear(4C, C) -> Dropout, applied to every position
 independently. The 4x wider hidden layer is the GPT papers' choice: most of a
 GPT's parameters live here.
+
+Taught in lesson 03: lessons/03_mlp.ipynb.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 This is minGPT's model, split into one file per part (embeddings.py,
 attention.py, mlp.py, block.py, head.py); this file puts them together, sets
 the initial weights, and checks the input so mistakes read as plain errors.
+
+Taught in lesson 05: lessons/05_gpt.ipynb.
 """
 
 from __future__ import annotations

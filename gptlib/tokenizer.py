@@ -6,6 +6,8 @@ training text, and a character's id is its index in that list. It is small,
 exact (decode(encode(s)) == s) and needs no download. Its limit is that it
 only knows the characters it was built from, so it refuses unknown ones with
 a message that says which ones and where, instead of silently dropping them.
+
+Taught in lesson 00: lessons/00_tokens_and_batches.ipynb.
 """
 
 from __future__ import annotations

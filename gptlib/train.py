@@ -10,6 +10,8 @@ Runs are reproducible: `seed` seeds a dedicated generator for the batches and
 torch's global generator (which dropout draws from). A checkpoint stores both
 generators' states with the weights and the optimizer, so a resumed run goes on
 with exactly the losses an uninterrupted one would have had (see checkpoint.py).
+
+Taught in lesson 06: lessons/06_training_and_sampling.ipynb.
 """
 
 from __future__ import annotations

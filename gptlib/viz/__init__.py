@@ -4,6 +4,8 @@ plots.py draws with matplotlib only; explorer.py builds on core ipywidgets
 only (no custom JavaScript, nothing loaded from the internet), so both work
 offline and in an untrusted notebook. maps.py gets the weights from a gptlib
 GPT, a learner's own model, or raw tensors.
+
+Taught in lesson 07: lessons/07_attention_maps.ipynb.
 """
 
 from gptlib.viz.explorer import AttentionExplorer
