@@ -25,6 +25,7 @@ import torch
 
 from bench.generation import measure_generation, weight_bytes_per_token
 from bench.hardware import matmul_gflops, read_bandwidth_gbs
+from bench.main_job import measure_main_job
 from bench.memory import peak_memory
 from bench.profile import profile_training
 from bench.timing import set_clock, set_stat
@@ -78,6 +79,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd gptlib training")
     p.add_argument("--profile", action="store_true", help="profile gptlib training steps per config")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    p.add_argument(
+        "--main-job",
+        action="store_true",
+        help="also race the main job's whole recipe (python -m gptlib), gptlib against seed-style: minutes",
+    )
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
@@ -243,6 +249,25 @@ def main(argv: list[str] | None = None) -> dict:
             f"Peak memory, {measured[0]['method']}",
             ["config", "work", "impl", "peak MiB", "case MiB"],
             rows,
+        )
+
+    # The main job, whole.
+    if args.main_job:
+        mj = measure_main_job(steps=20, eval_iters=2) if smoke else measure_main_job()
+        results["main_job"] = mj
+        print_table(
+            f"Main job (python -m gptlib's recipe, {mj['steps']} steps), gptlib's Trainer and the seed-style loop "
+            "in turns",
+            ["impl", "training s", "val loss", "vs seed"],
+            [
+                [
+                    impl,
+                    f"{mj['train_seconds'][impl]:.1f}",
+                    f"{mj['val_loss'][impl]:.4f}",
+                    f"{mj['train_seconds']['seed_style'] / mj['train_seconds'][impl]:.2f}x",
+                ]
+                for impl in ("gptlib", "seed_style")
+            ],
         )
 
     # Where the time goes.

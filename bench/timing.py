@@ -39,6 +39,11 @@ def set_clock(name: str) -> None:
     _clock = CLOCKS[name]
 
 
+def clock() -> float:
+    """The current reading of the chosen clock, in seconds."""
+    return _clock()
+
+
 def time_call(fn: Callable[[], object], repeat: int = 1) -> float:
     """Seconds per call of fn, averaged over `repeat` back-to-back calls."""
     start = _clock()

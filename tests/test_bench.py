@@ -27,7 +27,7 @@ def smoke(tmp_path_factory) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env["OMP_NUM_THREADS"] = "1"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--threads", "1", "--json", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", "--main-job", "--threads", "1", "--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -35,7 +35,7 @@ def smoke(tmp_path_factory) -> dict:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for title in ("Machine", "Training step", "Generation", "Peak memory"):
+    for title in ("Machine", "Training step", "Generation", "Peak memory", "Main job"):
         assert title in result.stdout
     return json.loads(out.read_text())
 
@@ -133,3 +133,16 @@ def test_the_nanogpt_style_baseline_is_a_causal_gpt_of_the_same_size():
     assert torch.equal(logits[:, :-1], later[:, :-1])  # the last token changes no earlier position
     assert not torch.equal(logits[:, -1], later[:, -1])
     assert loss.item() == pytest.approx(math.log(SMOKE.vocab_size), abs=0.1)  # small init: uniform guesses
+
+
+def test_the_main_job_race_trains_both_models_alike(smoke):
+    mj = smoke["main_job"]
+    assert mj["steps"] == 20
+    assert all(positive(v) for v in mj["train_seconds"].values())
+    assert mj["speedup_vs_seed_style"] == pytest.approx(
+        mj["train_seconds"]["seed_style"] / mj["train_seconds"]["gptlib"]
+    )
+    # Same weights, same batches, same schedule: the two reach the same loss, below a uniform guess.
+    losses = mj["val_loss"]
+    assert losses["gptlib"] == pytest.approx(losses["seed_style"], abs=1e-3)
+    assert losses["gptlib"] < 4.0
