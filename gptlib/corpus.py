@@ -1,9 +1,11 @@
 """Corpora: the text a model learns from, by name or by path.
 
 `load_corpus()` gives the offline default, "pydoc": the English text of
-Python's own documentation, which ships inside the standard library, so the
-course runs with no network at all (dead download hosts are the most common
-complaint about courses like this one). "tinyshakespeare", the corpus of
+Python's own documentation, taken from the standard library's `pydoc_data`,
+so the course runs with no network at all (dead download hosts are the most
+common complaint about courses like this one). Each Python release edits that
+text, and every number the lessons print (vocabulary, losses, samples) follows
+it, so gptlib ships the text of one release (corpora/pydoc.txt.gz) and checks it. "tinyshakespeare", the corpus of
 Karpathy's lecture, is downloaded once into a cache folder and checked
 against its SHA-256. Any other name is read as the path of a UTF-8 text file.
 
@@ -16,6 +18,7 @@ Taught in lesson 00: lessons/00_tokens_and_batches.ipynb.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -164,17 +167,42 @@ def _offline_message(url: str, reason: str) -> str:
     )
 
 
-def pydoc_text() -> str:
-    """The "pydoc" corpus: Python's documentation topics, joined in sorted-key order with newlines.
+# The "pydoc" corpus as Python 3.11.7's pydoc_data has it (465,048 characters), and the SHA-256 of its UTF-8 bytes.
+PYDOC_SNAPSHOT = Path(__file__).parent / "corpora" / "pydoc.txt.gz"
+PYDOC_SNAPSHOT_PYTHON = "3.11.7"
+PYDOC_SHA256 = "2a95af4ac93f5b719944030ce3769070ddf827d847cba42192afa8da989e5dc4"
 
-    It ships with the standard library (`pydoc_data.topics`), so it needs no
-    download: ~465 kB and ~103 distinct characters on Python 3.11. The text
-    depends on the Python version (each release edits its docs), so results
-    made from it are reproducible only on the same Python version.
+
+def pydoc_text_from_stdlib() -> str:
+    """This Python's documentation topics (`pydoc_data.topics`), joined in sorted-key order with newlines.
+
+    The snapshot that pydoc_text() reads was made by this function on Python
+    PYDOC_SNAPSHOT_PYTHON; other releases give a slightly different text.
     """
     from pydoc_data.topics import topics
 
     return "\n".join(topics[key] for key in sorted(topics))
+
+
+def pydoc_text() -> str:
+    """The "pydoc" corpus: ~465 kB of English about Python, ~103 distinct characters, the same on every Python.
+
+    Read from the snapshot that ships with gptlib, so that stored outputs do not
+    change with the Python patch release; checked against its SHA-256.
+    """
+    try:
+        data = gzip.decompress(PYDOC_SNAPSHOT.read_bytes())
+    except (OSError, EOFError) as e:
+        raise CorpusUnavailableError(
+            f"the 'pydoc' corpus that ships with gptlib ({PYDOC_SNAPSHOT}) cannot be read ({e}). "
+            "Reinstall gptlib (pip install -e . from the course folder)."
+        ) from e
+    if hashlib.sha256(data).hexdigest() != PYDOC_SHA256:
+        raise CorpusUnavailableError(
+            f"the 'pydoc' corpus that ships with gptlib ({PYDOC_SNAPSHOT}) is damaged: its checksum is wrong. "
+            "Reinstall gptlib (pip install -e . from the course folder)."
+        )
+    return data.decode("utf-8")
 
 
 def check_corpus(text: str, block_size: int = 0, name: str = "the corpus") -> str:
@@ -216,7 +244,7 @@ def load_corpus(
     """
     if isinstance(name_or_path, str) and name_or_path == DEFAULT_CORPUS:
         if url is not None:
-            raise ValueError(f"{DEFAULT_CORPUS!r} ships with Python and is never downloaded; drop url=.")
+            raise ValueError(f"{DEFAULT_CORPUS!r} ships with gptlib and is never downloaded; drop url=.")
         return check_corpus(pydoc_text(), name=DEFAULT_CORPUS)
     if isinstance(name_or_path, str) and name_or_path in CORPORA:
         spec = CORPORA[name_or_path]

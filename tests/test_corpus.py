@@ -1,8 +1,10 @@
 """Tests for gptlib.corpus: the offline default, local files, and downloads from a local server."""
 
 import functools
+import gzip
 import hashlib
 import http.server
+import platform
 import socket
 import sys
 import threading
@@ -205,13 +207,38 @@ def test_default_cache_dir_env_and_platforms(monkeypatch, tmp_path):
 def test_pydoc_corpus_is_offline_large_and_deterministic():
     text = load_corpus()
     assert text == load_corpus("pydoc")
-    assert len(text) > 100_000
-    assert len(set(text)) > 60
+    assert len(text) == 465_048 and len(set(text)) == 103  # the numbers the stored notebooks rely on
     assert "def " in text and "\n" in text
-    from pydoc_data.topics import topics
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == corpus.PYDOC_SHA256
 
-    first = sorted(topics)[0]
-    assert text.startswith(topics[first])
+
+@pytest.mark.skipif(
+    platform.python_version() != corpus.PYDOC_SNAPSHOT_PYTHON,
+    reason=f"the snapshot was made on Python {corpus.PYDOC_SNAPSHOT_PYTHON}; other releases edit the docs",
+)
+def test_the_snapshot_is_pydoc_data_of_the_python_it_names():
+    assert load_corpus("pydoc") == corpus.pydoc_text_from_stdlib()
+
+
+def test_the_snapshot_is_close_to_this_pythons_pydoc_data():
+    # On any Python the snapshot and the live topics share their beginning: it is the same documentation.
+    live = corpus.pydoc_text_from_stdlib()
+    assert live[:2000] == load_corpus("pydoc")[:2000]
+
+
+def test_a_damaged_or_missing_snapshot_says_to_reinstall(tmp_path, monkeypatch):
+    good = gzip.decompress(corpus.PYDOC_SNAPSHOT.read_bytes())
+    damaged = tmp_path / "pydoc.txt.gz"
+    damaged.write_bytes(gzip.compress(good.replace(b"def ", b"fed ", 1)))
+    monkeypatch.setattr(corpus, "PYDOC_SNAPSHOT", damaged)
+    with pytest.raises(CorpusUnavailableError, match="damaged.*Reinstall gptlib"):
+        load_corpus("pydoc")
+    damaged.write_bytes(b"not gzip")
+    with pytest.raises(CorpusUnavailableError, match="cannot be read.*Reinstall gptlib"):
+        load_corpus("pydoc")
+    monkeypatch.setattr(corpus, "PYDOC_SNAPSHOT", tmp_path / "missing.txt.gz")
+    with pytest.raises(CorpusUnavailableError, match="cannot be read"):
+        load_corpus("pydoc")
 
 
 def test_pydoc_refuses_a_url():

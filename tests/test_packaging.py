@@ -46,3 +46,19 @@ def test_ci_installs_and_tests_as_the_readme_says():
     assert "python -m pytest" in README
     assert re.search(r"^python -m pytest\b", CI, re.M)
     assert re.search(r"python3 -m venv", CI), ".ci/run must make its own virtual environment"
+
+
+def test_every_data_file_in_the_package_is_installed():
+    # A non-editable install (a wheel) keeps only .py files and what package-data names, e.g. the offline corpus.
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["gptlib"]
+    package = ROOT / "gptlib"
+    data = [
+        p.relative_to(package)
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert data, "gptlib ships its offline corpus as package data"
+    missing = [str(p) for p in data if not any(p.match(pat) for pat in patterns)]
+    assert not missing, (
+        f"files under gptlib/ that a wheel would leave out (add them to package-data): {missing}"
+    )
