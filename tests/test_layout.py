@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -48,3 +49,17 @@ def test_the_parts_of_the_model_are_taught_in_order():
     order = ["embeddings", "attention", "mlp", "block", "head"]
     numbers = [int(pointers[f"gptlib/{m}.py"][0][:2]) for m in order]
     assert numbers == sorted(numbers), dict(zip(order, numbers, strict=True))
+
+
+def test_the_readme_lesson_table_matches_the_notebooks():
+    # The README's "your time" column repeats each notebook's own estimate: keep them equal.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d\d) \|.*\| (\d+) min[^|]*\| [^|]+ \|$", readme, re.M))
+    lessons = sorted(p for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(rows) == [p.name[:2] for p in lessons], "the README's lesson table lists every lesson once"
+    for path in lessons:
+        header = json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"]
+        minutes = re.search(r"Time:\*\* about (\d+) minutes", "".join(header)).group(1)
+        assert rows[path.name[:2]] == minutes, (
+            f"README says {rows[path.name[:2]]} min for {path.name}, it says {minutes}"
+        )
