@@ -33,6 +33,7 @@ from gptlib.checks.base import (
     isolated,
     max_diff,
     passed,
+    reject_none_or_tuple,
     seeded,
     shape_str,
 )
@@ -54,14 +55,7 @@ __all__ = ["check_attention_weights_by_hand", "check_previous_token_score", "che
 
 def _as_tensor(exercise: str, what: str, out: Any) -> torch.Tensor:
     """The learner's result as a float64 tensor (numpy arrays accepted), or a named failure."""
-    if out is None:
-        raise CheckFailure(exercise, "returned-none", f"{what} returned None: is the `return` line missing?")
-    if isinstance(out, tuple):
-        raise CheckFailure(
-            exercise,
-            "returned-tuple",
-            f"{what} returned a tuple of {len(out)} items; return one tensor (drop the trailing comma).",
-        )
+    reject_none_or_tuple(exercise, what, out, "return one tensor (drop the trailing comma).")
     if isinstance(out, np.ndarray):
         out = torch.from_numpy(out)
     if not isinstance(out, torch.Tensor):

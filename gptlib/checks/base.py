@@ -159,6 +159,19 @@ def build_module(exercise: str, cls: Any, *args: Any, **kwargs: Any) -> nn.Modul
     return call(exercise, f"{name}.__init__", cls, *args, **kwargs)
 
 
+def reject_none_or_tuple(
+    exercise: str, what: str, out: Any, instead: str, missing: str = "the `return` line"
+) -> None:
+    """Name the two commonest slips in a returned value: a missing `return` (None) and a trailing comma
+    (a tuple). `instead` says what to return; `missing` names the return line the learner forgot."""
+    if out is None:
+        raise CheckFailure(exercise, "returned-none", f"{what} returned None: is {missing} missing?")
+    if isinstance(out, tuple):
+        raise CheckFailure(
+            exercise, "returned-tuple", f"{what} returned a tuple of {len(out)} items; {instead}"
+        )
+
+
 def expect_tensor(
     exercise: str,
     what: str,
@@ -168,15 +181,12 @@ def expect_tensor(
     shape_names: str = "",
 ) -> torch.Tensor:
     """Check that a learner's result is a tensor of the expected shape and dtype, with no NaN/inf."""
-    if out is None:
-        raise CheckFailure(exercise, "returned-none", f"{what} returned None: is the `return` line missing?")
-    if isinstance(out, tuple):
-        raise CheckFailure(
-            exercise,
-            "returned-tuple",
-            f"{what} returned a tuple of {len(out)} items; it should return one tensor. "
-            "Return only the output (drop the extra values or the trailing comma).",
-        )
+    reject_none_or_tuple(
+        exercise,
+        what,
+        out,
+        "it should return one tensor. Return only the output (drop the extra values or the trailing comma).",
+    )
     if not isinstance(out, torch.Tensor):
         raise CheckFailure(exercise, "not-a-tensor", f"{what} returned a {type(out).__name__}, not a tensor.")
     if shape is not None and tuple(out.shape) != tuple(shape):

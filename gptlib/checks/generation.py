@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gptlib.checks.base import CheckFailure, call, isolated, max_diff, passed
+from gptlib.checks.base import CheckFailure, call, isolated, max_diff, passed, reject_none_or_tuple
 from gptlib.checks.hints import register_hints
 
 __all__ = ["check_top_p_filter", "check_sampling_strategies"]
@@ -44,12 +44,7 @@ def _is_function(exercise: str, fn: Any, name: str) -> None:
 
 def _tensor_out(exercise: str, what: str, out: Any, shape: tuple[int, ...]) -> torch.Tensor:
     """The learner's result as a tensor of the given shape (-inf allowed, NaN not)."""
-    if out is None:
-        raise CheckFailure(exercise, "returned-none", f"{what} returned None: is the `return` line missing?")
-    if isinstance(out, tuple):
-        raise CheckFailure(
-            exercise, "returned-tuple", f"{what} returned a tuple of {len(out)} items; return one tensor."
-        )
+    reject_none_or_tuple(exercise, what, out, "return one tensor.")
     if not isinstance(out, torch.Tensor):
         raise CheckFailure(exercise, "not-a-tensor", f"{what} returned a {type(out).__name__}, not a tensor.")
     if tuple(out.shape) != tuple(shape):

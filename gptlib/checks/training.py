@@ -31,6 +31,7 @@ from gptlib.checks.base import (
     first_line,
     one_thread,
     passed,
+    reject_none_or_tuple,
     seeded,
 )
 from gptlib.checks.hints import register_hints
@@ -584,14 +585,7 @@ def _diagnose_first_step(
 
 
 def _as_loss(out: Any, what: str) -> float:
-    if out is None:
-        raise CheckFailure(_STEP, "returned-none", f"{what} returned None: is `return loss.item()` missing?")
-    if isinstance(out, tuple):
-        raise CheckFailure(
-            _STEP,
-            "returned-tuple",
-            f"{what} returned a tuple of {len(out)} items; return only the loss (a float).",
-        )
+    reject_none_or_tuple(_STEP, what, out, "return only the loss (a float).", missing="`return loss.item()`")
     if isinstance(out, torch.Tensor) and out.numel() == 1 and out.is_floating_point():
         return float(out.detach())
     if isinstance(out, (float, int)) and not isinstance(out, bool):
@@ -804,12 +798,7 @@ def _sample_call(
     if not torch.equal(arg, logits):
         raise CheckFailure(_SAMPLE, "modifies-input", f"{what} changed the logits passed in.")
     B, V = logits.shape
-    if out is None:
-        raise CheckFailure(_SAMPLE, "returned-none", f"{what} returned None: is the `return` line missing?")
-    if isinstance(out, tuple):
-        raise CheckFailure(
-            _SAMPLE, "returned-tuple", f"{what} returned a tuple of {len(out)} items; return the (B, 1) ids."
-        )
+    reject_none_or_tuple(_SAMPLE, what, out, "return the (B, 1) ids.")
     if not isinstance(out, torch.Tensor):
         raise CheckFailure(_SAMPLE, "wrong-dtype", f"{what} returned a {type(out).__name__}, not a tensor.")
     if tuple(out.shape) != (B, 1):
