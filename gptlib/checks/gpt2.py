@@ -31,6 +31,7 @@ from gptlib.block import Block
 from gptlib.checks.base import (
     CheckFailure,
     call,
+    error_only,
     expect_tensor,
     fraction_close,
     isolated,
@@ -177,7 +178,7 @@ def _call_converting(
         clash = ("must match the size", "size mismatch", "shapes cannot be multiplied", "expand")
         if e.diagnosis == "crashed" and any(s in e.message for s in clash):
             raise CheckFailure(
-                exercise, "shape-mismatch", f"{e.message.split('. Read the message')[0]}. {why}"
+                exercise, "shape-mismatch", f"{what} raised {error_only(e, what)}. {why}"
             ) from None
         raise
 
@@ -398,7 +399,7 @@ def _check_split_call(ex: str, fn: Any, W: torch.Tensor, b: torch.Tensor, done: 
             raise CheckFailure(
                 ex,
                 "fixed-size",
-                f"{e.message.split('. Read the message')[0]}, but it worked for {done}: take C from the "
+                f"{what} raised {error_only(e, what)}, but it worked for {done}: take C from the "
                 "input (C = weight.size(0)) instead of a fixed number.",
             ) from None
         raise
