@@ -15,43 +15,28 @@ import torch
 
 from bench.timing import clock
 from bench.training import BenchConfig, build_pair
-from gptlib.cli import RECIPE
+from gptlib.cli import _model_config, _train_config, build_parser
 from gptlib.corpus import load_corpus
 from gptlib.data import get_batch, train_val_split
 from gptlib.tokenizer import CharTokenizer
-from gptlib.train import TrainConfig, Trainer, estimate_loss, lr_at
+from gptlib.train import Trainer, estimate_loss, lr_at
 
 
-def recipe_config(vocab_size: int) -> BenchConfig:
-    """The main job's model and batch shape (gpt-micro: the bench's baby config)."""
-    return BenchConfig(
-        "main_job",
-        n_layer=4,
-        n_head=4,
-        n_embd=128,
-        block_size=RECIPE["block_size"],
-        batch_size=RECIPE["batch_size"],
-        vocab_size=vocab_size,
-    )
-
-
-def measure_main_job(steps: int = RECIPE["max_iters"], eval_iters: int = RECIPE["eval_iters"]) -> dict:
-    """Train both models `steps` steps of the recipe, in turns; time each and compare their validation losses."""
-    text = load_corpus("pydoc")
+def measure_main_job(steps: int | None = None, eval_iters: int | None = None) -> dict:
+    """Train both models through the recipe (or its first `steps` steps), in turns; time each, compare losses."""
+    argv = ["train", "--no-progress"]
+    argv += ["--max-iters", str(steps)] if steps is not None else []
+    argv += ["--eval-iters", str(eval_iters)] if eval_iters is not None else []
+    args = build_parser().parse_args(argv)  # `python -m gptlib`'s own settings, not a copy of them
+    text = load_corpus(args.corpus)
     tokenizer = CharTokenizer.from_text(text)
     train_data, val_data = train_val_split(tokenizer.encode_tensor(text), val_fraction=0.1)
-    cfg = recipe_config(tokenizer.vocab_size)
-    model, seed_model = build_pair(cfg, dropout=RECIPE["dropout"], seed=RECIPE["seed"])
-    tc = TrainConfig(
-        max_iters=steps,
-        batch_size=cfg.batch_size,
-        learning_rate=RECIPE["lr"],
-        min_lr=RECIPE["min_lr"],
-        warmup_iters=min(RECIPE["warmup_iters"], steps // 10),
-        eval_interval=None,
-        seed=RECIPE["seed"],
-        progress=False,
-    )
+    c = _model_config(args, tokenizer.vocab_size)
+    cfg = BenchConfig("main_job", c.n_layer, c.n_head, c.n_embd, c.block_size, args.batch_size, c.vocab_size)
+    model, seed_model = build_pair(
+        cfg, dropout=args.dropout, seed=args.seed
+    )  # the very same starting weights
+    tc = _train_config(args, "cpu", out=None).replace(eval_interval=None, log=False)
     trainer = Trainer(model, train_data, val_data, tc)
     optimizer = seed_model.configure_optimizers(tc.weight_decay, tc.learning_rate, tc.betas)
     # The seed-style loop draws its batches from a twin of the Trainer's batch generator: the same batches.
@@ -68,7 +53,7 @@ def measure_main_job(steps: int = RECIPE["max_iters"], eval_iters: int = RECIPE[
         optimizer.step()
 
     seconds = {"gptlib": 0.0, "seed_style": 0.0}
-    for step in range(steps):
+    for step in range(tc.max_iters):
         order = ("gptlib", "seed_style") if step % 2 == 0 else ("seed_style", "gptlib")
         for name in order:
             start = clock()
@@ -76,11 +61,11 @@ def measure_main_job(steps: int = RECIPE["max_iters"], eval_iters: int = RECIPE[
             seconds[name] += clock() - start
 
     def val_loss(m: torch.nn.Module) -> float:
-        gen = torch.Generator().manual_seed(RECIPE["seed"])
-        return estimate_loss(m, val_data, cfg.batch_size, eval_iters, gen)
+        gen = torch.Generator().manual_seed(args.seed)
+        return estimate_loss(m, val_data, cfg.batch_size, tc.eval_iters, gen)
 
     return {
-        "steps": steps,
+        "steps": tc.max_iters,
         "train_seconds": seconds,
         "speedup_vs_seed_style": seconds["seed_style"] / seconds["gptlib"],
         "val_loss": {"gptlib": val_loss(model), "seed_style": val_loss(seed_model)},

@@ -193,6 +193,30 @@ def _model_config(args: argparse.Namespace, vocab_size: int) -> GPTConfig:
     )
 
 
+def _train_config(args: argparse.Namespace, device: torch.device | str, out: Path | None) -> TrainConfig:
+    """The TrainConfig of `gptlib train` with these arguments (out: where checkpoints go, None for nowhere)."""
+    return TrainConfig(
+        max_iters=args.max_iters,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        min_lr=args.min_lr,
+        warmup_iters=(
+            args.warmup_iters
+            if args.warmup_iters is not None
+            else min(RECIPE["warmup_iters"], args.max_iters // 10)
+        ),
+        eval_interval=args.eval_interval,
+        eval_iters=args.eval_iters,
+        seed=args.seed,
+        device=str(device),
+        compile=args.compile,
+        progress=not args.no_progress,
+        log=True,
+        checkpoint_path=str(out) if out is not None else None,
+        resume_from=str(out) if args.resume and out is not None else None,
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train; under `torchrun --nproc_per_node N -m gptlib train` as N data-parallel processes."""
     info = distributed.setup(args.device)  # a single process unless torchrun started this one
@@ -222,26 +246,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         f"model: n_layer={config.n_layer}, n_head={config.n_head}, n_embd={config.n_embd}, "
         f"block_size={config.block_size}; {model.num_parameters():,} parameters; device {device}"
     )
-    train_config = TrainConfig(
-        max_iters=args.max_iters,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        min_lr=args.min_lr,
-        warmup_iters=(
-            args.warmup_iters
-            if args.warmup_iters is not None
-            else min(RECIPE["warmup_iters"], args.max_iters // 10)
-        ),
-        eval_interval=args.eval_interval,
-        eval_iters=args.eval_iters,
-        seed=args.seed,
-        device=str(device),
-        compile=args.compile,
-        progress=not args.no_progress,
-        log=True,
-        checkpoint_path=str(out),
-        resume_from=str(out) if args.resume else None,
-    )
+    train_config = _train_config(args, device, out)
     trainer = Trainer(model, train_data, val_data, train_config, tokenizer=tokenizer)
     if trainer.step:
         print(f"resumed from {out} at step {trainer.step}")
