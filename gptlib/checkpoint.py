@@ -51,8 +51,12 @@ def save_checkpoint(
     train_config: TrainConfig | None = None,
     rng_state: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
+    grad_scaler: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint to `path` atomically and return the path. Only model is required."""
+    """Write a checkpoint to `path` atomically and return the path. Only model is required.
+
+    grad_scaler is the state of a float16 run's GradScaler (its current loss scale).
+    """
     from gptlib import __version__
 
     model = getattr(model, "_orig_mod", model)  # a torch.compile'd model saves the plain keys
@@ -73,6 +77,7 @@ def save_checkpoint(
         "train_config": train_config.to_dict() if train_config is not None else None,
         "rng_state": rng_state,
         "history": list(history) if history is not None else [],
+        "grad_scaler": grad_scaler,
     }
     path = Path(path)
     _atomic_save(ckpt, path)
@@ -211,3 +216,5 @@ def resume_trainer(trainer: Trainer, path: str | os.PathLike[str]) -> None:
     if trainer.tokenizer is None and saved_tok is not None:
         trainer.tokenizer = CharTokenizer.from_dict(saved_tok)
     trainer.set_rng_state(ckpt["rng_state"])
+    if trainer.grad_scaler is not None and ckpt.get("grad_scaler") is not None:
+        trainer.grad_scaler.load_state_dict(ckpt["grad_scaler"])

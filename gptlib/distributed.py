@@ -167,6 +167,15 @@ def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value / info.world_size
 
 
+def rank0_choice(options: list, choice: object, info: DistInfo) -> object:
+    """Rank 0's `choice` among `options`, in every process (a choice each process made by measuring may differ)."""
+    if not info.is_distributed:
+        return choice
+    index = torch.tensor([options.index(choice)], device=info.device)
+    dist.broadcast(index, src=0)
+    return options[int(index.item())]
+
+
 def barrier(info: DistInfo) -> None:
     """Wait until every process gets here (nothing to wait for in one process)."""
     if info.is_distributed:

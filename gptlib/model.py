@@ -201,11 +201,14 @@ class GPT(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        dtype: str | None = None,
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens sampled tokens; see gptlib.generate.generate."""
         from gptlib.generate import generate
 
-        return generate(self, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, generator)
+        return generate(
+            self, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, generator, dtype
+        )
 
     @classmethod
     def from_pretrained(cls, name: str = "gpt2", **kwargs: Any) -> GPT:

@@ -16,6 +16,7 @@ Taught in lesson 06: lessons/06_training_and_sampling.ipynb.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -27,11 +28,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from gptlib import distributed
+from gptlib import distributed, precision
 from gptlib.checkpoint import resume_trainer, save_checkpoint
 from gptlib.data import get_batch
 from gptlib.device import pick_device
 from gptlib.model import GPT
+from gptlib.optimizers import OPTIMIZER_CHOICES, make_optimizer
 from gptlib.tokenizer import CharTokenizer
 
 # A callback is called as callback(trainer, event) with event "step" after every
@@ -56,6 +58,12 @@ class TrainConfig:
     evaluation and at the end; resume_from continues a run from a checkpoint.
     compile=True trains through torch.compile(model); it is off by default because on a
     laptop CPU compiling costs more time than it saves (see bench/README.md).
+    optimizer is "adamw" (minGPT's) or "muon": Muon at muon_lr on the blocks' weight matrices,
+    AdamW at learning_rate on the rest, both following the schedule (see optimizers.py).
+    dtype is the number format of the forward and backward passes: "float32", "bfloat16",
+    "float16" (GPUs only, with a gradient scaler), or "auto": a 16-bit format where a short probe
+    of this model's step measures it faster on this device, else float32 (see precision.py).
+    The weights, the optimizer's state, the loss and the checkpoints stay float32 in every case.
     """
 
     max_iters: int = 2000
@@ -67,12 +75,15 @@ class TrainConfig:
     decay_lr: bool = True
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.99)
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02
     grad_clip: float | None = 1.0
     eval_interval: int | None = 250
     eval_iters: int = 20
     seed: int = 1337
     device: str = "cpu"
     compile: bool = False
+    dtype: str = "float32"
     progress: bool = True
     log: bool = False
     checkpoint_path: str | None = None
@@ -94,7 +105,11 @@ class TrainConfig:
             _whole("lr_decay_iters", self.lr_decay_iters, minimum=1)
         if self.eval_interval is not None:
             _whole("eval_interval", self.eval_interval, minimum=1, hint=" Use None for no evaluation.")
-        for name in ("learning_rate", "min_lr", "weight_decay"):
+        if self.optimizer not in OPTIMIZER_CHOICES:
+            raise ValueError(
+                f"TrainConfig.optimizer must be one of {', '.join(OPTIMIZER_CHOICES)}; got {self.optimizer!r}."
+            )
+        for name in ("learning_rate", "min_lr", "weight_decay", "muon_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {value!r}.")
@@ -125,6 +140,10 @@ class TrainConfig:
             )
         if not isinstance(self.compile, bool):
             raise ValueError(f"TrainConfig.compile must be True or False, got {self.compile!r}.")
+        if self.dtype not in precision.DTYPE_CHOICES:
+            raise ValueError(
+                f"TrainConfig.dtype must be one of {', '.join(precision.DTYPE_CHOICES)}; got {self.dtype!r}."
+            )
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(
                 f"TrainConfig.device must be a name like 'cpu', 'cuda' or 'auto'; got {self.device!r}."
@@ -185,19 +204,27 @@ def estimate_loss(
     eval_iters: int,
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    block_size: int | None = None,
 ) -> float:
     """The mean loss over eval_iters random batches of `data`, in eval mode (no dropout).
 
     The model is put back in the mode it was in. A generator seeded the same way
     each time gives the same batches, so successive estimates differ only by the model.
+    `dtype` is the format the forward passes compute in (the loss itself is float32); the windows
+    are block_size tokens long (None: the model's block_size).
     """
+    device = torch.device(device)
     was_training = model.training
     model.eval()
     try:
         total = 0.0
         for _ in range(eval_iters):
-            x, y = get_batch(data, model.block_size, batch_size, generator=generator, device=device)
-            _, loss = model(x, y)
+            x, y = get_batch(
+                data, block_size or model.block_size, batch_size, generator=generator, device=device
+            )
+            with precision.autocast(device, dtype):
+                _, loss = model(x, y)
             total += loss.item()
     finally:
         model.train(was_training)
@@ -244,7 +271,20 @@ class Trainer:
         self.val_data = val_data
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks)
-        self.optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, config.betas)
+        self.optimizer = make_optimizer(
+            model, config.optimizer, config.learning_rate, config.weight_decay, config.betas, config.muon_lr
+        )
+        # The format the passes compute in ("auto" probes this model's step once per device and shape),
+        # and for float16 the scaler that keeps small gradients from underflowing.
+        self.dtype = precision.choose(
+            config.dtype,
+            self.device,
+            key=("train", *_shape(model), config.batch_size),
+            run=lambda dtype: _probe_step(self.model, config.batch_size, self.device, dtype),
+        )
+        # Processes that measured for themselves may disagree: all of them take rank 0's choice.
+        self.dtype = distributed.rank0_choice(list(precision.DTYPES.values()), self.dtype, self.dist)
+        self.grad_scaler = precision.grad_scaler(self.device, self.dtype)
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.train_time = 0.0  # seconds spent in run(), evaluations included
@@ -278,7 +318,9 @@ class Trainer:
             if data is None:
                 continue
             gen = torch.Generator().manual_seed(cfg.seed + _EVAL_SEED_OFFSET)
-            out[split] = estimate_loss(self.model, data, cfg.batch_size, cfg.eval_iters, gen, self.device)
+            out[split] = estimate_loss(
+                self.model, data, cfg.batch_size, cfg.eval_iters, gen, self.device, self.dtype
+            )
         return out
 
     # --- the loop -----------------------------------------------------------------------------
@@ -288,7 +330,7 @@ class Trainer:
         cfg = self.config
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's groups peak at muon_lr
         self.model.train()
         x, y = get_batch(
             self.train_data,
@@ -299,12 +341,20 @@ class Trainer:
         )
         # This process's rows of the global batch (all of them in a single process).
         x, y = distributed.shard(x, self.dist), distributed.shard(y, self.dist)
-        _, loss = self.train_model(x, y)
+        with precision.autocast(self.device, self.dtype):
+            _, loss = self.train_model(x, y)  # the loss is float32 under autocast too
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self.grad_scaler  # float16 only: backward through loss x scale, then unscale the gradients
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        if scaler is not None:
+            scaler.step(self.optimizer)  # skips the step if a gradient overflowed, and lowers the scale
+            scaler.update()
+        else:
+            self.optimizer.step()
         self.step += 1
         loss = distributed.mean_across(loss.detach(), self.dist)  # the loss of the whole global batch
         entry = {"step": self.step, "lr": lr, "train_loss": loss.item()}
@@ -391,6 +441,7 @@ class Trainer:
                 train_config=self.config,
                 rng_state=self.rng_state(),
                 history=self.history,
+                grad_scaler=self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
             )
         distributed.barrier(self.dist)
         self._saved_step = self.step
@@ -400,6 +451,32 @@ class Trainer:
         """Continue from a checkpoint: load weights, optimizer, step, history and RNG states."""
         resume_trainer(self, path)
         self._saved_step = self.step  # the file on disk already holds this state
+
+
+def _shape(model: GPT) -> tuple[int, ...]:
+    c = model.config
+    return (c.n_layer, c.n_head, c.n_embd, c.block_size, c.vocab_size)
+
+
+def _probe_step(model: GPT, batch_size: int, device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
+    """A forward and backward pass of a copy of `model` in `dtype`, on a random full batch: what "auto" times.
+
+    The copy is in eval mode and its batch comes from a generator of its own, so probing draws
+    nothing from torch's global generator and leaves the model and the run exactly as they were.
+    """
+    probe = copy.deepcopy(model).eval()
+    gen = torch.Generator().manual_seed(0)
+    shape = (batch_size, model.block_size)
+    x = torch.randint(model.config.vocab_size, shape, generator=gen).to(device)
+    y = torch.randint(model.config.vocab_size, shape, generator=gen).to(device)
+
+    def run() -> None:
+        with precision.autocast(device, dtype):
+            _, loss = probe(x, y)
+        loss.backward()
+        probe.zero_grad(set_to_none=True)
+
+    return run
 
 
 def _check_data(name: str, data: Any, block_size: int) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gptlib import cli
 from gptlib.checkpoint import load_checkpoint, load_model
@@ -45,8 +46,9 @@ def test_help_documents_every_command(capsys):
             ["--corpus", "--preset", "--n-layer", "--block-size", "--max-iters", "--lr", "--dropout"],
         ),
         (["train"], ["--seed", "--out", "--resume", "--device", "--eval-interval", "--batch-size"]),
+        (["train"], ["--dtype", "--optimizer", "--muon-lr", "--lr-decay-iters"]),
         (["sample"], ["--checkpoint", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p"]),
-        (["sample"], ["--seed", "--greedy"]),
+        (["sample"], ["--seed", "--greedy", "--dtype"]),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             cli.main([*argv, "--help"])
@@ -126,6 +128,29 @@ def test_bad_training_options_exit_with_2(capsys, corpus, tmp_path):
     assert capsys.readouterr().err.startswith("gptlib: error:")
     assert cli.main(["train", "--corpus", str(corpus), *TINY, "--resume", "--out", out]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_train_and_sample_in_bfloat16_with_muon(capsys, corpus, tmp_path):
+    out = tmp_path / "bf16.pt"
+    argv = ["train", "--corpus", str(corpus), *TINY, *FAST, "--max-iters", "10", "--out", str(out)]
+    assert cli.main([*argv, "--dtype", "bfloat16", "--optimizer", "muon", "--muon-lr", "0.03"]) == 0
+    report = capsys.readouterr().out
+    assert "training with muon, computing in bfloat16" in report and "final validation loss" in report
+    ckpt = load_checkpoint(out)
+    assert ckpt["train_config"]["dtype"] == "bfloat16" and ckpt["train_config"]["muon_lr"] == 0.03
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
+    sample = ["sample", "--checkpoint", str(out), "--greedy", "--prompt", "the ", "--max-new-tokens", "12"]
+    assert cli.main([*sample, "--dtype", "bfloat16"]) == 0
+    assert capsys.readouterr().out.startswith("the ")
+    # float16 is a GPU format: on a CPU it is a plain error that names what to use instead.
+    assert cli.main([*argv, "--dtype", "float16"]) == 2
+    err = capsys.readouterr().err
+    assert "float16" in err and "'cpu'" in err and "bfloat16" in err and "Traceback" not in err
+    assert cli.main([*sample, "--dtype", "float16"]) == 2
+    assert "bfloat16" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--dtype", "fp8"])
+    assert exit_info.value.code == 2
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_resume_matches_an_uninterrupted_run(

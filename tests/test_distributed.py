@@ -125,10 +125,15 @@ def test_two_processes_stay_in_sync_and_match_one_process_on_the_same_global_bat
     assert moved > 1e-3
 
 
-def test_torchrun_dash_m_gptlib_train_matches_a_single_process_run(tmp_path):
+# AdamW takes the very step one process takes. Muon (the main job's optimizer) orthogonalises the gradient in
+# bfloat16, which turns the last-bit differences between one process's summed gradient and the processes'
+# all-reduced one into differences of a bfloat16 rounding step in the update: close, not equal.
+@pytest.mark.parametrize("optimizer, tolerance", [("adamw", 1e-5), ("muon", 2e-3)])
+def test_torchrun_dash_m_gptlib_train_matches_a_single_process_run(tmp_path, optimizer, tolerance):
     corpus = tmp_path / "fox.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 40, encoding="utf-8")
     args = ["train", "--corpus", str(corpus), "--preset", "gpt-nano", "--n-layer", "1", "--n-embd", "12"]
+    args += ["--optimizer", optimizer, "--dtype", "auto"]
     args += ["--block-size", "8", "--batch-size", "4", "--max-iters", "4", "--eval-interval", "2"]
     args += ["--eval-iters", "1", "--no-progress", "--sample-tokens", "0", "--dropout", "0"]
     result = run(torchrun("--standalone", "-m", "gptlib", *args, "--out", str(tmp_path / "two.pt")), tmp_path)
@@ -138,4 +143,6 @@ def test_torchrun_dash_m_gptlib_train_matches_a_single_process_run(tmp_path):
     two, one = load_checkpoint(tmp_path / "two.pt"), load_checkpoint(tmp_path / "one.pt")
     assert two["step"] == one["step"] == 4
     for name, p in one["model"].items():
-        torch.testing.assert_close(two["model"][name], p, rtol=1e-5, atol=1e-5, msg=f"{name} differs")
+        torch.testing.assert_close(
+            two["model"][name], p, rtol=tolerance, atol=tolerance, msg=f"{name} differs"
+        )
