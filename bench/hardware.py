@@ -1,8 +1,9 @@
-"""What this machine can do at best: the fp32 matmul rate (the compute ceiling) and memory bandwidth.
+"""What this machine can do at best: the matmul rate of each number format (the compute ceilings) and bandwidth.
 
-MFU (model-FLOPs utilization) is a model's useful FLOP/s over the matmul
-rate measured here, not over a datasheet number. Bandwidth sets the floor for
-one-token generation steps, which must read every weight once per token.
+MFU (model-FLOPs utilization) is a model's useful FLOP/s over the matmul rate
+measured here for the format the model computed in (float32, bfloat16, float16),
+not over a datasheet number. Bandwidth sets the floor for one-token generation
+steps, which must read every weight once per token.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import torch
 from bench.timing import interleaved
 
 
-def matmul_gflops(sizes: tuple[int, ...] = (1024, 2048), rounds: int = 5) -> dict[str, float]:
-    """Measured fp32 GFLOP/s of square n x n @ n x n matmuls, per size; 'best' is the ceiling."""
+def matmul_gflops(
+    sizes: tuple[int, ...] = (1024, 2048), rounds: int = 5, dtype: torch.dtype = torch.float32
+) -> dict[str, float]:
+    """Measured GFLOP/s of square n x n @ n x n matmuls in `dtype`, per size; 'best' is the ceiling."""
     out: dict[str, float] = {}
     fns = {}
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        c = torch.empty(n, n)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        c = torch.empty(n, n, dtype=dtype)
         fns[str(n)] = lambda a=a, b=b, c=c: torch.mm(a, b, out=c)
     secs = interleaved(fns, rounds=rounds, repeat=max(1, 3), warmup=2)
     for n in sizes:

@@ -1,72 +1,197 @@
-"""The main job, raced: `python -m gptlib`'s recipe, trained by gptlib and by the seed-style model in turns.
+"""The main job, raced: `python -m gptlib`'s recipe against the recipe it replaced, in turns, in one process.
 
-Both start from the same weights and see the same batches with the same
-learning-rate schedule. gptlib trains through its own Trainer (the code path of
-the main job); the seed-style model trains with the loop minGPT's trainer runs
-(zero grads, forward, backward, clip, AdamW step). They take steps in turns,
-alternating which goes first, so a machine that slows down slows both. The
-result: seconds of training each needed for the recipe's steps, and the
-validation loss each reached (the same batches, so nearly the same loss).
+Three entrants train from the same seed on the same corpus:
+- "new": the main job as `python -m gptlib` runs it (the command line's own defaults);
+- "today": the recipe it had before (TODAY_ARGV: gpt-micro, AdamW, float32, 3000 steps),
+  through the same Trainer;
+- "seed_style": today's recipe on the seed-style model (bench/seed_model.py), trained by
+  the loop minGPT's trainer runs, on the very batches "today" sees.
+They take turns: the entrant that has spent the least training time so far runs its next
+`eval_every` steps, then its validation loss is measured (on the same batches for all, outside
+the clock). A machine that slows down slows all three alike. Each one's time to reach
+TARGET_VAL_LOSS is its training time (setup included: building the optimizer, and the probe of
+dtype "auto") up to the first evaluation at or below it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
+from bench.seed_model import SeedConfig, SeedGPT, gptlib_state_dict
 from bench.timing import clock
-from bench.training import BenchConfig, build_pair
 from gptlib.cli import _model_config, _train_config, build_parser
 from gptlib.corpus import load_corpus
 from gptlib.data import get_batch, train_val_split
+from gptlib.model import GPT
+from gptlib.precision import dtype_name
 from gptlib.tokenizer import CharTokenizer
 from gptlib.train import Trainer, estimate_loss, lr_at
 
+TARGET_VAL_LOSS = 1.45
+# The main job's recipe before issue 14: minGPT's AdamW on gpt-micro in float32, 3000 steps.
+TODAY_ARGV = [
+    "--preset", "gpt-micro", "--block-size", "64", "--batch-size", "12", "--max-iters", "3000",
+    "--lr", "2e-3", "--min-lr", "2e-4", "--warmup-iters", "100", "--lr-decay-iters", "3000", "--dropout", "0.0",
+    "--optimizer", "adamw", "--dtype", "float32",
+]  # fmt: skip
+EVAL_BATCH = 12  # validation batches: 12 windows of the shortest entrant's context, eval_iters of them
 
-def measure_main_job(steps: int | None = None, eval_iters: int | None = None) -> dict:
-    """Train both models through the recipe (or its first `steps` steps), in turns; time each, compare losses."""
-    argv = ["train", "--no-progress"]
-    argv += ["--max-iters", str(steps)] if steps is not None else []
-    argv += ["--eval-iters", str(eval_iters)] if eval_iters is not None else []
-    args = build_parser().parse_args(argv)  # `python -m gptlib`'s own settings, not a copy of them
-    text = load_corpus(args.corpus)
+
+@dataclass
+class Entrant:
+    """One training run in the race: its step function, its clock, and what it reached."""
+
+    name: str
+    model: torch.nn.Module
+    step: object  # () -> None: one optimizer step
+    max_iters: int
+    dtype: torch.dtype
+    settings: dict
+    trainer: Trainer | None = None
+    seconds: float = 0.0
+    steps: int = 0
+    curve: list = field(default_factory=list)  # [step, training seconds, validation loss]
+
+
+def _recipe(argv: list[str], steps: int | None, eval_iters: int | None):
+    full = ["train", "--no-progress", *argv]
+    full += ["--max-iters", str(steps)] if steps is not None else []
+    full += ["--eval-iters", str(eval_iters)] if eval_iters is not None else []
+    return build_parser().parse_args(full)
+
+
+def measure_main_job(
+    steps: dict[str, int] | None = None, eval_iters: int | None = None, eval_every: int = 50
+) -> dict:
+    """Race the entrants through their recipes (or `steps[name]` steps of them); see the module docstring."""
+    steps = steps or {}
+    new_args = _recipe([], steps.get("new"), eval_iters)
+    today_args = _recipe(TODAY_ARGV, steps.get("today"), eval_iters)
+    text = load_corpus(new_args.corpus)
     tokenizer = CharTokenizer.from_text(text)
     train_data, val_data = train_val_split(tokenizer.encode_tensor(text), val_fraction=0.1)
-    c = _model_config(args, tokenizer.vocab_size)
-    cfg = BenchConfig("main_job", c.n_layer, c.n_head, c.n_embd, c.block_size, args.batch_size, c.vocab_size)
-    model, seed_model = build_pair(
-        cfg, dropout=args.dropout, seed=args.seed
-    )  # the very same starting weights
-    tc = _train_config(args, "cpu", out=None).replace(eval_interval=None, log=False)
-    trainer = Trainer(model, train_data, val_data, tc)
-    optimizer = seed_model.configure_optimizers(tc.weight_decay, tc.learning_rate, tc.betas)
-    # The seed-style loop draws its batches from a twin of the Trainer's batch generator: the same batches.
-    batches = torch.Generator().set_state(trainer.batch_generator.get_state())
 
-    def seed_step(step: int) -> None:
+    def trainer_entrant(name: str, args) -> Entrant:
+        start = clock()
+        torch.manual_seed(args.seed)  # the initial weights, as `python -m gptlib` makes them
+        model = GPT(_model_config(args, tokenizer.vocab_size))
+        tc = _train_config(args, "cpu", out=None).replace(eval_interval=None, log=False)
+        trainer = Trainer(model, train_data, val_data, tc)
+        entrant = Entrant(
+            name, model, trainer.train_step, tc.max_iters, trainer.dtype, _settings(args), trainer
+        )
+        entrant.seconds = clock() - start  # setup: the optimizer, and the probe of dtype "auto"
+        return entrant
+
+    new = trainer_entrant("new", new_args)
+    today = trainer_entrant("today", today_args)
+    seed_style = _seed_style_entrant(today, train_data, tokenizer.vocab_size)
+    entrants = [new, today, seed_style]
+    eval_block = min(e.model.block_size for e in entrants)
+    n_eval = today_args.eval_iters
+
+    def evaluate(e: Entrant) -> None:
+        gen = torch.Generator().manual_seed(today_args.seed)
+        loss = estimate_loss(e.model, val_data, EVAL_BATCH, n_eval, gen, dtype=e.dtype, block_size=eval_block)
+        e.curve.append([e.steps, e.seconds, loss])
+
+    while any(e.steps < e.max_iters for e in entrants):
+        e = min((e for e in entrants if e.steps < e.max_iters), key=lambda e: e.seconds)
+        start = clock()
+        for _ in range(min(eval_every, e.max_iters - e.steps)):
+            e.step()
+            e.steps += 1
+        e.seconds += clock() - start
+        evaluate(e)
+
+    result = {
+        "target_val_loss": TARGET_VAL_LOSS,
+        "eval_every": eval_every,
+        "eval_windows": {"block_size": eval_block, "batch_size": EVAL_BATCH, "batches": n_eval},
+        "entrants": {e.name: _report(e, tokenizer, new_args.seed) for e in entrants},
+    }
+    reached = {name: r["seconds_to_target"] for name, r in result["entrants"].items()}
+    result["speedup_to_target"] = (
+        reached["today"] / reached["new"] if reached["today"] and reached["new"] else None
+    )
+    secs = {name: r["train_seconds"] for name, r in result["entrants"].items()}
+    result["today_vs_seed_style"] = secs["seed_style"] / secs["today"]
+    return result
+
+
+def _seed_style_entrant(today: Entrant, train_data: torch.Tensor, vocab_size: int) -> Entrant:
+    """Today's recipe on the seed-style model, by minGPT's loop, from today's weights and on its batches."""
+    start = clock()
+    c = today.model.config
+    seed_model = SeedGPT(SeedConfig(vocab_size, c.block_size, c.n_layer, c.n_head, c.n_embd, 0.0, 0.0, 0.0))
+    state = seed_model.state_dict()
+    ours = today.model.state_dict()
+    names = gptlib_state_dict({name: name for name in state})  # gptlib's name -> the seed's
+    seed_model.load_state_dict(state | {seed: ours[name].clone() for name, seed in names.items()})
+    tc = today.trainer.config
+    optimizer = seed_model.configure_optimizers(tc.weight_decay, tc.learning_rate, tc.betas)
+    batches = torch.Generator().set_state(today.trainer.batch_generator.get_state())  # today's batches
+    done = [0]
+
+    def step() -> None:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tc)
-        x, y = get_batch(train_data, cfg.block_size, cfg.batch_size, generator=batches)
+            group["lr"] = lr_at(done[0], tc)
+        x, y = get_batch(train_data, c.block_size, tc.batch_size, generator=batches)
         _, loss = seed_model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(seed_model.parameters(), tc.grad_clip)
         optimizer.step()
+        done[0] += 1
 
-    seconds = {"gptlib": 0.0, "seed_style": 0.0}
-    for step in range(tc.max_iters):
-        order = ("gptlib", "seed_style") if step % 2 == 0 else ("seed_style", "gptlib")
-        for name in order:
-            start = clock()
-            trainer.train_step() if name == "gptlib" else seed_step(step)
-            seconds[name] += clock() - start
+    e = Entrant("seed_style", seed_model, step, tc.max_iters, torch.float32, today.settings)
+    e.seconds = clock() - start
+    return e
 
-    def val_loss(m: torch.nn.Module) -> float:
-        gen = torch.Generator().manual_seed(args.seed)
-        return estimate_loss(m, val_data, cfg.batch_size, tc.eval_iters, gen)
 
+def _settings(args) -> dict:
+    """The recipe's settings, as `python -m gptlib train` resolves them."""
+    c = _model_config(args, vocab_size=1)
+    tc = _train_config(args, "cpu", out=None)
     return {
-        "steps": tc.max_iters,
-        "train_seconds": seconds,
-        "speedup_vs_seed_style": seconds["seed_style"] / seconds["gptlib"],
-        "val_loss": {"gptlib": val_loss(model), "seed_style": val_loss(seed_model)},
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_embd": c.n_embd,
+        "block_size": c.block_size,
+        "dropout": args.dropout,
+        "batch_size": tc.batch_size,
+        "max_iters": tc.max_iters,
+        "optimizer": tc.optimizer,
+        "learning_rate": tc.learning_rate,
+        "muon_lr": tc.muon_lr if tc.optimizer == "muon" else None,
+        "min_lr": tc.min_lr,
+        "warmup_iters": tc.warmup_iters,
+        "lr_decay_iters": tc.lr_decay_iters,
+        "weight_decay": tc.weight_decay,
+        "betas": list(tc.betas),
+        "grad_clip": tc.grad_clip,
+        "dtype": tc.dtype,
+        "seed": tc.seed,
+    }
+
+
+def _report(e: Entrant, tokenizer: CharTokenizer, seed: int) -> dict:
+    hit = next(((s, t, v) for s, t, v in e.curve if v <= TARGET_VAL_LOSS), None)
+    sample = ""
+    if isinstance(e.model, GPT):
+        prompt = torch.tensor([tokenizer.encode("\n")])
+        gen = torch.Generator().manual_seed(seed)
+        sample = tokenizer.decode(e.model.generate(prompt, 200, do_sample=True, generator=gen)[0])
+    return {
+        "settings": e.settings,
+        "dtype": dtype_name(e.dtype),
+        "steps": e.steps,
+        "train_seconds": e.seconds,
+        "seconds_to_target": hit[1] if hit else None,
+        "step_at_target": hit[0] if hit else None,
+        "final_val_loss": e.curve[-1][2],
+        "curve": e.curve,
+        "sample": sample,
     }

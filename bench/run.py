@@ -30,6 +30,7 @@ from bench.memory import peak_memory
 from bench.profile import profile_training
 from bench.timing import set_clock, set_stat
 from bench.training import BABY, LARGER, SMOKE, build_pair, measure_training
+from gptlib import precision
 
 
 def git_commit() -> str | None:
@@ -76,13 +77,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="median",
         help="summarise the rounds of each version by their median, or their fastest (for shared machines)",
     )
+    p.add_argument(
+        "--dtype",
+        choices=("all", *precision.DTYPE_CHOICES),
+        default="all",
+        help="formats to time gptlib in beside float32: all this machine has, auto's candidate, or one",
+    )
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd gptlib training")
     p.add_argument("--profile", action="store_true", help="profile gptlib training steps per config")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument(
         "--main-job",
         action="store_true",
-        help="also race the main job's whole recipe (python -m gptlib), gptlib against seed-style: minutes",
+        help="also race the main job (python -m gptlib) against the recipe it replaced and the seed-style loop: minutes",
     )
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
@@ -98,11 +105,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def formats_to_time(choice: str, device: torch.device) -> tuple[torch.dtype, ...]:
+    """The 16-bit formats to time beside float32: "all" the device has, "auto" the one auto chooses from."""
+    if choice == "all":
+        return tuple(precision.DTYPES[n] for n in precision.supported(device) if n != "float32")
+    if choice == "auto":
+        fast = precision.fast_dtype(device)
+        return (fast,) if fast is not None else ()
+    precision.check_dtype(choice, device)
+    return () if choice == "float32" else (precision.DTYPES[choice],)
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
     for r in [header, ["-" * w for w in widths], *rows]:
         print("  " + "  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def print_main_job(mj: dict) -> None:
+    """The race's table, the speed-up to the target loss, and each entrant's sample."""
+    target = mj["target_val_loss"]
+    rows = []
+    for name, r in mj["entrants"].items():
+        s = r["settings"]
+        recipe = (
+            f"{s['n_layer']}x{s['n_head']}x{s['n_embd']}, ctx {s['block_size']}, batch {s['batch_size']}, "
+            f"{s['optimizer']}, lr {s['learning_rate']:g}" + (f"/{s['muon_lr']:g}" if s["muon_lr"] else "")
+        )
+        hit = r["seconds_to_target"]
+        rows.append(
+            [
+                name,
+                recipe,
+                r["dtype"],
+                str(r["steps"]),
+                f"{r['train_seconds']:.1f}",
+                f"{hit:.1f} (step {r['step_at_target']})" if hit is not None else "not reached",
+                f"{r['final_val_loss']:.4f}",
+            ]
+        )
+    w = mj["eval_windows"]
+    print_table(
+        f"Main job: the entrants in turns, validation every {mj['eval_every']} steps "
+        f"({w['batches']} batches of {w['batch_size']} x {w['block_size']} tokens)",
+        ["entrant", "recipe", "dtype", "steps", "training s", f"s to val {target}", "final val"],
+        rows,
+    )
+    if mj["speedup_to_target"] is not None:
+        print(f"  the new recipe reaches val {target} {mj['speedup_to_target']:.2f}x sooner than today's")
+    print(
+        f"  today's recipe: gptlib's Trainer {mj['today_vs_seed_style']:.2f}x as fast as the seed-style loop"
+    )
+    for name, r in mj["entrants"].items():
+        if r["sample"]:
+            print(f"  sample, {name}:\n    " + r["sample"].strip().replace("\n", "\n    "))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -116,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     new_tokens = args.new_tokens or (8 if smoke else 200)
     configs = [SMOKE] if smoke else [BABY, LARGER]
     gen_config = configs[-1]
+    dtypes = formats_to_time(args.dtype, torch.device("cpu"))
     results: dict = {
         "meta": {
             "commit": git_commit(),
@@ -131,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
             "clock": args.clock,
             "stat": args.stat,
             "device": "cpu",
-            "dtype": "float32",
+            "dtype": args.dtype,
+            "dtypes_timed": ["float32", *(precision.dtype_name(d) for d in dtypes)],
         }
     }
     print(
@@ -141,27 +200,38 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. The machine.
     sizes = (128, 256) if smoke else (1024, 2048)
-    mm = matmul_gflops(sizes, rounds=rounds)
+    formats = [torch.float32, *dtypes]
+    mm = {precision.dtype_name(d): matmul_gflops(sizes, rounds=rounds, dtype=d) for d in formats}
     big = 16 * 2**20 if smoke else 2**30
     gen_model, _ = build_pair(gen_config, 0.0)
-    wbytes = weight_bytes_per_token(gen_model)
+    wbytes = {precision.dtype_name(d): weight_bytes_per_token(gen_model, d) for d in formats}
     del gen_model
+    main_bw = read_bandwidth_gbs(big, rounds=rounds)
+    # Per format: the bandwidth of main memory, and of a buffer the size of the weights in that format.
     bw = {
-        "main_memory": read_bandwidth_gbs(big, rounds=rounds),
-        "weights_sized": read_bandwidth_gbs(wbytes, rounds=rounds),
+        fmt: {"main_memory": main_bw, "weights_sized": read_bandwidth_gbs(n, rounds=rounds)}
+        for fmt, n in wbytes.items()
     }
     results["hardware"] = {
-        "matmul_gflops": mm,
-        "read_bandwidth_gbs": bw,
-        "bandwidth_buffer_bytes": {"main_memory": big, "weights_sized": wbytes},
+        "matmul_gflops": mm["float32"],
+        "matmul_gflops_by_dtype": mm,
+        "ceilings_gflops": {fmt: m["best"] for fmt, m in mm.items()},
+        "read_bandwidth_gbs": bw["float32"],
+        "read_bandwidth_gbs_by_dtype": bw,
+        "bandwidth_buffer_bytes": {"main_memory": big, "weights_sized": wbytes["float32"]},
+        "weight_bytes_by_dtype": wbytes,
     }
     print_table(
         "Machine",
         ["measure", "value"],
-        [[f"fp32 matmul {n}x{n} GFLOP/s", f"{mm[str(n)]:.1f}"] for n in sizes]
+        [[f"{fmt} matmul {n}x{n} GFLOP/s", f"{m[str(n)]:.1f}"] for fmt, m in mm.items() for n in sizes]
+        + [[f"read bandwidth, {big / 2**20:.0f} MiB buffer, GB/s", f"{main_bw:.1f}"]]
         + [
-            [f"read bandwidth, {big / 2**20:.0f} MiB buffer, GB/s", f"{bw['main_memory']:.1f}"],
-            [f"read bandwidth, {wbytes / 2**20:.1f} MiB (the weights), GB/s", f"{bw['weights_sized']:.1f}"],
+            [
+                f"read bandwidth, {wbytes[fmt] / 2**20:.1f} MiB (the weights in {fmt}), GB/s",
+                f"{b['weights_sized']:.1f}",
+            ]
+            for fmt, b in bw.items()
         ],
     )
 
@@ -169,33 +239,71 @@ def main(argv: list[str] | None = None) -> dict:
     results["training"] = []
     rows = []
     for cfg in configs:
-        ceiling = matmul_gflops(sizes, rounds=rounds)["best"]  # re-measured next to each config
+        # re-measured next to each config
+        ceilings = {
+            precision.dtype_name(d): matmul_gflops(sizes, rounds=rounds, dtype=d)["best"] for d in formats
+        }
         repeat = 1 if smoke else max(1, round(0.3 / (0.03 if cfg.n_embd <= 128 else 0.7)))
         r = measure_training(
-            cfg, ceiling, rounds=rounds, repeat=repeat, dropout=args.dropout, compile=args.compile
+            cfg,
+            ceilings,
+            rounds=rounds,
+            repeat=repeat,
+            dropout=args.dropout,
+            compile=args.compile,
+            dtypes=dtypes,
         )
-        r["ceiling_gflops"] = ceiling
+        r["ceilings_gflops"] = ceilings
+        fast = precision.fast_dtype(torch.device("cpu"))
+        if fast in dtypes:  # what dtype "auto" takes at this size, by this run's own timings
+            gain = r[f"speedup_{precision.dtype_name(fast)}_vs_float32"]
+            r["auto_choice"] = precision.dtype_name(
+                fast if gain >= precision.AUTO_MIN_SPEEDUP else torch.float32
+            )
         results["training"].append(r)
-        impls = ["gptlib", "seed_style", "nanogpt_style"] + (["gptlib_compiled"] if args.compile else [])
+        impls = [
+            "gptlib",
+            *(f"gptlib_{precision.dtype_name(d)}" for d in dtypes),
+            "seed_style",
+            "nanogpt_style",
+        ]
+        impls += ["gptlib_compiled"] if args.compile else []
         for impl in impls:
             m = r[impl]
             rows.append(
                 [
                     cfg.name,
                     impl,
+                    m["dtype"],
                     f"{m['ms_per_step']:.1f}",
                     f"{m['tokens_per_s']:.0f}",
                     f"{m['mfu']:.0%}",
+                    f"{m['tokens_per_s'] / r['gptlib']['tokens_per_s']:.2f}x",
                     f"{m['tokens_per_s'] / r['seed_style']['tokens_per_s']:.2f}x",
                     f"{m['tokens_per_s'] / r['nanogpt_style']['tokens_per_s']:.2f}x",
-                    f"{ceiling:.0f}",
+                    f"{m['ceiling_gflops']:.0f}",
                 ]
             )
     print_table(
-        f"Training step (forward, backward, clip, AdamW), dropout {args.dropout}, {args.stat} of {rounds} rounds",
-        ["config", "impl", "ms/step", "tokens/s", "MFU", "vs seed", "vs nanoGPT", "ceiling GFLOP/s"],
+        f"Training step (forward, backward, clip, AdamW), dropout {args.dropout}, {args.stat} of {rounds} rounds; "
+        "MFU against the ceiling of the run's own format",
+        [
+            "config",
+            "impl",
+            "dtype",
+            "ms/step",
+            "tokens/s",
+            "MFU",
+            "vs fp32",
+            "vs seed",
+            "vs nanoGPT",
+            "ceiling GFLOP/s",
+        ],
         rows,
     )
+    for r in results["training"]:
+        if "auto_choice" in r:
+            print(f"  dtype auto at the {r['config']['name']} size: {r['auto_choice']}")
 
     if args.compile:
         for r in results["training"]:
@@ -207,19 +315,33 @@ def main(argv: list[str] | None = None) -> dict:
             )
 
     # 3. Generation.
-    g = measure_generation(gen_config, new_tokens, rounds=max(1, min(rounds, 3)), bandwidths_gbs=bw)
+    g = measure_generation(
+        gen_config, new_tokens, rounds=max(1, min(rounds, 3)), bandwidths_gbs=bw, dtypes=dtypes
+    )
     results["generation"] = g
     ms = g["ms_per_token"]
+    floor_rows = [
+        [f"floor in {fmt} at {k} bandwidth", f"{v:.2f}", f"{v / ms['cache']:.2f}x"]
+        for fmt, floors in [("float32", g["floor_ms_per_token"])]
+        + [(fmt, d["floor_ms_per_token"]) for fmt, d in g["by_dtype"].items()]
+        for k, v in floors.items()
+    ]
     print_table(
         f"Generation, {gen_config.name} config, {new_tokens} new tokens from 1, greedy, batch 1",
         ["method", "ms/token", "vs cache"],
-        [[k, f"{v:.2f}", f"{v / ms['cache']:.2f}x"] for k, v in ms.items()]
-        + [
-            [f"floor at {k} bandwidth", f"{v:.2f}", f"{v / ms['cache']:.2f}x"]
-            for k, v in g["floor_ms_per_token"].items()
-        ],
+        [[k, f"{v:.2f}", f"{v / ms['cache']:.2f}x"] for k, v in ms.items()] + floor_rows,
     )
     print(f"  same tokens with and without the cache (and seed-style): {g['tokens_identical']}")
+    for fmt, d in g["by_dtype"].items():
+        div = d["greedy_vs_float32"]
+        over = ", ".join(f"{v:.2f}x the {k} floor" for k, v in d["over_floor"].items())
+        same = (
+            f"the same greedy tokens as float32 for all {div['same_tokens']}"
+            if div["position"] is None
+            else f"the same greedy tokens as float32 for {div['same_tokens']}, then a different one (float32 "
+            f"preferred its own by {div['logit_margin']:.3f} in logits)"
+        )
+        print(f"  {fmt} weights and cache: {d['speedup_vs_float32']:.2f}x float32's speed, {over}; {same}")
 
     # 4. Peak memory.
     if not args.no_memory:
@@ -253,22 +375,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The main job, whole.
     if args.main_job:
-        mj = measure_main_job(steps=20, eval_iters=2) if smoke else measure_main_job()
-        results["main_job"] = mj
-        print_table(
-            f"Main job (python -m gptlib's recipe, {mj['steps']} steps), gptlib's Trainer and the seed-style loop "
-            "in turns",
-            ["impl", "training s", "val loss", "vs seed"],
-            [
-                [
-                    impl,
-                    f"{mj['train_seconds'][impl]:.1f}",
-                    f"{mj['val_loss'][impl]:.4f}",
-                    f"{mj['train_seconds']['seed_style'] / mj['train_seconds'][impl]:.2f}x",
-                ]
-                for impl in ("gptlib", "seed_style")
-            ],
+        mj = (
+            measure_main_job(steps={"new": 20, "today": 20}, eval_iters=2, eval_every=5)
+            if smoke
+            else measure_main_job()
         )
+        results["main_job"] = mj
+        print_main_job(mj)
 
     # Where the time goes.
     if args.profile:

@@ -4,7 +4,9 @@ One step is what a training loop does: forward, backward, gradient clipping and
 an AdamW update. Tokens/s counts B x T tokens per step. MFU uses nanoGPT's
 estimate of a step's FLOPs: 6 N + 12 L C T per token, with N the parameters
 that take part in matmuls (everything but the token and position tables, which
-are lookups) and 12 L C T the attention scores and weighted sums.
+are lookups) and 12 L C T the attention scores and weighted sums. gptlib is also
+timed in each 16-bit format asked for (autocast, float32 weights, as the Trainer
+runs it); each run's MFU is against the matmul ceiling of the format it used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from bench.nanogpt_style import NanoGPT
 from bench.seed_model import SeedConfig, SeedGPT, gptlib_state_dict
 from bench.timing import interleaved
+from gptlib import precision
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 
@@ -83,12 +86,19 @@ def build_pair(cfg: BenchConfig, dropout: float, seed: int = 0) -> tuple[GPT, Se
     return model, seed_model
 
 
-def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
-    """A closure running one full training step on the fixed batch (x, y)."""
+def make_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+):
+    """A closure running one full training step on the fixed batch (x, y), its passes in `dtype`."""
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        _, loss = model(x, y)
+        with precision.autocast(x.device, dtype):
+            _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -109,13 +119,18 @@ def same_function(model: GPT, seed_model: SeedGPT, x: torch.Tensor) -> float:
 
 def measure_training(
     cfg: BenchConfig,
-    ceiling_gflops: float,
+    ceilings_gflops: dict[str, float],
     rounds: int,
     repeat: int,
     dropout: float = 0.0,
     compile: bool = False,
+    dtypes: tuple[torch.dtype, ...] = (),
 ) -> dict:
-    """Tokens/s and MFU of a training step: gptlib, seed-style, nanoGPT-style (and compiled gptlib if asked)."""
+    """Tokens/s and MFU of a training step: gptlib, seed-style, nanoGPT-style (and compiled gptlib if asked).
+
+    ceilings_gflops maps each format's name to its matmul ceiling; `dtypes` are the 16-bit formats
+    gptlib is also timed in (as "gptlib_bfloat16", ...).
+    """
     model, seed_model = build_pair(cfg, dropout)
     torch.manual_seed(0)
     nano_model = NanoGPT(cfg.seed_config(dropout))
@@ -128,10 +143,17 @@ def measure_training(
         "seed_style": make_step(seed_model, seed_model.configure_optimizers(), x, y),
         "nanogpt_style": make_step(nano_model, nano_model.configure_optimizers(), x, y),
     }
+    run_dtype = dict.fromkeys(fns, torch.float32)
+    for dtype in dtypes:
+        twin, _ = build_pair(cfg, dropout)
+        name = f"gptlib_{precision.dtype_name(dtype)}"
+        fns[name] = make_step(twin, twin.configure_optimizers(), x, y, dtype)
+        run_dtype[name] = dtype
     if compile:
         compiled_model, _ = build_pair(cfg, dropout)
         compiled = torch.compile(compiled_model)
         fns["gptlib_compiled"] = make_step(compiled, compiled_model.configure_optimizers(), x, y)
+        run_dtype["gptlib_compiled"] = torch.float32
         start = time.perf_counter()
         fns["gptlib_compiled"]()  # the first step compiles the forward and backward graphs
         compile_s = time.perf_counter() - start
@@ -147,11 +169,17 @@ def measure_training(
     }
     for name, s in secs.items():
         tok_s = tokens / s
+        fmt = precision.dtype_name(run_dtype[name])
         result[name] = {
+            "dtype": fmt,
             "ms_per_step": s * 1e3,
             "tokens_per_s": tok_s,
-            "mfu": tok_s * fpt / (ceiling_gflops * 1e9),
+            "ceiling_gflops": ceilings_gflops[fmt],
+            "mfu": tok_s * fpt / (ceilings_gflops[fmt] * 1e9),
         }
+    for dtype in dtypes:
+        fmt = precision.dtype_name(dtype)
+        result[f"speedup_{fmt}_vs_float32"] = secs["gptlib"] / secs[f"gptlib_{fmt}"]
     result["speedup_vs_seed_style"] = secs["seed_style"] / secs["gptlib"]
     result["speedup_vs_nanogpt_style"] = secs["nanogpt_style"] / secs["gptlib"]
     if compile:

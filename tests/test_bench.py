@@ -52,12 +52,19 @@ def test_meta_says_what_was_measured(smoke):
         assert key in meta
 
 
-def test_hardware_ceiling_and_bandwidth(smoke):
+def test_hardware_ceilings_of_each_format_and_bandwidth(smoke):
     hw = smoke["hardware"]
-    assert positive(hw["matmul_gflops"]["best"])
-    assert hw["matmul_gflops"]["best"] == max(v for k, v in hw["matmul_gflops"].items() if k != "best")
+    timed = smoke["meta"]["dtypes_timed"]
+    assert timed[0] == "float32" and set(timed) <= {"float32", "bfloat16", "float16"}
+    assert set(hw["ceilings_gflops"]) == set(timed) == set(hw["matmul_gflops_by_dtype"])
+    for fmt, mm in hw["matmul_gflops_by_dtype"].items():
+        assert positive(mm["best"]) and mm["best"] == max(v for k, v in mm.items() if k != "best")
+        assert hw["ceilings_gflops"][fmt] == mm["best"]
+    assert hw["matmul_gflops"] == hw["matmul_gflops_by_dtype"]["float32"]
     assert positive(hw["read_bandwidth_gbs"]["main_memory"])
     assert positive(hw["read_bandwidth_gbs"]["weights_sized"])
+    half = {f: n for f, n in hw["weight_bytes_by_dtype"].items() if f != "float32"}
+    assert all(n * 2 == hw["weight_bytes_by_dtype"]["float32"] for n in half.values())
 
 
 def test_training_reports_both_implementations_and_their_ratio(smoke):
@@ -65,11 +72,20 @@ def test_training_reports_both_implementations_and_their_ratio(smoke):
     assert t["config"]["name"] == "smoke"
     # gptlib and the seed-style model hold the same weights and compute the same logits.
     assert t["max_logit_diff_vs_seed_style"] < 1e-5
-    for impl in ("gptlib", "seed_style", "nanogpt_style"):
-        assert (
-            positive(t[impl]["ms_per_step"])
-            and positive(t[impl]["tokens_per_s"])
-            and positive(t[impl]["mfu"])
+    impls = ["gptlib", "seed_style", "nanogpt_style"]
+    impls += [f"gptlib_{fmt}" for fmt in smoke["meta"]["dtypes_timed"][1:]]
+    for impl in impls:
+        run = t[impl]
+        assert positive(run["ms_per_step"]) and positive(run["tokens_per_s"]) and positive(run["mfu"])
+        # MFU against the ceiling of the format the run computed in
+        assert run["ceiling_gflops"] == t["ceilings_gflops"][run["dtype"]]
+        assert run["mfu"] == pytest.approx(
+            run["tokens_per_s"] * t["flops_per_token"] / (run["ceiling_gflops"] * 1e9)
+        )
+        assert run["dtype"] == (impl.removeprefix("gptlib_") if impl.startswith("gptlib_") else "float32")
+    for fmt in smoke["meta"]["dtypes_timed"][1:]:
+        assert t[f"speedup_{fmt}_vs_float32"] == pytest.approx(
+            t["gptlib"]["ms_per_step"] / t[f"gptlib_{fmt}"]["ms_per_step"]
         )
     assert t["speedup_vs_seed_style"] == pytest.approx(
         t["seed_style"]["ms_per_step"] / t["gptlib"]["ms_per_step"]
@@ -94,6 +110,17 @@ def test_generation_with_and_without_the_cache(smoke):
     assert g["cache_speedup"] == pytest.approx(g["ms_per_token"]["no_cache"] / g["ms_per_token"]["cache"])
     assert set(g["floor_ms_per_token"]) == {"main_memory", "weights_sized"}
     assert all(positive(v) for v in g["floor_ms_per_token"].values())
+    assert set(g["by_dtype"]) == set(smoke["meta"]["dtypes_timed"][1:])
+    for d in g["by_dtype"].values():
+        assert positive(d["ms_per_token"]) and d["weight_bytes_per_token"] * 2 == g["weight_bytes_per_token"]
+        assert d["over_floor"]["main_memory"] == pytest.approx(
+            d["ms_per_token"] / d["floor_ms_per_token"]["main_memory"]
+        )
+        div = d["greedy_vs_float32"]
+        if div["position"] is None:
+            assert div["same_tokens"] == g["new_tokens"] and div["logit_margin"] is None
+        else:
+            assert 0 <= div["same_tokens"] < g["new_tokens"] and div["logit_margin"] >= 0
 
 
 def test_peak_memory_per_case(smoke):
@@ -135,14 +162,35 @@ def test_the_nanogpt_style_baseline_is_a_causal_gpt_of_the_same_size():
     assert loss.item() == pytest.approx(math.log(SMOKE.vocab_size), abs=0.1)  # small init: uniform guesses
 
 
-def test_the_main_job_race_trains_both_models_alike(smoke):
+def test_the_main_job_race_reports_each_recipe(smoke):
     mj = smoke["main_job"]
-    assert mj["steps"] == 20
-    assert all(positive(v) for v in mj["train_seconds"].values())
-    assert mj["speedup_vs_seed_style"] == pytest.approx(
-        mj["train_seconds"]["seed_style"] / mj["train_seconds"]["gptlib"]
+    assert mj["target_val_loss"] == 1.45 and mj["eval_every"] == 5
+    entrants = mj["entrants"]
+    assert set(entrants) == {"new", "today", "seed_style"}
+    for r in entrants.values():
+        assert r["steps"] == 20 and positive(r["train_seconds"])
+        steps = [s for s, _, _ in r["curve"]]
+        assert steps == [5, 10, 15, 20]
+        assert r["final_val_loss"] == r["curve"][-1][2] < 4.6  # below a uniform guess over the vocabulary
+        assert r["seconds_to_target"] is None  # 20 steps are far from 1.45
+    assert entrants["today"]["settings"]["optimizer"] == "adamw" and entrants["today"]["dtype"] == "float32"
+    # today's recipe on gptlib and on the seed-style model: same weights, same batches, the same losses
+    today, seed = entrants["today"]["curve"], entrants["seed_style"]["curve"]
+    assert [v for _, _, v in today] == pytest.approx([v for _, _, v in seed], abs=1e-3)
+    assert mj["today_vs_seed_style"] == pytest.approx(
+        entrants["seed_style"]["train_seconds"] / entrants["today"]["train_seconds"]
     )
-    # Same weights, same batches, same schedule: the two reach the same loss, below a uniform guess.
-    losses = mj["val_loss"]
-    assert losses["gptlib"] == pytest.approx(losses["seed_style"], abs=1e-3)
-    assert losses["gptlib"] < 4.0
+    assert entrants["new"]["sample"] and entrants["today"]["sample"]
+
+
+def test_the_bench_takes_a_dtype():
+    from bench.run import formats_to_time, parse_args
+
+    assert parse_args(["--dtype", "float32"]).dtype == "float32"
+    assert parse_args([]).dtype == "all"
+    assert formats_to_time("float32", torch.device("cpu")) == ()
+    assert formats_to_time("bfloat16", torch.device("cpu")) == (torch.bfloat16,)
+    with pytest.raises(ValueError, match="float16.*'cpu'"):
+        formats_to_time("float16", torch.device("cpu"))
+    with pytest.raises(SystemExit):
+        parse_args(["--dtype", "fp8"])
