@@ -211,7 +211,7 @@ class GPT(nn.Module):
     def from_pretrained(cls, name: str = "gpt2", **kwargs: Any) -> GPT:
         """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') as a GPT, in eval mode.
 
-        Needs `pip install 'gptlib[gpt2]'` and, the first time, the internet (the Hugging
+        Needs `pip install "gptlib-course[gpt2]"` and, the first time, the internet (the Hugging
         Face cache after that); see gptlib.gpt2.from_pretrained for the keyword arguments.
         """
         from gptlib.gpt2 import from_pretrained
