@@ -15,21 +15,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from packaging.requirements import Requirement
 from packaging.version import Version
 from test_lessons import untouched_lesson_problems
+from test_packaging import LOWEST, PROJECT, PYPROJECT
 
 from gptlib.course.pins import normalize, read_pins
-
-try:
-    import tomllib  # novermin: Python 3.11+, with tomli below
-except ImportError:  # Python 3.10
-    import tomli as tomllib
 
 pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 NOTEBOOK = "[0-9][0-9]_*.ipynb"
 LESSON = "03_mlp.ipynb"  # short, no training: one lesson untouched and its solution
 ALREADY_THERE = ("numpy", "matplotlib")  # a learner's own versions, which the install must keep
@@ -104,13 +98,14 @@ def test_the_wheel_installs_beside_other_versions_and_the_course_runs_from_it(wh
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = str(bin_dir / "python")
 
-    # The pins keep pip to known versions (and its cache), except for what is already there: numpy and
-    # matplotlib at other versions (the lowest in range), and the venv's own pip and setuptools.
+    # A learner's environment: torch, and numpy and matplotlib at versions other than the pins (the lowest in
+    # range). The pins keep pip to known versions (and its cache), except for what is already there.
     pins = read_pins(ROOT / "constraints.txt")
-    theirs = {}
-    for r in map(Requirement, PROJECT["dependencies"]):
-        if normalize(r.name) in ALREADY_THERE:
-            theirs[normalize(r.name)] = next(s.version for s in r.specifier if s.operator == ">=")
+    theirs = {
+        normalize(r.name): LOWEST.lower_bound(r)
+        for r in LOWEST.declared(PYPROJECT)
+        if normalize(r.name) in ALREADY_THERE
+    }
     assert all(theirs[n] != pins[n] for n in ALREADY_THERE), "versions other than the pins"
 
     def pip_install(*what: str, keep: set[str]) -> None:
@@ -121,7 +116,8 @@ def test_the_wheel_installs_beside_other_versions_and_the_course_runs_from_it(wh
             learner,
         )
 
-    pip_install(*(f"{n}=={v}" for n, v in theirs.items()), keep={*ALREADY_THERE, *_freeze(python, learner)})
+    already = [f"torch=={pins['torch']}", *(f"{n}=={v}" for n, v in theirs.items())]
+    pip_install(*already, keep=set(ALREADY_THERE))
     before = _freeze(python, learner)
     pip_install(f"{wheel}[course]", keep=set(before))
     after = _freeze(python, learner)
@@ -151,11 +147,12 @@ def test_the_wheel_installs_beside_other_versions_and_the_course_runs_from_it(wh
     copied = sorted((learner / "lessons").glob(NOTEBOOK))
     assert [p.name for p in copied] == sorted(p.name for p in (ROOT / "lessons").glob(NOTEBOOK))
     assert all(p.read_bytes() == (ROOT / "lessons" / p.name).read_bytes() for p in copied)
-    (learner / "lessons" / LESSON).write_text("{}", encoding="utf-8")  # the learner's own work
-    assert f"kept {Path('lessons') / LESSON}" in _run([str(course), "start", "lessons", "--no-open"], learner)
-    assert (learner / "lessons" / LESSON).read_text(encoding="utf-8") == "{}"
-    (learner / "lessons" / LESSON).unlink()
-    _run([str(course), "start", "lessons", "--no-open"], learner)
+    mine = learner / "lessons" / copied[0].name
+    mine.write_text("{}", encoding="utf-8")  # the learner's own work
+    assert f"kept {Path('lessons') / mine.name}" in _run(
+        [str(course), "start", "lessons", "--no-open"], learner
+    )
+    assert mine.read_text(encoding="utf-8") == "{}"
 
     # one lesson untouched (fails only with "not done yet") and its solution (runs clean), in the venv's kernel
     run_both = (
