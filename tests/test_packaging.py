@@ -151,6 +151,7 @@ def test_ci_installs_and_tests_as_the_maintainers_section_says():
     # the second venv: the lowest declared versions, the library's tests without notebooks or the wheel
     assert "lowest_constraints.py" in CI
     assert re.search(r'^python -m pytest tests -m "not notebooks and not wheel"', CI, re.M)
+    assert "--nbval-lax" in CI, "one solution's cells run (outputs not compared) at the lowest versions"
 
 
 def test_environment_yml_installs_what_a_learner_needs():
