@@ -7,9 +7,8 @@ a resume, the state a Trainer hands over (`Trainer.state_dict()`: step,
 history, optimizer, settings, random generators) as it is: this file layer
 knows files and plain data, and the Trainer saves and restores itself through it.
 
-Files are written atomically: into a temporary file in the same folder, flushed
-to disk, then renamed over the old one (os.replace), so a crash or a Ctrl-C in
-the middle of a save leaves the previous checkpoint as it was.
+Files are written atomically (files.py): a crash or a Ctrl-C in the middle of
+a save leaves the previous checkpoint as it was.
 
 Format 1 (gptlib 0.1) kept the Trainer's entries at the top level and the
 parameter names of the time (stem.*, head.head.*); load_checkpoint reads it as
@@ -20,13 +19,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gptlib.config import GPTConfig
+from gptlib.files import atomic_file
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
 
@@ -77,29 +76,9 @@ def save_checkpoint(
         "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
         "trainer": trainer,
     }
-    path = Path(path)
-    _atomic_save(ckpt, path)
-    return path
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable; Windows cannot open a folder this way
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_file(path) as f:
+        torch.save(ckpt, f)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ Taught in lesson 09: lessons/09_gpt2.ipynb.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,7 @@ import torch.nn as nn
 
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
+from gptlib.tokenizer import checked_ids
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
@@ -564,38 +564,7 @@ class GPT2Tokenizer:
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """The text of a list/tuple of ids or a 1-D integer tensor."""
-        if isinstance(ids, torch.Tensor):
-            if (
-                ids.dim() != 1
-                or ids.dtype.is_floating_point
-                or ids.dtype.is_complex
-                or ids.dtype == torch.bool
-            ):
-                raise ValueError(
-                    f"decode needs a 1-D integer tensor, got shape {tuple(ids.shape)} of {ids.dtype}; "
-                    "decode one row at a time, e.g. tokenizer.decode(idx[0])."
-                )
-            ids = ids.tolist()
-        elif isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise ValueError(
-                f"decode needs a list/tuple of ints or a 1-D integer tensor, got {type(ids).__name__}."
-            )
-        n = self.vocab_size
-        checked = []
-        for pos, i in enumerate(ids):
-            try:
-                if isinstance(i, bool):
-                    raise TypeError
-                i = operator.index(i)
-            except TypeError:
-                raise ValueError(f"id at position {pos} is {i!r}, not an int.") from None
-            if not 0 <= i < n:
-                raise ValueError(
-                    f"id {i} at position {pos} is out of range: GPT-2's ids are 0..{n - 1}. "
-                    "Were these ids made by a different tokenizer?"
-                )
-            checked.append(i)
-        return self._tok.decode(checked, skip_special_tokens=False)
+        return self._tok.decode(checked_ids(ids, self.vocab_size, "GPT-2's"), skip_special_tokens=False)
 
 
 def gpt2_tokenizer(cache_dir: str | os.PathLike[str] | None = None) -> GPT2Tokenizer:

@@ -32,6 +32,7 @@ import torch.nn as nn
 from gptlib.block import Block
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings
+from gptlib.generate import generate
 from gptlib.head import LMHead
 from gptlib.kvcache import KVCache
 
@@ -261,18 +262,5 @@ class GPT(nn.Module):
         fused = all(p.device.type in ("cpu", "cuda") for p in params.values())
         return torch.optim.AdamW(groups, lr=learning_rate, betas=tuple(betas), fused=fused)
 
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        do_sample: bool = False,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens sampled tokens; see gptlib.generate.generate."""
-        from gptlib.generate import generate
-
-        return generate(self, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, generator)
+    # model.generate(idx, max_new_tokens, ...), as in minGPT: gptlib.generate.generate with the model as self.
+    generate = generate

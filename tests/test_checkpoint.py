@@ -293,17 +293,9 @@ def test_a_run_of_gptlib_0_1_resumes_where_it_stopped():
     tok = CharTokenizer.from_text(OLD_TEXT)
     ids = tok.encode_tensor(OLD_TEXT)
     n = int(0.9 * len(ids))
-    model = GPT(GPTConfig(tok.vocab_size, 8, n_layer=1, n_head=2, n_embd=16))  # dropout 0.1, as saved
-    cfg = TrainConfig(
-        max_iters=6,
-        batch_size=4,
-        learning_rate=1e-2,
-        min_lr=1e-3,
-        warmup_iters=2,
-        eval_interval=3,
-        eval_iters=2,
-        progress=False,
-        resume_from=str(DATA / "gptlib_v1_checkpoint.pt"),
+    model = tiny_model(tok.vocab_size, dropout=0.1)  # the saved run's model, its weights to be replaced
+    cfg = tiny_config(
+        max_iters=6, warmup_iters=2, eval_interval=3, resume_from=str(DATA / "gptlib_v1_checkpoint.pt")
     )
     trainer = Trainer(model, ids[:n], ids[n:], cfg, tokenizer=tok)
     assert trainer.step == 3
