@@ -1,4 +1,4 @@
-"""The README's table of parameter names is true: every name exists in its model, and every gptlib tensor is listed."""
+"""The README's library section is true: its tree lists gptlib's files, its table of parameter names the models' tensors."""
 
 from __future__ import annotations
 
@@ -78,3 +78,15 @@ def test_gpt2_names_exist_in_hugging_faces_model():
         for name in gpt2:
             assert name in theirs, f"{part}: GPT-2 has no {name}"
     assert torch.equal(theirs["lm_head.weight"], theirs["transformer.wte.weight"])  # "tied to wte"
+
+
+def test_the_tree_lists_every_file_and_folder_of_gptlib():
+    text = README.read_text(encoding="utf-8")
+    tree = text[text.index("```\ngptlib/\n") :].split("```")[1]
+    listed = set(re.findall(r"^  (\w+\.py|\w+/)", tree, re.M))
+    package = README.parent / "gptlib"
+    present = {p.name for p in package.glob("*.py")} | {
+        f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()
+    }
+    present -= {"__init__.py", "__main__.py"}  # the package itself; __main__.py only calls cli.py
+    assert listed == present
