@@ -39,9 +39,10 @@ from gptlib.kvcache import KVCache
 logger = logging.getLogger(__name__)
 
 # AdamW's settings, stated once: configure_optimizers' defaults, and TrainConfig's (train.py).
-# beta2 = 0.99 rather than minGPT's 0.95: nanoGPT's character-level recipe, for the course's
-# small batches (a few hundred tokens a step), where a longer average of the squared gradients
-# keeps each parameter's step size steadier. The main job and every lesson trained with it.
+# beta2 = 0.99 rather than minGPT's 0.95: nanoGPT's character-level recipe, made for batches of a
+# few hundred tokens like the course's, whose squared gradients are noisy enough that a longer
+# average (about 100 steps rather than 20) gives each parameter a steadier step size. The Trainer
+# (the main job, lessons 06-08) trained with it before this was the one default.
 WEIGHT_DECAY = 0.1
 LEARNING_RATE = 1e-3
 BETAS = (0.9, 0.99)
