@@ -307,7 +307,7 @@ class EmbNoSlice(_Emb):
 @V.mistake(
     "1.2",
     "last-t-positions",
-    ["first t", "last t", "-t:", "first positions", "end of the table"],
+    ["first t", "last t", "-t:", "first positions", "end of the table", ("first", "position rows")],
     "pos_emb[:, -T:] takes the last T positions: a sequence starts at position 0.",
 )
 class EmbLastPositions(_Emb):

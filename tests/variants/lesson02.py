@@ -1213,7 +1213,7 @@ class AttnInPlace(_Attn):
 class AttnFourHeads(_Attn):
     def __init__(self, config):
         super().__init__(config)
-        self.n_head = 4 if config.n_embd % 4 == 0 else 1
+        self.n_head = 4
 
     def forward(self, x):
         B, T, C = x.shape

@@ -4,6 +4,7 @@ wrongly, crash the check, and are named with the right words; then every mistake
     python -m tests.variants.measure            # every lesson
     python -m tests.variants.measure 02 04      # some lessons
     python -m tests.variants.measure --hints    # also count the words found in the hint
+    python -m tests.variants.measure --missed   # print missed_today.py for the checks as they are
 
 "Named with the right words": the CheckFailure's message (what is wrong, without the hint) holds one of
 the mistake's alternative phrases, case-insensitively. With --hints the hint counts too (a second
@@ -84,6 +85,32 @@ def report(results: list[tuple[Variant, Outcome, float]], hints: bool = False) -
     return "\n".join(lines)
 
 
+def missed_today(results: list[tuple[Variant, Outcome, float]]) -> str:
+    """The text of missed_today.py: every correct variant rejected and every mistake not caught."""
+    lines = [
+        '"""Variants the checks get wrong today: tests/test_variants.py marks them xfail (strict).',
+        "",
+        "Made by `python -m tests.variants.measure --missed`; when a check is fixed, remove its line.",
+        '"""',
+        "",
+        "MISSED_TODAY: dict[str, str] = {",
+    ]
+    for v, o, _ in results:
+        if v.kind == "correct" and o.result != "passed":
+            why = f"a correct variant is {o.result}: {_short(o.message, 120)}"
+        elif v.kind == "mistake" and o.result != "caught":
+            why = (
+                "the mistake passes"
+                if o.result == "passed"
+                else f"the check crashes: {_short(o.message, 120)}"
+            )
+        else:
+            continue
+        lines.append(f"    {v.id!r}: {why!r},")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def _short(text: str, limit: int = 600) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -96,11 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("lessons", nargs="*", default=list(LESSONS), help="lesson numbers, e.g. 02 04")
     parser.add_argument("--hints", action="store_true", help="also count the words found in the hint")
     parser.add_argument("--slowest", type=int, default=0, help="list the N slowest variants")
+    parser.add_argument("--missed", action="store_true", help="print missed_today.py for today's checks")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     lessons = [f"{int(x):02d}" for x in args.lessons]
     start = time.perf_counter()
     results = measure(all_variants(lessons))
+    if args.missed:
+        print(missed_today(results))
+        return 0
     print(report(results, hints=args.hints))
     print(f"\n{len(results)} variants in {time.perf_counter() - start:.1f} s")
     for v, _, t in sorted(results, key=lambda r: -r[2])[: args.slowest]:

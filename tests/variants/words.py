@@ -34,7 +34,7 @@ MASK_INVERTED = (
 )
 NO_MASK = ("mask", "future", "causal")
 MASK_AFTER_SOFTMAX = ("after the softmax",)
-SOFTMAX_AXIS = ("axis", "dim=-2", "dim=1", "over the queries", "wrong dim", "columns")
+SOFTMAX_AXIS = ("axis", "dim=-2", "dim -2", "dim=1", "over the queries", "wrong dim", "column")
 ROW_FULLY_MASKED = ("nan", "whole row", "itself", "diagonal")
 MASK_NOT_SLICED = ("slice", ":t", "shorter", "t < block_size", "t = 1", "t=1")
 KEYS_QUERIES_SWAPPED = ("swap", "k @ q", "keys and queries", "queries and keys", "transposed")
