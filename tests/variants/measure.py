@@ -14,6 +14,7 @@ column), since a hint chosen for the right mistake also names it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 import time
@@ -106,7 +107,7 @@ def missed_today(results: list[tuple[Variant, Outcome, float]]) -> str:
             )
         else:
             continue
-        lines.append(f"    {v.id!r}: {why!r},")
+        lines.append(f"    {json.dumps(v.id)}: {json.dumps(why, ensure_ascii=False)},")
     lines.append("}")
     return "\n".join(lines)
 
