@@ -21,8 +21,8 @@ from gptlib.model import GPT
 
 def weight_bytes_per_token(model: GPT, dtype: torch.dtype = torch.float32) -> int:
     """Bytes of parameters one generation step reads in `dtype`: every weight, but one row of each table."""
-    stem = model.stem
-    skipped = stem.tok_emb.weight.numel() + stem.pos_emb.numel() - 2 * model.config.n_embd
+    emb = model.embeddings
+    skipped = emb.tok_emb.weight.numel() + emb.pos_emb.numel() - 2 * model.config.n_embd
     return (model.num_parameters() - skipped) * dtype.itemsize
 
 

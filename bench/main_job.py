@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.seed_model import SeedConfig, SeedGPT, gptlib_state_dict
+from bench.seed_model import SeedConfig, SeedGPT
 from bench.timing import clock
 from gptlib.cli import _model_config, _train_config, build_parser
 from gptlib.corpus import load_corpus
 from gptlib.data import get_batch, train_val_split
+from gptlib.interop import to_mingpt
 from gptlib.model import GPT
 from gptlib.precision import dtype_name
 from gptlib.tokenizer import CharTokenizer
@@ -126,10 +127,7 @@ def _seed_style_entrant(today: Entrant, train_data: torch.Tensor, vocab_size: in
     start = clock()
     c = today.model.config
     seed_model = SeedGPT(SeedConfig(vocab_size, c.block_size, c.n_layer, c.n_head, c.n_embd, 0.0, 0.0, 0.0))
-    state = seed_model.state_dict()
-    ours = today.model.state_dict()
-    names = gptlib_state_dict({name: name for name in state})  # gptlib's name -> the seed's
-    seed_model.load_state_dict(state | {seed: ours[name].clone() for name, seed in names.items()})
+    seed_model.load_state_dict({k: v.clone() for k, v in to_mingpt(today.model).items()})  # today's weights
     tc = today.trainer.config
     optimizer = seed_model.configure_optimizers(tc.weight_decay, tc.learning_rate, tc.betas)
     batches = torch.Generator().set_state(today.trainer.batch_generator.get_state())  # today's batches

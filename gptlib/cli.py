@@ -24,12 +24,13 @@ from gptlib.checkpoint import load_checkpoint, load_model
 from gptlib.config import PRESETS, GPTConfig
 from gptlib.corpus import DEFAULT_CORPUS, CorpusUnavailableError, load_corpus
 from gptlib.data import train_val_split
+from gptlib.device import pick_device
 from gptlib.generate import in_dtype
 from gptlib.model import GPT
 from gptlib.optimizers import OPTIMIZER_CHOICES
 from gptlib.precision import DTYPE_CHOICES, dtype_name
 from gptlib.tokenizer import CharTokenizer
-from gptlib.train import TrainConfig, Trainer, resolve_device
+from gptlib.train import TrainConfig, Trainer
 
 # The default recipe (the no-argument main job), tuned for the time to a good model on a CPU:
 # a GPT of 4 layers x 4 heads x 96 channels, context 64, batches of 12, whose blocks' weight matrices
@@ -314,9 +315,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         trainer.run()
     except KeyboardInterrupt:
         if out.is_file():
-            where = (
-                f"the checkpoint {out} holds step {load_checkpoint(out)['step']}; --resume continues from it"
-            )
+            where = f"the checkpoint {out} holds step {load_checkpoint(out)['trainer']['step']}; --resume continues from it"
         else:
             where = "no checkpoint was saved yet"
         print(f"\ninterrupted at step {trainer.step}: {where}.", file=sys.stderr)
@@ -338,11 +337,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model, tokenizer = load_model(args.checkpoint, device=device)
-    model = in_dtype(
-        model, args.dtype
-    )  # the checkpoint is float32; a 16-bit copy if asked (or measured faster)
+    model = in_dtype(model, args.dtype)  # the checkpoint is float32; a 16-bit copy if asked (or faster)
     if tokenizer is None:
         raise ValueError(
             f"the checkpoint {args.checkpoint} has no tokenizer, so its ids cannot be turned into text."

@@ -103,16 +103,38 @@ class Optimizers:
             opt.step()
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: opt.state_dict() for name, opt in self.parts.items()}
+        """One torch-shaped state dict ({"state", "param_groups"}) over all parts, plus each part's group count.
+
+        Parameters are numbered across the parts in param_groups' order, as one torch optimizer numbers its
+        own, so code that remaps a torch optimizer's state by parameter (the Trainer's resume) works alike.
+        """
+        state: dict[int, Any] = {}
+        groups: list[dict[str, Any]] = []
+        offset = 0
+        for opt in self.parts.values():
+            part = opt.state_dict()
+            groups += [{**g, "params": [i + offset for i in g["params"]]} for g in part["param_groups"]]
+            state |= {i + offset: s for i, s in part["state"].items()}
+            offset += sum(len(g["params"]) for g in part["param_groups"])
+        return {
+            "state": state,
+            "param_groups": groups,
+            "parts": {n: len(o.param_groups) for n, o in self.parts.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, dict) or set(state) != set(self.parts):
-            found = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(
-                f"optimizer state for {found}, but this optimizer has parts {sorted(self.parts)}."
-            )
+        now = {name: len(opt.param_groups) for name, opt in self.parts.items()}
+        if not isinstance(state, dict) or state.get("parts") != now:
+            found = state.get("parts") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"optimizer state for parts {found}, but this optimizer has parts {now}.")
+        groups = iter(state["param_groups"])
         for name, opt in self.parts.items():
-            opt.load_state_dict(state[name])
+            mine = [next(groups) for _ in range(now[name])]
+            ids = {i for g in mine for i in g["params"]}
+            # torch pairs the ids in the groups with this part's parameters by position
+            opt.load_state_dict(
+                {"state": {i: s for i, s in state["state"].items() if i in ids}, "param_groups": mine}
+            )
 
 
 def block_matrices(model: GPT) -> list[nn.Parameter]:

@@ -74,7 +74,7 @@ def test_train_reports_and_saves_a_checkpoint_that_sample_reads(capsys, corpus, 
     assert "step 5: train loss" in out and "step 10: train loss" in out
     assert "final validation loss" in out and "2 sample(s) of 20 characters:" in out
     ckpt = load_checkpoint(checkpoint)
-    assert ckpt["step"] == 10
+    assert ckpt["trainer"]["step"] == 10
     assert ckpt["model_config"]["n_layer"] == 1 and ckpt["model_config"]["n_embd"] == 12
     model, tok = load_model(checkpoint)
     assert set(tok.chars) == set(TEXT)
@@ -137,7 +137,9 @@ def test_train_and_sample_in_bfloat16_with_muon(capsys, corpus, tmp_path):
     report = capsys.readouterr().out
     assert "training with muon, computing in bfloat16" in report and "final validation loss" in report
     ckpt = load_checkpoint(out)
-    assert ckpt["train_config"]["dtype"] == "bfloat16" and ckpt["train_config"]["muon_lr"] == 0.03
+    saved = ckpt["trainer"]
+    assert saved["train_config"]["dtype"] == "bfloat16" and saved["train_config"]["muon_lr"] == 0.03
+    assert saved["dtype"] == "bfloat16" and saved["grad_scaler"] is None
     assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
     sample = ["sample", "--checkpoint", str(out), "--greedy", "--prompt", "the ", "--max-new-tokens", "12"]
     assert cli.main([*sample, "--dtype", "bfloat16"]) == 0
@@ -176,12 +178,12 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_matches_an_uninterrupted_ru
     assert cli.main([*argv, "--resume", "--out", str(broken)]) == 0
     assert "resumed from" in capsys.readouterr().out
     resumed, expected = load_checkpoint(broken), load_checkpoint(straight)
-    assert resumed["step"] == 20
-    assert resumed["history"] == expected["history"]
+    assert resumed["trainer"]["step"] == 20
+    assert resumed["trainer"]["history"] == expected["trainer"]["history"]
     assert all(resumed["model"][k].equal(v) for k, v in expected["model"].items())
 
     assert cli.main([*argv[:-1], "25", "--resume", "--out", str(broken)]) == 0  # train on past the old end
-    assert load_checkpoint(broken)["step"] == 25
+    assert load_checkpoint(broken)["trainer"]["step"] == 25
 
 
 def test_resume_with_other_model_options_is_refused(capsys, corpus, checkpoint):
@@ -193,7 +195,7 @@ def test_resume_with_other_model_options_is_refused(capsys, corpus, checkpoint):
 def test_default_checkpoint_goes_to_runs_in_the_current_folder(monkeypatch, tmp_path, corpus):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--corpus", str(corpus), *TINY, *FAST, "--max-iters", "2"]) == 0
-    assert load_checkpoint(tmp_path / "runs" / "fox.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "runs" / "fox.pt")["trainer"]["step"] == 2
 
 
 def test_python_dash_m_gptlib_runs_the_command_line(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gptlib.checkpoint import load_checkpoint
+from gptlib.checkpoint import CheckpointError, load_checkpoint
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 from gptlib.optimizers import Muon, Optimizers, block_matrices, make_optimizer, orthogonalise
@@ -60,10 +60,11 @@ def test_muon_takes_exactly_the_blocks_linear_weights_and_adamw_the_rest():
     assert {id(p) for p in muon} | {id(p) for p in adamw} == everything
     assert not {id(p) for p in muon} & {id(p) for p in adamw}
     in_adamw = {id(p) for p in adamw}
-    assert id(model.head.head.weight) in in_adamw and id(model.stem.tok_emb.weight) in in_adamw  # not hidden
+    assert id(model.head.proj.weight) in in_adamw  # not hidden
+    assert id(model.embeddings.tok_emb.weight) in in_adamw
     # AdamW keeps minGPT's split: the head's weight decays; biases, LayerNorms and tables don't.
     decays = {id(p): g["weight_decay"] for g in opt.parts["adamw"].param_groups for p in g["params"]}
-    assert decays[id(model.head.head.weight)] == 0.1 and decays[id(model.stem.pos_emb)] == 0.0
+    assert decays[id(model.head.proj.weight)] == 0.1 and decays[id(model.embeddings.pos_emb)] == 0.0
     assert all(g["lr_scale"] == pytest.approx(50.0) for g in opt.parts["muon"].param_groups)
     assert make_optimizer(model, "adamw").__class__ is torch.optim.AdamW
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
@@ -94,8 +95,11 @@ def test_muon_learns_and_resumes_exactly(data, tmp_path):
         model_for(tok.vocab_size, dropout=0.1), train, val, config(max_iters=15, checkpoint_path=str(ckpt))
     )
     half.run()
-    state = load_checkpoint(ckpt)["optimizer"]
-    assert set(state) == {"adamw", "muon"}  # both parts' state, as plain data
+    state = load_checkpoint(ckpt)["trainer"]["optimizer"]
+    # both parts' state as one torch-shaped dict of plain data: AdamW's two groups, then Muon's one
+    assert state["parts"] == {"adamw": 2, "muon": 1} and len(state["param_groups"]) == 3
+    momenta = [state["state"][i]["momentum_buffer"] for i in state["param_groups"][2]["params"]]
+    assert len(momenta) == len(block_matrices(half.model)) and all(m.abs().sum() > 0 for m in momenta)
     resumed = Trainer(model_for(tok.vocab_size, dropout=0.1), train, val, config(resume_from=str(ckpt)))
     resumed.run()
     assert resumed.history == whole.history
@@ -105,8 +109,21 @@ def test_optimizers_refuse_the_state_of_another_kind(data):
     tok, _, _ = data
     muon = make_optimizer(model_for(tok.vocab_size), "muon")
     adamw = make_optimizer(model_for(tok.vocab_size), "adamw")
-    with pytest.raises(ValueError, match=r"optimizer state for \['param_groups', 'state'\]"):
+    with pytest.raises(ValueError, match=r"optimizer state for parts None.*'adamw': 2, 'muon': 1"):
         muon.load_state_dict(adamw.state_dict())
+
+
+def test_resuming_with_another_optimizer_says_which_to_use(data, tmp_path):
+    tok, train, val = data
+    ckpt = tmp_path / "adamw.pt"
+    Trainer(
+        model_for(tok.vocab_size),
+        train,
+        val,
+        config(optimizer="adamw", max_iters=2, checkpoint_path=str(ckpt)),
+    ).run()
+    with pytest.raises(CheckpointError, match=r"adamw's, but this run uses muon.*--optimizer adamw"):
+        Trainer(model_for(tok.vocab_size), train, val, config(resume_from=str(ckpt)))
 
 
 def test_muon_takes_torchs_muon_steps_batching_same_shaped_matrices():
@@ -129,6 +146,12 @@ def test_muon_takes_torchs_muon_steps_batching_same_shaped_matrices():
 
 
 def test_orthogonalise_pushes_singular_values_towards_one():
-    g = torch.randn(3, 32, 8) * torch.logspace(-3, 1, 8)  # singular values spread over four decades
+    torch.manual_seed(0)
+    g = torch.randn(3, 32, 8) * torch.logspace(-1, 1, 8)  # singular values spread over two decades
+    before = torch.linalg.svdvals(g)
     s = torch.linalg.svdvals(orthogonalise(g).float())
-    assert s.shape == (3, 8) and s.min() > 0.5 and s.max() < 1.3
+    assert (before.max(1).values / before.min(1).values).min() > 50
+    assert s.shape == (3, 8) and s.min() > 0.5 and s.max() < 1.3  # near 1, not at it (see NS_COEFFICIENTS)
+    # Five steps lift a direction ~1e4 times weaker than the largest only part of the way (Muon's trade-off).
+    weak = torch.linalg.svdvals(orthogonalise(torch.randn(3, 32, 8) * torch.logspace(-3, 1, 8)).float())
+    assert 0.005 < weak.min() < 0.5 and weak.max() < 1.3

@@ -137,6 +137,27 @@ def test_auto_takes_the_fast_format_where_measured_faster_and_probes_once_per_sh
     assert len(calls) == 2  # another batch size is another shape
 
 
+def test_an_auto_run_resumes_in_the_format_it_chose_whatever_a_new_probe_says(data, monkeypatch, tmp_path):
+    tok, train, val = data
+    verdict = {"speedup": 2.0}
+    monkeypatch.setattr(precision, "fast_dtype", lambda device: torch.bfloat16)
+    monkeypatch.setattr(precision, "probe_speedup", lambda run, dtype, device, rounds=3: verdict["speedup"])
+    ckpt = tmp_path / "auto.pt"
+    whole = Trainer(model_for(tok), train, val, config(dtype="auto"))
+    whole.run()
+    precision._probed.clear()
+    first = Trainer(model_for(tok), train, val, config(dtype="auto", max_iters=20, checkpoint_path=str(ckpt)))
+    first.run()
+    assert load_checkpoint(ckpt)["trainer"]["dtype"] == "bfloat16"
+    precision._probed.clear()
+    verdict["speedup"] = 1.0  # this time the probe finds no gain: a fresh run would be float32
+    assert Trainer(model_for(tok), train, val, config(dtype="auto")).dtype == torch.float32
+    resumed = Trainer(model_for(tok), train, val, config(dtype="auto", resume_from=str(ckpt)))
+    assert resumed.dtype == torch.bfloat16
+    resumed.run()
+    assert resumed.history == whole.history
+
+
 def test_auto_on_a_cpu_without_bfloat16_is_float32_without_probing(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(
@@ -192,7 +213,7 @@ def test_float16_trains_through_a_grad_scaler_and_resumes_with_its_scale(data, m
         model_for(tok), train, val, config(dtype="float16", max_iters=10, checkpoint_path=str(ckpt))
     )
     first.run()
-    assert load_checkpoint(ckpt)["grad_scaler"]["scale"] == first.grad_scaler.get_scale()
+    assert load_checkpoint(ckpt)["trainer"]["grad_scaler"]["scale"] == first.grad_scaler.get_scale()
     resumed = Trainer(
         model_for(tok), train, val, config(dtype="float16", max_iters=20, resume_from=str(ckpt))
     )
