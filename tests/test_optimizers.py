@@ -7,6 +7,7 @@ import torch
 
 from gptlib.checkpoint import CheckpointError, load_checkpoint
 from gptlib.config import GPTConfig
+from gptlib.data import train_val_split
 from gptlib.model import GPT
 from gptlib.optimizers import Muon, Optimizers, block_matrices, make_optimizer, orthogonalise
 from gptlib.tokenizer import CharTokenizer
@@ -18,9 +19,7 @@ TEXT = "to be or not to be, that is the question; whether tis nobler in the mind
 @pytest.fixture(scope="module")
 def data():
     tok = CharTokenizer.from_text(TEXT)
-    ids = tok.encode_tensor(TEXT)
-    n = int(0.9 * len(ids))
-    return tok, ids[:n], ids[n:]
+    return tok, *train_val_split(tok.encode_tensor(TEXT), val_fraction=0.1)
 
 
 def model_for(vocab_size: int, seed: int = 0, dropout: float = 0.0) -> GPT:

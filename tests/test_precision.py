@@ -11,6 +11,7 @@ from bench.generation import first_divergence
 from gptlib import precision
 from gptlib.checkpoint import load_checkpoint, load_model
 from gptlib.config import GPTConfig
+from gptlib.data import train_val_split
 from gptlib.generate import in_dtype
 from gptlib.kvcache import KVCache
 from gptlib.model import GPT
@@ -24,9 +25,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def data():
     tok = CharTokenizer.from_text(TEXT)
-    ids = tok.encode_tensor(TEXT)
-    n = int(0.9 * len(ids))
-    return tok, ids[:n], ids[n:]
+    return tok, *train_val_split(tok.encode_tensor(TEXT), val_fraction=0.1)
 
 
 @pytest.fixture(autouse=True)
