@@ -38,8 +38,8 @@ from gptlib.train import TrainConfig, Trainer
 # steps, fall along a cosine to a tenth by step 600 and stay there. On "pydoc" the validation loss
 # passes 1.45 near step 500 and ends near 1.26 after 2000 steps: about three times sooner, and in
 # about 0.6x the time, than the recipe it replaced (gpt-micro with AdamW for 3000 steps, which ended
-# at 1.32; `python -m bench --main-job` races the two). dtype "auto" takes bfloat16 only where it
-# measures faster; at this width a CPU's 16-bit matmuls do not pay for their casts, so it is float32.
+# at 1.32; `python -m bench --main-job` races the two). dtype "auto" takes bfloat16 only where a probe
+# measures it faster; at this width a CPU's 16-bit matmuls barely pay for their casts, so mostly float32.
 # No dropout: the validation loss is still falling at the last step, so there is no overfitting yet.
 RECIPE = dict(
     preset=None,  # no named size: the main job's own shape below
