@@ -591,10 +591,16 @@ class InProcess(Backend):
         return self.plain(self._obj(obj))
 
     def parameter_name(self, module: Ref, value: torch.Tensor) -> str | None:
-        origin = self._origins.get(id(value))
-        if origin is None:
-            return None
-        return next((n for n, p in nn.Module.named_parameters(self._module(module)) if id(p) == origin), None)
+        return self.parameter_with_origin(module, self.origin_of(value))
+
+    def origin_of(self, value: Any) -> int | None:
+        """The token of the parameter a returned tensor copies (a remote worker sends it with the tensor)."""
+        return self._origins.get(id(value))
+
+    def parameter_with_origin(self, module: Ref, origin: int | None) -> str | None:
+        """The name in `module` of the parameter with that token, if any."""
+        named = nn.Module.named_parameters(self._module(module))
+        return next((n for n, p in named if id(p) == origin), None) if origin is not None else None
 
     def forget(self) -> None:
         self._objects.clear()
