@@ -143,6 +143,7 @@ RENAMED = {
     "wrong-value": "wrong-values",
     "wrong-dropout-rate": "dropout-rate",
     "dropout-missing": "no-dropout",
+    "not-normalized": "not-normalised",
 }
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 

@@ -63,3 +63,26 @@ SIGN = "sign"
 COUNTS_NOT_PROBS = "counts-not-probs"
 UNIFORM = "uniform"
 NOT_A_NUMBER = "not-a-number"
+
+# ---- 01 embeddings --------------------------------------------------------------------------------
+NOT_FLOAT = "not-float"
+NUM_CLASSES = "num-classes"
+RETURNED_ONE_HOT = "returned-one-hot"
+NO_TOKEN_TABLE = "no-token-table"
+POSITIONS_MISSING = "positions-missing"
+POSITIONS_NOT_LEARNED = "positions-not-learned"
+POSITIONS_NOT_ADDED = "positions-not-added"
+TOKENS_NOT_ADDED = "tokens-not-added"
+SCALED = "scaled"
+CONCATENATED = "concatenated"
+POSITIONS_NOT_SLICED = "positions-not-sliced"
+POSITIONS_BY_TOKEN_ID = "positions-by-token-id"
+POSITIONS_FROM_ONE = "positions-from-one"
+BATCH_DIMENSION = "batch-dimension"
+DROPOUT_ON_TOKENS_ONLY = "dropout-on-tokens-only"
+DROPOUT_ON_POSITIONS_ONLY = "dropout-on-positions-only"
+NOT_NORMALISED = (
+    "not-normalised"  # rows that should be unit vectors (01), or weights that should sum to 1 (02, 07)
+)
+WRONG_DIM = "wrong-dim"
+WRONG_ORIENTATION = "wrong-orientation"

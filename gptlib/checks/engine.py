@@ -124,15 +124,23 @@ class Exercise:
         """The value of fn(*args, **kwargs); a crash becomes the failure that says so."""
         return self.run(what, fn, *args, **kwargs).value
 
-    def attempt(self, what: str, fn: Ref, *args: Any, **kwargs: Any) -> tuple[Any, Crash | None]:
-        """(value, None) or (None, the crash), for a check that diagnoses a crash itself. A stub still
+    def attempt_run(
+        self, what: str, fn: Ref, *args: Any, backward: Backward | None = None, **kwargs: Any
+    ) -> tuple[Call | None, Crash | None]:
+        """(the Call, None) or (None, the crash), for a check that diagnoses a crash itself. A stub still
         raising NotImplementedError gives NotDoneYet."""
         try:
-            return self.call(what, fn, *args, **kwargs), None
-        except CheckFailure as e:
-            if e.diagnosis != C.CRASHED:
-                raise
-            return None, e.crash
+            return learner.backend().call(fn, args, kwargs, backward=backward), None
+        except Crash as crash:
+            failure = self.crashed(what, crash)
+            if failure.diagnosis != C.CRASHED:
+                raise failure from None
+            return None, crash
+
+    def attempt(self, what: str, fn: Ref, *args: Any, **kwargs: Any) -> tuple[Any, Crash | None]:
+        """(value, None) or (None, the crash): `attempt_run`'s value."""
+        call, crash = self.attempt_run(what, fn, *args, **kwargs)
+        return (call.value if call is not None else None), crash
 
     def error_only(self, failure: CheckFailure) -> str:
         """A crash as '<type>: <message><where>', to quote inside another message."""
