@@ -1,0 +1,88 @@
+"""Every diagnosis a check can give, as a named constant: the one spelling of each mistake.
+
+A teacher's summary counts mistakes by these codes, so one mistake has one code in
+every lesson (an input changed in place is IN_PLACE wherever it happens). Each
+code has a hint for each exercise that can give it (gptlib/checks/hints/*.md; a
+test holds the two together).
+"""
+
+# ---- any exercise -------------------------------------------------------------------------------
+NOT_DONE = "not-done"  # the stub still raises NotImplementedError
+CRASHED = "crashed"  # the learner's code raised
+NO_SUPER_INIT = "no-super-init"
+RETURNED_NONE = "returned-none"
+RETURNED_TUPLE = "returned-tuple"
+NOT_CALLABLE = "not-callable"  # a function exercise given something else
+NOT_A_CLASS = "not-a-class"
+INSTANCE_NOT_CLASS = "instance-not-class"
+NOT_A_MODULE = "not-a-module"
+NOT_A_TENSOR = "not-a-tensor"
+WRONG_SHAPE = "wrong-shape"
+WRONG_DTYPE = "wrong-dtype"
+WRONG_VALUES = "wrong-values"  # no known mistake matched
+NAN = "nan"
+IN_PLACE = "in-place"  # an input changed in place
+FIXED_T = "fixed-T"  # right for one length only
+NO_GRAD = "no-grad"  # a gradient does not reach a parameter or the input
+WRONG_PARAMS = "wrong-params"
+FUTURE_LEAK = "future-leak"
+DROPOUT_IN_EVAL = "dropout-in-eval"
+NO_DROPOUT = "no-dropout"
+DROPOUT_RATE = "dropout-rate"
+DROPOUT_NOT_SCALED = "dropout-not-scaled"
+# what a tensor result can be instead of the tensor asked for (probes.expect_tensor)
+TENSOR = (RETURNED_NONE, RETURNED_TUPLE, NOT_A_TENSOR, WRONG_SHAPE, WRONG_DTYPE, NAN)
+
+# ---- 00 tokens and batches ------------------------------------------------------------------------
+NO_VOCAB_SIZE = "no-vocab-size"
+VOCAB_SIZE_WRONG = "vocab-size-wrong"
+NOT_SORTED = "not-sorted"
+IDS_FROM_ONE = "ids-from-one"
+ENCODE_NOT_IDS = "encode-not-ids"
+DECODE_NOT_STR = "decode-not-str"
+DECODE_WRONG = "decode-wrong"
+UNKNOWN_SILENT = "unknown-silent"
+UNKNOWN_KEYERROR = "unknown-keyerror"
+UNKNOWN_WRONG_ERROR = "unknown-wrong-error"
+UNKNOWN_UNNAMED = "unknown-unnamed"
+NOT_A_PAIR = "not-a-pair"
+TRANSPOSED = "transposed"
+NOT_A_SLICE = "not-a-slice"
+Y_NOT_SHIFTED = "y-not-shifted"
+SHIFTED_WRONG_WAY = "shifted-wrong-way"
+SEPARATE_STARTS = "separate-starts"
+SAME_WINDOW = "same-window"
+IGNORES_GENERATOR = "ignores-generator"
+RESEEDS_GENERATOR = "reseeds-generator"
+PAST_END = "past-end"
+NEVER_LAST_WINDOW = "never-last-window"
+NEVER_FIRST_WINDOW = "never-first-window"
+LOG2 = "log2"
+LOG10 = "log10"
+SIGN = "sign"
+COUNTS_NOT_PROBS = "counts-not-probs"
+UNIFORM = "uniform"
+NOT_A_NUMBER = "not-a-number"
+
+# ---- 01 embeddings --------------------------------------------------------------------------------
+NOT_FLOAT = "not-float"
+NUM_CLASSES = "num-classes"
+RETURNED_ONE_HOT = "returned-one-hot"
+NO_TOKEN_TABLE = "no-token-table"
+POSITIONS_MISSING = "positions-missing"
+POSITIONS_NOT_LEARNED = "positions-not-learned"
+POSITIONS_NOT_ADDED = "positions-not-added"
+TOKENS_NOT_ADDED = "tokens-not-added"
+SCALED = "scaled"
+CONCATENATED = "concatenated"
+POSITIONS_NOT_SLICED = "positions-not-sliced"
+POSITIONS_BY_TOKEN_ID = "positions-by-token-id"
+POSITIONS_FROM_ONE = "positions-from-one"
+BATCH_DIMENSION = "batch-dimension"
+DROPOUT_ON_TOKENS_ONLY = "dropout-on-tokens-only"
+DROPOUT_ON_POSITIONS_ONLY = "dropout-on-positions-only"
+NOT_NORMALISED = (
+    "not-normalised"  # rows that should be unit vectors (01), or weights that should sum to 1 (02, 07)
+)
+WRONG_DIM = "wrong-dim"
+WRONG_ORIENTATION = "wrong-orientation"
