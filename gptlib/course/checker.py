@@ -38,50 +38,70 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + "\n... (cut)"
 
 
-def bind(conn: remote.Remote, names: dict[str, remote.Handle]) -> dict[str, Any]:
-    """What the check cell receives for each of the learner's names."""
-    return dict(names)
+NO_FORWARD = 'is missing the required "forward" function'
 
 
 def run_check(job: dict, channel: int) -> dict:
     """Grade one exercise against the worker on `channel`: the verdict, as a dict."""
     from gptlib import checks
-    from gptlib.checks.base import CheckFailure, NotDoneYet
+    from gptlib.checks import learner
 
-    conn = remote.Remote(channel, remote.deadline_in(job["timeout"] + job.get("startup", 60.0)))
+    conn = remote.Remote(channel, time.monotonic() + job["timeout"] + job.get("startup", 60.0))
     out = io.StringIO()
     try:
         conn.start()
-        conn.deadline = remote.deadline_in(job["timeout"])  # the exercise's time starts once its worker is up
+    except learner.LearnerLost as e:  # no student code has run yet: the sandbox's problem
+        return {"status": "infrastructure", "message": f"the worker did not start: {e}"}
+    try:
+        conn.deadline = time.monotonic() + job["timeout"]  # the exercise's time starts once its worker is up
         try:
             names = conn.load(job["cells"], job["segments"], job["future"], job["defines"])
-        except remote.LearnerError as e:
+        except learner.Crash as e:
             return {
                 "status": "failed",
                 "stage": "load",
-                "message": f"your code could not be defined: {e}{e.where()}. Fix that cell, run it, and run its "
-                "check again.",
+                "message": f"your code could not be defined: {e.name}: {e.message}{_cell(e)}. Fix that cell, run "
+                "it, and run its check again.",
             }
         env: dict[str, Any] = {"__builtins__": builtins}
         env.update({n: getattr(checks, n) for n in checks.__all__})
-        env.update(bind(conn, names))
-        with contextlib.redirect_stdout(out):
+        env.update(names)
+        with learner.using(conn), contextlib.redirect_stdout(out):
             exec(compile(job["check"], "<check cell>", "exec"), env)
         line = next((ln for ln in reversed(out.getvalue().splitlines()) if ln.startswith("✅ ")), "")
         return {"status": "passed", "message": line.removeprefix("✅ ") or "passed"}
-    except NotDoneYet as e:
+    except checks.NotDoneYet as e:
+        if conn.last_crash is not None and NO_FORWARD in conn.last_crash.message:
+            return {"status": "failed", "diagnosis": "no-forward", "message": _no_forward(conn.last_crash)}
         return {"status": "not attempted", "message": str(e), "diagnosis": e.diagnosis}
-    except CheckFailure as e:
+    except checks.CheckFailure as e:
         return {"status": "failed", "message": str(e), "diagnosis": e.diagnosis}
-    except remote.LearnerTimeout:
+    except learner.LearnerTimeout:
         return {"status": "timed out"}
     except remote.WorkerGone:
         return {"status": "worker gone"}
-    except remote.WorkerRefused as e:
-        return {"status": "refused", "message": str(e)}
+    except learner.LearnerLost as e:
+        return {"status": "worker failed", "message": str(e)}
     except Exception as e:  # the check itself failed: the grader's problem, never the student's
         tb = traceback.format_exception(type(e), e, e.__traceback__)[-3:]
         return {"status": "check error", "message": f"{type(e).__name__}: {e}", "detail": "".join(tb)[-1500:]}
+
+
+def _cell(crash: Any) -> str:
+    """' (cell N, line M: `code`)' for the innermost frame of the student's code."""
+    if not crash.frames:
+        return ""
+    f = crash.frames[-1]
+    place = f.place.removeprefix("<").removesuffix(">")
+    return f" ({place}, line {f.line}" + (f": `{f.code}`)" if f.code else ")")
+
+
+def _no_forward(crash: Any) -> str:
+    name = crash.message.split("[", 1)[-1].split("]", 1)[0] if "[" in crash.message else "your class"
+    return (
+        f"{name} has no `forward` method: calling an nn.Module runs its forward. Define "
+        f"`def forward(self, x):` in {name} (is it misspelled, or indented outside the class?)."
+    )
 
 
 def _run_child(job: dict, channel: int, result: int) -> None:

@@ -1,236 +1,280 @@
-"""The remote side of the learner boundary: a check's requests to the sandboxed worker, and its answers.
+"""The grader's backend of the learner boundary: each operation is a request to the sandboxed worker.
 
-When a notebook runs a check, the learner's objects live in the same process
-and the check calls them directly (the in-process backend). When the grader
-runs a check, the learner's code lives in a worker process in the sandbox
-(`gptlib.course.worker`), and the check holds `Handle`s: every operation on one
-is a request over the worker's channel, and what comes back is plain data
-(`gptlib.course.wire`): numbers, strings, tensors the trusted process makes
-itself, and further handles. Nothing the worker sends is ever executed or
-unpickled here.
+A check holds `Ref`s and calls `learner.backend()`; in a notebook that is the
+in-process backend, in the grader's check process it is `Remote`, selected with
+`learner.using(...)`. Every method sends the operation over the worker's channel
+(`gptlib.course.wire`) with the check's RNG state and grad mode, and turns the
+answer back into the boundary's types (`Call`, `Grads`, `Sub`, `Crash`), checking
+the type of every field: nothing the worker sends is executed or unpickled,
+and a malformed answer is the worker's failure, never a crash of the check.
 
-How a request can end, besides an answer:
-
-- `LearnerError`: the learner's code raised (the worker sends the exception's
-  type name, the builtin classes it derives from, its message and the
-  learner's lines; never the exception object);
-- `LearnerTimeout`: no answer before the exercise's deadline;
-- `WorkerGone`: the worker's channel closed (it died: its code ended the process,
-  a limit killed it, or something outside did; the grader tells which);
-- `WorkerRefused`: the worker refused a request or sent something that is not a
-  well-formed answer.
+Besides the boundary's `Crash` (the learner's code raised), a request ends with
+`learner.LearnerTimeout` when the exercise's deadline passes, `WorkerGone` (a
+`LearnerLost`) when the worker's channel closes, and `WorkerGarbage` (also a
+`LearnerLost`) when the worker refuses a request or answers with something
+that is not an answer. The grader tells these apart for the teacher.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from typing import Any
 
+import torch
+
+from gptlib.checks import learner
+from gptlib.checks.learner import Backward, Call, Crash, Frame, Grads, Info, Ref, Spec, Sub
+from gptlib.config import GPTConfig
 from gptlib.course import wire
 
-
-class BoundaryError(Exception):
-    """A learner object could not be used as asked."""
+RNG_BYTES = torch.get_rng_state().numel()
 
 
-class LearnerError(BoundaryError):
-    """The learner's code raised. `type_name`: its exception's type; `builtin`: the builtin exception classes it
-    derives from (e.g. ["NotImplementedError", "RuntimeError", ...]); `frames`: [(cell, line, code)] of the
-    learner's own code, innermost last."""
-
-    def __init__(self, type_name: str, builtin: list[str], message: str, frames: list):
-        super().__init__(f"{type_name}: {message}" if message else type_name)
-        self.type_name, self.builtin, self.message, self.frames = type_name, builtin, message, frames
-
-    def is_a(self, name: str) -> bool:
-        """Whether the learner's exception is an instance of the builtin exception class `name`."""
-        return name in self.builtin
-
-    def where(self) -> str:
-        """' (at `code`, line N of your cell M)' for the innermost learner frame, or ''."""
-        if not self.frames:
-            return ""
-        cell, line, code = self.frames[-1]
-        return f" (at `{code}`, line {line} of cell {cell})" if code else f" (line {line} of cell {cell})"
-
-    @classmethod
-    def from_reply(cls, err: dict) -> LearnerError:
-        def text(v: object, n: int) -> str:
-            return v[:n] if type(v) is str else ""
-
-        builtin = [b for b in err.get("builtin", []) if type(b) is str][:20]
-        frames = [
-            (f[0], f[1], text(f[2], 300))
-            for f in err.get("frames", [])
-            if type(f) is list and len(f) == 3 and type(f[0]) is int and type(f[1]) is int
-        ][-5:]
-        return cls(text(err.get("type"), 200) or "Exception", builtin, text(err.get("message"), 2000), frames)
+class WorkerGone(learner.LearnerLost):
+    """The worker's channel closed: it ended (its own code, a limit, or something outside)."""
 
 
-class LearnerTimeout(BoundaryError):
-    """The learner's code did not answer before the deadline."""
+class WorkerGarbage(learner.LearnerLost):
+    """The worker refused a request or sent something that is not an answer."""
 
 
-class WorkerGone(BoundaryError):
-    """The worker process is gone (its channel closed)."""
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise WorkerGarbage(f"the worker's answer is not valid: {what}")
 
 
-class WorkerRefused(BoundaryError):
-    """The worker refused a request, or answered with something that is not an answer."""
+def _is_tensor_or_none(v: Any) -> bool:
+    return v is None or type(v) is torch.Tensor
 
 
-class Remote:
-    """One worker's channel, with the exercise's deadline (time.monotonic())."""
+class Remote(learner.Backend):
+    """The learner's objects live in the worker at the other end of `fd`; requests must be answered by
+    `deadline` (time.monotonic())."""
 
     def __init__(self, fd: int, deadline: float):
-        import os
-
         os.set_blocking(fd, False)
         self.fd, self.deadline = fd, deadline
         self.hello: dict | None = None
+        self._origins: dict[int, int] = {}  # id(a tensor that came back) -> the worker's origin token
+        self.last_crash: Crash | None = (
+            None  # what the learner's code raised last (the grader's honest words)
+        )
+
+    # -- the channel --
+
+    def _note_origin(self, t: torch.Tensor, token: int) -> None:
+        self._origins[id(t)] = token
+        weakref.finalize(t, self._origins.pop, id(t), None)
 
     def _receive(self) -> Any:
         try:
-            return wire.receive(self.fd, self.deadline)
+            return wire.receive(self.fd, self.deadline, self._note_origin)
         except wire.ChannelTimeout:
-            raise LearnerTimeout("no answer from the learner's code in time") from None
+            raise learner.LearnerTimeout("the learner's code did not answer in time") from None
         except wire.ChannelClosed:
             raise WorkerGone("the worker process ended") from None
         except wire.WireError as e:
-            raise WorkerRefused(f"the worker sent malformed data: {e}") from None
+            raise WorkerGarbage(f"the worker sent malformed data: {e}") from None
 
     def start(self) -> dict:
         """The worker's greeting, sent once its sandbox is set up."""
         hello = self._receive()
         if type(hello) is not dict or hello.get("ready") is not True:
             why = hello.get("setup_failed") if type(hello) is dict else None
-            raise WorkerRefused(
-                f"the worker could not be set up: {why}" if why else "the worker did not start"
+            raise WorkerGarbage(
+                f"the worker could not be set up: {why!s:.300}" if why else "the worker did not start"
             )
         self.hello = hello
         return hello
 
-    def request(self, op: str, **fields: Any) -> Any:
-        """Send one request, return what the worker answered (plain data and `wire.Ref`s)."""
+    def request(self, op: str, *args: Any) -> Any:
+        """One operation, answered: its result (plain data and Refs). Raises Crash, LearnerTimeout, WorkerGone,
+        WorkerGarbage. The worker runs it with this process's RNG state and grad mode, and this process's RNG
+        continues from the worker's state afterwards (as in-process, where they are one)."""
+        if time.monotonic() >= self.deadline:
+            raise learner.LearnerTimeout("the learner's code ran out of time")
+        msg = {
+            "op": op,
+            "args": [_outgoing(a) for a in args],
+            "rng": torch.get_rng_state(),
+            "grad": torch.is_grad_enabled(),
+        }
         try:
-            wire.send(self.fd, {"op": op, **fields}, deadline=self.deadline)
+            wire.send(self.fd, msg, deadline=self.deadline)
         except wire.ChannelTimeout:
-            raise LearnerTimeout("the learner's code did not take the request in time") from None
+            raise learner.LearnerTimeout("the learner's code did not take the request in time") from None
         except wire.ChannelClosed:
             raise WorkerGone("the worker process ended") from None
+        except wire.WireError as e:
+            raise TypeError(f"the check sent something that is not plain data: {e}") from None
         reply = self._receive()
-        if type(reply) is not dict or len(reply) != 1 or not ({"ok", "error"} & set(reply)):
-            raise WorkerRefused("the worker's answer is not an answer")
-        if "ok" in reply:
-            return reply["ok"]
-        err = reply["error"]
-        if type(err) is not dict:
-            raise WorkerRefused("the worker's error is not an error")
-        if err.get("refused"):
-            raise WorkerRefused(f"the worker refused: {err.get('message')!s:.300}")
-        raise LearnerError.from_reply(err)
+        _check(type(reply) is dict, "not a dict")
+        if "refused" in reply:
+            raise WorkerGarbage(f"the worker refused {op}: {reply['refused']!s:.300}")
+        rng = reply.get("rng")
+        _check(
+            type(rng) is torch.Tensor and rng.dtype == torch.uint8 and rng.shape == (RNG_BYTES,), "RNG state"
+        )
+        try:
+            torch.set_rng_state(rng)
+        except RuntimeError:
+            raise WorkerGarbage("the worker's RNG state is not valid") from None
+        if "crash" in reply:
+            self.last_crash = _crash(reply["crash"])
+            raise self.last_crash
+        _check("ok" in reply, "no result")
+        return reply["ok"]
 
-    def load(self, cells: dict, segments: list, future: bool, names: list[str]) -> dict[str, Handle]:
-        """Define the learner's names in the worker; their handles (plain values are wrapped too)."""
-        found = self.request("load", cells=cells, segments=segments, future=future, names=names)
-        if type(found) is not dict:
-            raise WorkerRefused("the worker's answer to load is not a dict")
-        return {n: self.wrap(v) for n, v in found.items() if type(n) is str}
+    # -- the boundary's operations --
 
-    def wrap(self, value: Any) -> Any:
-        """Refs in a value become Handles."""
-        t = type(value)
-        if t is wire.Ref:
-            return Handle(self, value)
-        if t is list or t is tuple:
-            return t(self.wrap(v) for v in value)
-        if t is dict:
-            return {k: self.wrap(v) for k, v in value.items()}
-        return value
+    def adopt(self, obj: Any) -> Ref:
+        if type(obj) is Ref:
+            return obj
+        raise TypeError(f"the grader's backend takes Refs from its worker, not {type(obj).__name__} objects")
+
+    def load(self, cells: dict, segments: list, future: bool, names: list[str]) -> dict[str, Ref]:
+        """Define the learner's names in the worker: a Ref for each one it defines."""
+        found = self.request("load", cells, segments, future, names)
+        _check(
+            type(found) is dict and all(type(k) is str and type(v) is Ref for k, v in found.items()), "load"
+        )
+        return found
+
+    def call(
+        self,
+        fn: Ref,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        backward: Backward | None = None,
+        watch: tuple[str, ...] = (),
+    ) -> Call:
+        out = self.request("call", fn, tuple(args), dict(kwargs or {}), backward, tuple(watch))
+        return _call(out)
+
+    def attribute(self, obj: Ref, name: str) -> Any:
+        return self.request("attribute", obj, name)
+
+    def modules(self, obj: Ref) -> list[Sub]:
+        out = self.request("modules", obj)
+        _check(type(out) is list, "modules")
+        return [_sub(s) for s in out]
+
+    def parameters(self, obj: Ref, grads: bool = False) -> dict[str, torch.Tensor | None]:
+        out = self.request("parameters", obj, grads)
+        _check(
+            type(out) is dict and all(type(k) is str and _is_tensor_or_none(v) for k, v in out.items()),
+            "parameters",
+        )
+        return out
+
+    def buffers(self, obj: Ref) -> dict[str, torch.Tensor]:
+        out = self.request("buffers", obj)
+        _check(
+            type(out) is dict and all(type(k) is str and type(v) is torch.Tensor for k, v in out.items()),
+            "buffers",
+        )
+        return out
+
+    def set_parameters(self, obj: Ref, values: dict[str, torch.Tensor]) -> None:
+        self.request("set_parameters", obj, dict(values))
+
+    def train(self, obj: Ref, mode: bool) -> None:
+        self.request("train", obj, mode)
+
+    def build(self, spec: Spec) -> Ref:
+        out = self.request("build", spec)
+        _check(type(out) is Ref, "build")
+        return out
+
+    def fetch(self, obj: Ref) -> Any:
+        return self.request("fetch", obj)
+
+    def parameter_name(self, module: Ref, value: torch.Tensor) -> str | None:
+        token = self._origins.get(id(value))
+        if token is None:
+            return None
+        out = self.request("parameter_with_origin", module, token)
+        _check(out is None or type(out) is str, "parameter name")
+        return out
+
+    def forget(self) -> None:
+        try:
+            self.request("forget")
+        except (learner.LearnerLost, Crash):
+            pass  # the check is over; a worker that cannot forget is ended by the grader anyway
 
 
-def _unwrap(value: Any) -> Any:
+def _outgoing(value: Any) -> Any:
+    """An argument as the wire carries it: a Backward as its fields; a GPTConfig as its Spec (the learner's
+    side builds its own copy, as it would from `learner.config_spec`)."""
     t = type(value)
-    if t is Handle:
-        return value.ref
-    if t is list or t is tuple:
-        return t(_unwrap(v) for v in value)
+    if t is Backward:
+        return {
+            "$backward": True,
+            "wrt": tuple(value.wrt),
+            "output": value.output,
+            "cotangent": value.cotangent,
+        }
+    if t is GPTConfig:
+        return learner.config_spec(value)
+    if t in (list, tuple):
+        return t(_outgoing(v) for v in value)
     if t is dict:
-        return {k: _unwrap(v) for k, v in value.items()}
+        return {k: _outgoing(v) for k, v in value.items()}
     return value
 
 
-class Handle:
-    """A learner object, as a check holds it while grading: every operation is a request to the worker."""
-
-    def __init__(self, remote: Remote, ref: wire.Ref):
-        self.remote, self.ref = remote, ref
-
-    def __repr__(self) -> str:
-        return f"<learner {self.type_name} #{self.ref.id}>"
-
-    @property
-    def info(self) -> dict:
-        return self.ref.info
-
-    @property
-    def type_name(self) -> str:
-        return self.ref.type_name
-
-    def _ask(self, op: str, seed: int | None = None, grad: bool | None = None, **fields: Any) -> Any:
-        extra = {k: v for k, v in (("seed", seed), ("grad", grad)) if v is not None}
-        return self.remote.wrap(self.remote.request(op, target=self.ref, **_unwrap(fields), **extra))
-
-    def call(self, *args: Any, seed: int | None = None, grad: bool | None = None, **kwargs: Any) -> Any:
-        return self._ask("call", seed, grad, args=list(args), kwargs=kwargs)["value"]
-
-    def call_returning_args(
-        self, *args: Any, seed: int | None = None, grad: bool | None = None, **kwargs: Any
-    ):
-        """(result, the arguments as they are after the call): did the call change its inputs in place?"""
-        out = self._ask("call", seed, grad, args=list(args), kwargs=kwargs, return_args=True)
-        return out["value"], out["args"]
-
-    def method(
-        self, name: str, *args: Any, seed: int | None = None, grad: bool | None = None, **kwargs: Any
-    ) -> Any:
-        return self._ask("method", seed, grad, name=name, args=list(args), kwargs=kwargs)["value"]
-
-    def get(self, name: str) -> Any:
-        return self._ask("getattr", name=name)
-
-    def set(self, name: str, value: Any) -> None:
-        self._ask("setattr", name=name, value=value)
-
-    def describe(self) -> dict:
-        return self._ask("describe")
-
-    def parameters(self, buffers: bool = False) -> dict[str, Any]:
-        return dict(tuple(p) for p in self._ask("parameters", buffers=buffers))
-
-    def set_parameters(self, values: dict, buffers: bool = False) -> dict:
-        return self._ask("set_parameters", values=values, buffers=buffers)
-
-    def modules(self) -> list:
-        return self._ask("modules")
-
-    def submodule(self, path: str) -> Handle:
-        return self._ask("submodule", path=path)
-
-    def train(self, mode: bool = True) -> None:
-        self._ask("mode", train=mode)
-
-    def backward(
-        self, args: list, grad_output: Any, inputs: list[int], seed: int | None = None, **kwargs: Any
-    ) -> dict:
-        return self._ask("backward", seed, args=args, kwargs=kwargs, grad_output=grad_output, inputs=inputs)
-
-    def capture(self, args: list, paths: list[str], seed: int | None = None, **kwargs: Any) -> dict:
-        return self._ask("capture", seed, args=args, kwargs=kwargs, paths=paths)
-
-    def release(self) -> None:
-        self.remote.request("release", refs=[self.ref])
+def _crash(fields: Any) -> Crash:
+    _check(type(fields) is list and len(fields) == 4, "crash")
+    types, message, frames, stage = fields
+    _check(type(types) is tuple and len(types) > 0 and all(type(t) is str for t in types), "crash types")
+    _check(type(message) is str and type(stage) is str and type(frames) is list, "crash fields")
+    out = []
+    for f in frames[-20:]:
+        _check(type(f) is list and len(f) == 4, "frame")
+        place, line, function, code = f
+        _check(
+            type(place) is str and type(line) is int and type(function) is str and type(code) is str, "frame"
+        )
+        out.append(Frame(place[:200], line, function[:200], code[:300]))
+    return Crash(tuple(t[:200] for t in types[:50]), message[: learner.MAX_TEXT], tuple(out), stage[:40])
 
 
-def deadline_in(seconds: float) -> float:
-    return time.monotonic() + seconds
+def _call(out: Any) -> Call:
+    _check(type(out) is dict and set(out) == {"value", "changed", "grads", "trace"}, "call")
+    changed = out["changed"]
+    _check(type(changed) is tuple and all(type(c) in (int, str) for c in changed), "changed")
+    trace = out["trace"]
+    _check(
+        type(trace) is tuple and all(type(t) is tuple and len(t) == 3 and type(t[0]) is str for t in trace),
+        "trace",
+    )
+    grads = out["grads"]
+    if grads is not None:
+        _check(type(grads) is dict and set(grads) == {"inputs", "params", "connected"}, "grads")
+        inputs, params, connected = grads["inputs"], grads["params"], grads["connected"]
+        _check(
+            type(inputs) is dict and all(type(k) is int and _is_tensor_or_none(v) for k, v in inputs.items()),
+            "grads",
+        )
+        _check(
+            type(params) is dict and all(type(k) is str and _is_tensor_or_none(v) for k, v in params.items()),
+            "grads",
+        )
+        _check(type(connected) is bool, "grads")
+        grads = Grads(inputs, params, connected)
+    return Call(out["value"], changed, grads, trace)
+
+
+def _sub(s: Any) -> Sub:
+    _check(type(s) is dict and set(s) == {"path", "info", "params", "buffers"}, "sub-module")
+    _check(type(s["path"]) is str and type(s["info"]) is Info, "sub-module")
+    params, buffers = s["params"], s["buffers"]
+    _check(
+        type(params) is dict and all(type(k) is str and type(v) is str for k, v in params.items()),
+        "sub-module",
+    )
+    _check(type(buffers) is tuple and all(type(b) is str for b in buffers), "sub-module")
+    return Sub(s["path"], s["info"], params, buffers)

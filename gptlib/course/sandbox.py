@@ -41,7 +41,14 @@ from pathlib import Path
 from gptlib.course.view import MOUNT, build_view
 
 STARTUP_SECONDS = 300.0  # importing torch on a busy machine can take a while
-PRELOAD = ["numpy", "torch.nn.functional", "gptlib", "gptlib.config"]  # imported once by each zygote
+PRELOAD = [
+    "numpy",
+    "torch.nn.functional",
+    "gptlib",
+    "gptlib.config",
+    "gptlib.checks.learner",
+    "gptlib.course.worker",
+]  # imported once by each zygote
 UNSAFE_NOTE = (
     "--unsafe: grading WITHOUT the sandbox. Each exercise still runs in a separate worker process with CPU, "
     "memory and file-size limits, and the verdict is still computed from plain data in a process the student's "

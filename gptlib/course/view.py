@@ -23,6 +23,7 @@ import gptlib
 
 TAUGHT = re.compile(r"^Taught in lessons? (.*)$", re.M)
 WORKER_MODULES = ("__init__.py", "wire.py", "worker.py", "confine.py")  # gptlib.course's part in the sandbox
+BOUNDARY_MODULES = ("gptlib.checks.learner", "gptlib.checks.builders")  # the learner side of the boundary
 ALWAYS_WITHHELD = {"gptlib.checks": "the checks are", "gptlib.course": "the grader is"}
 MOUNT = "/opt/gptlib-view"  # where the sandbox shows it (the folder that holds `gptlib/`)
 
@@ -66,6 +67,8 @@ def withheld(lesson: int, package: Path | None = None) -> dict[str, str]:
         modules[name] = (taught, _top_imports(tree, name, path.name == "__init__.py"))
     out: dict[str, str] = {}
     for name, (taught, _) in modules.items():
+        if name in BOUNDARY_MODULES or name == "gptlib.checks":
+            continue  # the boundary's learner side (no answers), in a package that imports nothing else
         if any(name == p or name.startswith(p + ".") for p in ALWAYS_WITHHELD):
             top = next(p for p in ALWAYS_WITHHELD if name == p or name.startswith(p + "."))
             out[name] = f"{ALWAYS_WITHHELD[top]} not part of graded code"
@@ -129,6 +132,12 @@ def build_view(dest: Path, lesson: int, package: Path | None = None) -> Path:
         if rel.parts[0] == "course":  # of the grader, only what runs in the sandbox
             if len(rel.parts) == 2 and rel.name in WORKER_MODULES:
                 _copy(path, target)
+        elif owner == "gptlib.checks" and path.name == "__init__.py":  # the package, without the checks
+            _write(
+                target, '"""The checks are not part of graded code; only the learner boundary is here."""\n'
+            )
+        elif path.suffix == ".py" and owner in BOUNDARY_MODULES:
+            _copy(path, target)
         elif any(owner == p or owner.startswith(p + ".") for p in packages):
             if path.name == "__init__.py" and owner in packages:  # a withheld package: its stub, nothing else
                 _write(target, _stub(owner, lesson, hidden[owner]))

@@ -1,20 +1,22 @@
 """The grader's wire format: plain data between the trusted check and the sandboxed worker, never pickles.
 
-What crosses is a tree of exact-type values: None, bool, int, float, str,
-bytes, list, tuple, dict (keys: hashable plain values), and `torch.Tensor`
-(sent as dtype + shape + raw bytes). A `Ref` names an object that stays in the
-worker (a learner's class, a module it built): the trusted side only ever sees
-its id and a short description the worker wrote. `Opaque` is a value the worker
-could not send (a str subclass, a generator): its type name and a short repr.
+What crosses is what the learner boundary calls plain data (`gptlib.checks.learner`),
+by exact type: None, bool, int, float, complex, str, bytes; `torch.Tensor` (dtype,
+shape, raw bytes, the requires_grad flag, and the origin token of a copied
+parameter); numeric numpy arrays (dtype, shape, bytes); list, tuple, dict, set,
+frozenset of those; the boundary's `Ref` (an id and its `Info`, all plain) and `Info` and
+`Spec` (a trusted object for the worker to build).
 
-Encoding is strict about types (`type(x) is int`, not isinstance): a subclass of
-int with a lying `__eq__` or a tensor subclass with a lying `__torch_function__`
-never becomes a plain value, so the trusted side compares only objects it made
-itself. Decoding is strict about everything: lengths are checked against the
-bytes actually there before anything is allocated, nesting depth, item count and
-message size are capped, and any malformed input is a `WireError`, nothing else.
+Encoding is strict about types (`type(x) is int`, never isinstance): an int
+subclass with a lying `__eq__` or a tensor subclass with a lying
+`__torch_function__` is not plain data, so it can only cross as a `Ref` (the
+worker's encoder is given a hook that makes one). Decoding is strict about
+everything: each length is checked against the bytes actually there before
+anything is allocated; nesting depth, item count and message size are capped;
+every `Info` field has its type checked; anything malformed is a `WireError`,
+nothing else. Decoding builds only values of the types above.
 
-One frame on a stream: a 4-byte big-endian length, then the encoded value.
+One frame on a stream: a 4-byte big-endian length, then one encoded value.
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ import os
 import select
 import struct
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
-MAX_MESSAGE = 256 << 20  # bytes in one frame
-MAX_DEPTH = 32  # nesting of lists, tuples and dicts
+from gptlib.checks.learner import Info, Ref, Spec
+
+MAX_MESSAGE = 300 << 20  # bytes in one frame (a learner's tensor may be 256 MB)
+MAX_DEPTH = 40  # nesting of containers (plain data: 32, plus the answer's own wrapping)
 MAX_ITEMS = 1 << 20  # values in one frame
-MAX_INT_BYTES = 64  # an int of more than 512 bits is not a plain answer
+MAX_INT_BYTES = 64  # an int of more than 511 bits is not a plain answer
 MAX_DIMS = 16
 
 DTYPES = (
@@ -40,8 +45,12 @@ DTYPES = (
     torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool,
 )  # fmt: skip
 _DTYPE_CODE = {d: i for i, d in enumerate(DTYPES)}
+NUMPY_DTYPES = tuple(sorted({np.dtype(c).str for c in "?bBhHiIlLqQefdFD"}))
+_NUMPY_CODE = {s: i for i, s in enumerate(NUMPY_DTYPES)}
+SCALARS = (type(None), bool, int, float, complex, str, bytes)
+KINDS = ("class", "function", "module", "object")
 _LEN = struct.Struct(">I")
-_DIM = struct.Struct(">Q")
+_U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")
 
 
@@ -49,44 +58,8 @@ class WireError(ValueError):
     """Bytes that are not a well-formed message, or a value that cannot be sent."""
 
 
-@dataclass(frozen=True)
-class Ref:
-    """An object that stays in the worker, by id, with what the worker says about it (untrusted words)."""
-
-    id: int
-    info: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def type_name(self) -> str:
-        name = self.info.get("type")
-        return name if isinstance(name, str) else "object"
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A trusted object for the worker to build (trusted side to worker only): an allow-listed constructor
-    (`build`, e.g. "torch.nn.Linear", "torch.Generator", "gptlib.model.GPT"), its arguments (plain data,
-    `Ref`s, other `Spec`s), a state dict to load, children to attach (a container built from parts), and
-    methods to call on it afterwards (("manual_seed", (0,)), ("eval", ()))."""
-
-    build: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    state: dict | None = None
-    children: dict = field(default_factory=dict)
-    then: tuple = ()
-
-
-@dataclass(frozen=True)
-class Opaque:
-    """A value the worker could not send as plain data: its type's name and a short repr (untrusted words)."""
-
-    type_name: str
-    text: str = ""
-
-
 def plain_tensor(t: object) -> bool:
-    """A tensor the wire can carry: exactly torch.Tensor or nn.Parameter (torch's own), dense, on the CPU."""
+    """A tensor the wire carries: exactly torch.Tensor or nn.Parameter, dense, on the CPU, a known dtype."""
     return (
         (type(t) is torch.Tensor or type(t) is torch.nn.Parameter)
         and t.layout == torch.strided
@@ -96,16 +69,25 @@ def plain_tensor(t: object) -> bool:
     )
 
 
+def _hashable(key: object) -> bool:
+    return type(key) in SCALARS or (type(key) is tuple and all(_hashable(k) for k in key))
+
+
 # --- encoding ----------------------------------------------------------------------------------------
 
 
 class Encoder:
-    """Turn a value into bytes. `other(obj)` decides what an object that is not plain data becomes: a `Ref`
-    or an `Opaque` (the worker's handle table), or None to refuse it with a WireError."""
+    """Turn a value into bytes. `other(obj)` gives the Ref an object that is not plain data stands for (the
+    worker's handle table), or is None: refuse it with a WireError. `origin(tensor)` gives the origin token of
+    a tensor that copies a parameter, or None."""
 
-    def __init__(self, other: Any = None, max_message: int = MAX_MESSAGE):
-        self.other = other
-        self.max_message = max_message
+    def __init__(
+        self,
+        other: Callable[[object], Ref] | None = None,
+        origin: Callable[[torch.Tensor], int | None] | None = None,
+        max_message: int = MAX_MESSAGE,
+    ):
+        self.other, self.origin, self.max_message = other, origin, max_message
 
     def encode(self, value: object) -> bytes:
         out: list[bytes] = []
@@ -133,60 +115,70 @@ class Encoder:
         elif t is int:
             n = (v.bit_length() + 8) // 8
             if n > MAX_INT_BYTES:
-                raise WireError(f"an int of {v.bit_length()} bits is too large")
+                return self._other(v, out, depth)
             self._put(out, b"i" + bytes([n]) + v.to_bytes(n, "big", signed=True))
         elif t is float:
             self._put(out, b"f" + _F64.pack(v))
-        elif t is str:
-            data = v.encode("utf-8", "surrogatepass")
-            self._put(out, b"s" + _LEN.pack(len(data)))
+        elif t is complex:
+            self._put(out, b"c" + _F64.pack(v.real) + _F64.pack(v.imag))
+        elif t is str or t is bytes:
+            data = v.encode("utf-8", "surrogatepass") if t is str else v
+            self._put(out, (b"s" if t is str else b"b") + _LEN.pack(len(data)))
             self._put(out, data)
-        elif t is bytes:
-            self._put(out, b"b" + _LEN.pack(len(v)))
-            self._put(out, v)
-        elif t is list or t is tuple:
-            self._put(out, (b"l" if t is list else b"t") + _LEN.pack(len(v)))
-            for item in list(v):
+        elif t in (list, tuple, set, frozenset):
+            items = list(v)
+            self._put(out, {list: b"l", tuple: b"t", set: b"e", frozenset: b"z"}[t] + _LEN.pack(len(items)))
+            for item in items:
                 self._value(item, out, depth + 1)
         elif t is dict:
             items = list(v.items())
+            if not all(type(k) in SCALARS for k, _ in items):
+                return self._other(v, out, depth)
             self._put(out, b"d" + _LEN.pack(len(items)))
             for key, item in items:
-                if not _hashable_plain(key):
-                    raise WireError(f"a dict key of type {type(key).__name__} is not plain data")
                 self._value(key, out, depth + 1)
                 self._value(item, out, depth + 1)
         elif plain_tensor(v):
             self._tensor(v, out)
+        elif t is np.ndarray and v.dtype.str in _NUMPY_CODE and v.ndim <= MAX_DIMS:
+            raw = np.ascontiguousarray(v).tobytes()
+            head = b"A" + bytes([_NUMPY_CODE[v.dtype.str], v.ndim]) + b"".join(_U64.pack(s) for s in v.shape)
+            self._put(out, head + _U64.pack(len(raw)))
+            self._put(out, raw)
         elif t is Ref:
-            self._put(out, b"R" + _LEN.pack(v.id))
-            self._value(dict(v.info), out, depth + 1)
+            self._put(out, b"R" + _U64.pack(v.id))
+            self._value(v.info, out, depth + 1)
+        elif t is Info:
+            self._put(out, b"I")
+            self._value(
+                (v.type_name, v.name, v.kind, v.callable, tuple(v.classes), v.repr, v.training),
+                out,
+                depth + 1,
+            )
         elif t is Spec:
             self._put(out, b"S")
-            self._value(
-                {"build": v.build, "args": tuple(v.args), "kwargs": dict(v.kwargs), "state": v.state,
-                 "children": dict(v.children), "then": tuple(v.then)},
-                out, depth + 1,
-            )  # fmt: skip
-        elif t is Opaque:
-            self._put(out, b"O")
-            self._value(v.type_name, out, depth + 1)
-            self._value(v.text, out, depth + 1)
+            self._value((v.kind, tuple(v.args), dict(v.kwargs), v.state, v.train), out, depth + 1)
         else:
-            stand_in = self.other(v) if self.other is not None else None
-            if type(stand_in) not in (Ref, Opaque):
-                raise WireError(f"a {type(v).__name__} is not plain data")
-            self._value(stand_in, out, depth)
+            self._other(v, out, depth)
+
+    def _other(self, v: object, out: list[bytes], depth: int) -> None:
+        stand_in = self.other(v) if self.other is not None else None
+        if type(stand_in) is not Ref:
+            raise WireError(f"a {type(v).__name__} is not plain data")
+        self._value(stand_in, out, depth)
 
     def _tensor(self, t: torch.Tensor, out: list[bytes]) -> None:
         data = t.detach()
         if data.dim() > MAX_DIMS:
             raise WireError(f"a tensor of {data.dim()} dimensions is too many")
-        flags = int(bool(t.requires_grad))
+        origin = self.origin(t) if self.origin is not None else None
+        flags = int(bool(t.requires_grad)) | (2 if type(origin) is int and 0 <= origin < 1 << 64 else 0)
         head = b"X" + bytes([_DTYPE_CODE[data.dtype], data.dim(), flags])
-        head += b"".join(_DIM.pack(s) for s in data.shape)
+        head += b"".join(_U64.pack(s) for s in data.shape)
+        if flags & 2:
+            head += _U64.pack(origin)
         raw = _tensor_bytes(data)
-        self._put(out, head + _DIM.pack(len(raw)))
+        self._put(out, head + _U64.pack(len(raw)))
         self._put(out, raw)
 
 
@@ -197,21 +189,15 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
     return t.reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _hashable_plain(key: object) -> bool:
-    t = type(key)
-    if key is None or t in (bool, int, float, str, bytes):
-        return True
-    return t is tuple and all(_hashable_plain(k) for k in key)
-
-
 # --- decoding ----------------------------------------------------------------------------------------
 
 
 class _Reader:
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, on_origin: Callable[[torch.Tensor, int], None] | None):
         self.data = memoryview(data)
         self.pos = 0
         self.items = 0
+        self.on_origin = on_origin
 
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.data):
@@ -223,15 +209,27 @@ class _Reader:
     def length(self) -> int:
         return _LEN.unpack(self.take(4))[0]
 
+    def u64(self) -> int:
+        return _U64.unpack(self.take(8))[0]
 
-def decode(data: bytes) -> Any:
-    """The value in `data` (one encoded value, nothing after it). Raises WireError, never anything else."""
-    reader = _Reader(data)
+
+def decode(data: bytes, on_origin: Callable[[torch.Tensor, int], None] | None = None) -> Any:
+    """The value in `data` (one encoded value, nothing after it). Raises WireError, never anything else.
+    `on_origin(tensor, token)` is told the origin token of each tensor that carries one."""
+    reader = _Reader(data, on_origin)
     try:
         value = _read(reader, 0)
     except WireError:
         raise
-    except (ValueError, TypeError, OverflowError, RuntimeError, MemoryError, struct.error) as e:
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RuntimeError,
+        MemoryError,
+        RecursionError,
+        struct.error,
+    ) as e:
         raise WireError(f"malformed message ({type(e).__name__})") from None
     if reader.pos != len(reader.data):
         raise WireError("extra bytes after the value")
@@ -256,19 +254,24 @@ def _read(r: _Reader, depth: int) -> Any:
         return int.from_bytes(r.take(n), "big", signed=True)
     if tag == b"f":
         return _F64.unpack(r.take(8))[0]
+    if tag == b"c":
+        return complex(_F64.unpack(r.take(8))[0], _F64.unpack(r.take(8))[0])
     if tag == b"s":
-        raw = bytes(r.take(r.length()))
         try:
-            return raw.decode("utf-8", "surrogatepass")
+            return bytes(r.take(r.length())).decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
             raise WireError("a string that is not UTF-8") from None
     if tag == b"b":
         return bytes(r.take(r.length()))
-    if tag in (b"l", b"t"):
+    if tag in (b"l", b"t", b"e", b"z"):
         n = r.length()
         if n > len(r.data) - r.pos:  # every item takes at least one byte
-            raise WireError("a list longer than the message")
+            raise WireError("a container longer than the message")
         items = [_read(r, depth + 1) for _ in range(n)]
+        if tag in (b"e", b"z"):
+            if not all(_hashable(i) for i in items):
+                raise WireError("a set holding something that is not a plain hashable value")
+            return set(items) if tag == b"e" else frozenset(items)
         return items if tag == b"l" else tuple(items)
     if tag == b"d":
         n = r.length()
@@ -277,61 +280,96 @@ def _read(r: _Reader, depth: int) -> Any:
         out = {}
         for _ in range(n):
             key = _read(r, depth + 1)
-            if not _hashable_plain(key):
-                raise WireError("a dict key that is not a plain value")
+            if type(key) not in SCALARS:
+                raise WireError("a dict key that is not a plain scalar")
             out[key] = _read(r, depth + 1)
         return out
     if tag == b"X":
         return _read_tensor(r)
+    if tag == b"A":
+        return _read_array(r)
     if tag == b"R":
-        ident = r.length()
+        ident = r.u64()
         info = _read(r, depth + 1)
-        if type(info) is not dict:
+        if type(info) is not Info:
             raise WireError("a reference without its description")
         return Ref(ident, info)
+    if tag == b"I":
+        return _info(_read(r, depth + 1))
     if tag == b"S":
         fields = _read(r, depth + 1)
-        if type(fields) is not dict or set(fields) != set(Spec.__dataclass_fields__):
-            raise WireError("a spec that is not valid")
         return _spec(fields)
-    if tag == b"O":
-        name, text = _read(r, depth + 1), _read(r, depth + 1)
-        if type(name) is not str or type(text) is not str:
-            raise WireError("an opaque value without its description")
-        return Opaque(name[:200], text[:500])
     raise WireError(f"unknown tag {tag!r}")
 
 
-def _spec(f: dict) -> Spec:
+def _info(fields: object) -> Info:
     ok = (
-        type(f["build"]) is str and type(f["args"]) is tuple and type(f["kwargs"]) is dict
-        and (f["state"] is None or type(f["state"]) is dict) and type(f["children"]) is dict
-        and type(f["then"]) is tuple
+        type(fields) is tuple and len(fields) == 7
+        and type(fields[0]) is str and (fields[1] is None or type(fields[1]) is str)
+        and fields[2] in KINDS and type(fields[3]) is bool
+        and type(fields[4]) is tuple and all(type(c) is str for c in fields[4])
+        and type(fields[5]) is str and (fields[6] is None or type(fields[6]) is bool)
     )  # fmt: skip
     if not ok:
-        raise WireError("a spec with fields of the wrong type")
-    return Spec(**f)
+        raise WireError("a reference whose description is not valid")
+    type_name, name, kind, is_callable, classes, text, training = fields
+    return Info(
+        type_name[:200], name[:200] if name else name, kind, is_callable, classes[:100], text[:200], training
+    )
+
+
+def _spec(fields: object) -> Spec:
+    ok = (
+        type(fields) is tuple and len(fields) == 5 and type(fields[0]) is str and type(fields[1]) is tuple
+        and type(fields[2]) is dict and all(type(k) is str for k in fields[2])
+        and (fields[3] is None or type(fields[3]) is dict) and (fields[4] is None or type(fields[4]) is bool)
+    )  # fmt: skip
+    if not ok:
+        raise WireError("a spec that is not valid")
+    return Spec(*fields)
+
+
+def _shape(r: _Reader, ndim: int) -> list[int]:
+    if ndim > MAX_DIMS:
+        raise WireError("too many dimensions")
+    shape = [r.u64() for _ in range(ndim)]
+    if any(s > MAX_MESSAGE for s in shape):
+        raise WireError("a dimension larger than any message")
+    return shape
 
 
 def _read_tensor(r: _Reader) -> torch.Tensor:
     code, ndim, flags = r.take(3)
-    if code >= len(DTYPES) or ndim > MAX_DIMS or flags > 1:
+    if code >= len(DTYPES) or flags > 3:
         raise WireError("a tensor header that is not valid")
     dtype = DTYPES[code]
-    shape = [_DIM.unpack(r.take(8))[0] for _ in range(ndim)]
-    nbytes = _DIM.unpack(r.take(8))[0]
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    numel = math.prod(shape)
-    if numel * itemsize != nbytes:
+    shape = _shape(r, ndim)
+    origin = r.u64() if flags & 2 else None
+    nbytes = r.u64()
+    if math.prod(shape) * torch.empty((), dtype=dtype).element_size() != nbytes:
         raise WireError("a tensor whose bytes do not match its shape")
     raw = r.take(nbytes)  # checked against the message before anything is allocated
     if nbytes == 0:
         t = torch.empty(shape, dtype=dtype)
     else:
         t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
-    if flags and (t.is_floating_point() or t.is_complex()):
+    if flags & 1 and (t.is_floating_point() or t.is_complex()):
         t.requires_grad_(True)
+    if origin is not None and r.on_origin is not None:
+        r.on_origin(t, origin)
     return t
+
+
+def _read_array(r: _Reader) -> np.ndarray:
+    code, ndim = r.take(2)
+    if code >= len(NUMPY_DTYPES):
+        raise WireError("an array of an unknown dtype")
+    dtype = np.dtype(NUMPY_DTYPES[code])
+    shape = _shape(r, ndim)
+    nbytes = r.u64()
+    if math.prod(shape) * dtype.itemsize != nbytes:
+        raise WireError("an array whose bytes do not match its shape")
+    return np.frombuffer(bytes(r.take(nbytes)), dtype=dtype).reshape(shape).copy()
 
 
 # --- frames on a file descriptor -----------------------------------------------------------------------
@@ -342,7 +380,7 @@ class ChannelClosed(EOFError):
 
 
 class ChannelTimeout(TimeoutError):
-    """No complete frame arrived before the deadline."""
+    """No complete frame arrived (or could be sent) before the deadline."""
 
 
 def _wait(fd: int, write: bool, deadline: float | None) -> None:
@@ -385,10 +423,15 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
-def receive(fd: int, deadline: float | None = None, max_message: int = MAX_MESSAGE) -> Any:
+def receive(
+    fd: int,
+    deadline: float | None = None,
+    on_origin: Callable[[torch.Tensor, int], None] | None = None,
+    max_message: int = MAX_MESSAGE,
+) -> Any:
     """Read one frame and decode it; ChannelTimeout after `deadline` (time.monotonic()), ChannelClosed at
     end of stream, WireError for anything malformed or too large."""
     (size,) = _LEN.unpack(_read_exact(fd, 4, deadline))
     if size > max_message:
         raise WireError(f"a message of {size} bytes is larger than the limit")
-    return decode(_read_exact(fd, size, deadline))
+    return decode(_read_exact(fd, size, deadline), on_origin)
