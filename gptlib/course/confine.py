@@ -246,19 +246,22 @@ def monitor(channel: int, control: int, limits: dict) -> None:
         enter_worker(channel, limits, nested=True)
     os.close(channel)
     pidfd = os.pidfd_open(pid)
-    killed = False
+    killed, grace = False, 0.0
     while True:
         ready, _, _ = select.select([control, pidfd], [], [])
         if pidfd in ready:
             break
-        if control in ready:
-            with contextlib.suppress(OSError):
-                if os.read(control, 64):
-                    continue
-            killed = True  # the grader is done with this exercise (or gone): end the worker and all it left
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            data = os.read(control, 64)
+            if data:  # "wait": the grader saw the worker go; give it time to finish ending by itself
+                grace = 5.0 if b"wait" in data else grace
+                continue
+        if grace and select.select([pidfd], [], [], grace)[0]:
             break
+        killed = True  # the grader is done with this exercise (or gone): end the worker and all it left
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        break
     _, status = os.waitpid(pid, 0)
     _report(control, {"status": os.waitstatus_to_exitcode(status), "killed": killed})
     os._exit(0)

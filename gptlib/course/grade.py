@@ -184,7 +184,7 @@ def run_exercise(m: Machinery, lesson: int, job: dict) -> tuple[dict, list[str]]
             verdict = m.checks().run(job, worker.channel, job["timeout"] + job["startup"] + 30)
         except (OSError, RuntimeError) as e:
             verdict = {"status": "check lost", "message": f"{type(e).__name__}: {e}"}
-        report = worker.finish()
+        report = worker.finish(ended=verdict["status"] == "worker gone")
         verdict["worker"] = report
         lost = verdict["status"] in ("worker gone", "worker failed", "check lost", "infrastructure")
         if not lost:
@@ -276,12 +276,14 @@ class Read:
     nb: nbformat.NotebookNode | None = None
     error: str | None = None
     digest: str | None = None
+    notes: list[str] = field(default_factory=list)  # what was odd in it and ignored
 
 
 def read_submission(sub: subs.Submission) -> Read:
+    notes: list[str] = []
     try:
         data = subs.read(sub)
-        return Read(sub, subs.parse(data), digest=subs.digest(data))
+        return Read(sub, subs.parse(data, notes), digest=subs.digest(data), notes=notes)
     except subs.Unreadable as e:
         return Read(sub, error=f"could not read this notebook: {e}")
 
@@ -375,7 +377,7 @@ def grade(
                     items[i].sub, lessons, name, f"the grader failed on it ({type(e).__name__}: {e})"
                 )
                 r.flags.append("grader problem: grade it again")
-            r.flags = flags[i] + r.flags
+            r.flags = flags[i] + items[i].notes[:10] + r.flags
             return r
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -159,14 +159,23 @@ def _python_roots() -> list[str]:
 
 
 def _gptlib_copies(roots: list[str]) -> list[str]:
-    """Every installed copy of gptlib the worker could otherwise find (covered by an empty folder)."""
+    """Every installed copy of gptlib inside the mounted folders (each is covered by an empty folder)."""
     found = set()
-    places = [p for p in sys.path if p and os.path.isdir(p)] + roots + ["/usr/lib", "/usr/local/lib"]
-    for place in places:
-        for site in [Path(place), *Path(place).glob("python3*/site-packages"), *Path(place).glob("python3*/dist-packages"),
-                     *Path(place).glob("lib/python3*/site-packages"), *Path(place).glob("lib/python3*/dist-packages")]:  # fmt: skip
-            if (site / "gptlib").is_dir():
-                found.add(str(site / "gptlib"))
+    for root in roots:
+        for pattern in (
+            "gptlib",
+            "*-packages/gptlib",
+            "lib/python3*/*-packages/gptlib",
+            "lib64/python3*/*-packages/gptlib",
+        ):
+            found |= {str(p) for p in Path(root).glob(pattern) if p.is_dir()}
+    for p in sys.path:  # a folder on the path inside a mounted one (e.g. a .pth that adds a source tree)
+        if (
+            p
+            and any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)
+            and os.path.isdir(os.path.join(p, "gptlib"))
+        ):
+            found.add(os.path.join(p, "gptlib"))
     return sorted(found)
 
 
@@ -231,20 +240,23 @@ class Worker:
         self._proc = proc
         self.report: dict | None = None
 
-    def finish(self, timeout: float = 30.0) -> dict:
+    def finish(self, timeout: float = 30.0, ended: bool = False) -> dict:
+        """End the worker; `ended`: it seems to have ended by itself (give it a moment to be sure)."""
         if self.report is not None:
             return self.report
         with contextlib.suppress(OSError):
             self.channel.close()
         if self._control is not None:
-            self.report = _finish_monitor(self._control, timeout)
+            self.report = _finish_monitor(self._control, timeout, ended)
         else:
-            self.report = _finish_process(self._proc, timeout)
+            self.report = _finish_process(self._proc, timeout, ended)
         return self.report
 
 
-def _finish_monitor(control: socket.socket, timeout: float) -> dict:
+def _finish_monitor(control: socket.socket, timeout: float, ended: bool) -> dict:
     with contextlib.suppress(OSError):
+        if ended:
+            control.sendall(b"wait\n")
         control.shutdown(socket.SHUT_WR)  # the monitor kills the worker, then reports
     control.settimeout(timeout)
     data = b""
@@ -262,7 +274,10 @@ def _finish_monitor(control: socket.socket, timeout: float) -> dict:
     return report if isinstance(report, dict) else {"lost": "the sandbox's monitor sent nonsense"}
 
 
-def _finish_process(proc: subprocess.Popen, timeout: float) -> dict:
+def _finish_process(proc: subprocess.Popen, timeout: float, ended: bool) -> dict:
+    if ended:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
     running = proc.poll() is None
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)

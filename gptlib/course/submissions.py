@@ -158,24 +158,31 @@ def _text(value: object, where: str) -> str:
     return value
 
 
-def _meta(cell: dict) -> dict:
-    """The metadata the grader reads, each of the right type (anything else is ignored)."""
-    meta = cell.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
+def _meta(cell: dict, where: str, notes: list[str]) -> dict:
+    """The metadata the grader reads, each of the right type; what is not is ignored, with a note."""
+    meta = cell.get("metadata", {})
+    if not isinstance(meta, dict):
+        notes.append(f"{where}: its metadata is a {type(meta).__name__} (ignored)")
+        meta = {}
     out = {}
     for key in ("gptlib", "nbgrader"):
         value = meta.get(key)
         if isinstance(value, dict):
             out[key] = {k: v for k, v in value.items() if isinstance(v, str | bool | int | float)}
+        elif value is not None:
+            notes.append(f"{where}: its {key} metadata is a {type(value).__name__} (ignored)")
     tags = meta.get("tags")
     if isinstance(tags, list):
         out["tags"] = [t for t in tags if isinstance(t, str)]
+    elif tags is not None:
+        notes.append(f"{where}: its tags are a {type(tags).__name__} (ignored)")
     return out
 
 
-def parse(data: bytes) -> nbformat.NotebookNode:
+def parse(data: bytes, notes: list[str] | None = None) -> nbformat.NotebookNode:
     """A submitted notebook's cells (type, source, the metadata the grader reads), sanitised. Unreadable if it
-    is not a notebook the grader can read."""
+    is not a notebook the grader can read; metadata of the wrong type is ignored and noted in `notes`."""
+    notes = notes if notes is not None else []
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -203,5 +210,11 @@ def parse(data: bytes) -> nbformat.NotebookNode:
         total += len(source)
         if total > MAX_SOURCE:
             raise Unreadable(f"its cells hold more than {MAX_SOURCE >> 20} M characters")
-        out.append({"cell_type": cell["cell_type"], "source": source, "metadata": _meta(cell)})
+        out.append(
+            {
+                "cell_type": cell["cell_type"],
+                "source": source,
+                "metadata": _meta(cell, f"cell {i + 1}", notes),
+            }
+        )
     return nbformat.from_dict({"cells": out, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
