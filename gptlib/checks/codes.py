@@ -86,3 +86,29 @@ NOT_NORMALISED = (
 )
 WRONG_DIM = "wrong-dim"
 WRONG_ORIENTATION = "wrong-orientation"
+
+# ---- 02 attention (07 uses most of these too) -----------------------------------------------------
+NOT_CAUSAL = "not-causal"
+WRONG_DIVISOR = "wrong-divisor"
+SUM_NOT_MEAN = "sum-not-mean"
+EXCLUDES_SELF = "excludes-self"
+WRONG_AXIS = "wrong-axis"
+NAN_0_INF = "nan-0-inf"  # a mask made with arithmetic: 0 * -inf
+ROW_MASKED = "row-masked"  # the diagonal masked too: a row with no key
+SOFTMAX_AXIS = "softmax-axis"
+NO_MASK = "no-mask"
+MASK_TRANSPOSED = "mask-transposed"  # triu: the present and the future
+MASK_INVERTED = "mask-inverted"  # masked_fill(tril == 1): the future only
+MASK_FILL_ZERO = "mask-fill-zero"  # the future filled with 0 instead of -inf
+MASK_AFTER_SOFTMAX = "mask-after-softmax"
+EXTRA_SCALE = "extra-scale"
+MISSING_SCALE = "missing-scale"
+WRONG_SCALE = "wrong-scale"
+QK_SWAPPED = "qk-swapped"
+MASK_PARAMETER = "mask-parameter"
+RETURNED_WEIGHTS = "returned-weights"  # a head that returns its attention weights
+MERGE_ORDER = "merge-order"
+HEAD_SPLIT = "head-split"
+ONE_HEAD = "one-head"  # one head of full width
+NO_PROJ = "no-proj"
+DROPOUT_ON_SCORES = "dropout-on-scores"

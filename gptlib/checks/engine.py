@@ -118,7 +118,9 @@ class Exercise:
         try:
             return learner.backend().call(fn, args, kwargs, backward=backward)
         except Crash as crash:
-            raise self.crashed(what, crash) from None
+            raise self.crashed(
+                f"backpropagating through {what}" if crash.stage == "backward" else what, crash
+            ) from None
 
     def call(self, what: str, fn: Ref, *args: Any, **kwargs: Any) -> Any:
         """The value of fn(*args, **kwargs); a crash becomes the failure that says so."""
@@ -153,7 +155,7 @@ class Exercise:
         if info.kind == "module":
             raise self.fail(
                 C.INSTANCE_NOT_CLASS,
-                f"pass the class itself, not an instance: check(...)({name}) -> use `{info.type_name}`.",
+                f"pass the class itself, not an instance of it: `{info.type_name}`, not `{info.type_name}(...)`.",
             )
         if info.kind != "class":
             raise self.fail(C.NOT_A_CLASS, f"expected a class, got {name} ({info.type_name}).")
