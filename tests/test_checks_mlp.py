@@ -9,8 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
+from gptlib.checks import CheckFailure, NotDoneYet
 from gptlib.checks.mlp import check_gelu, check_mlp
 from gptlib.mlp import MLP as GptlibMLP
 
@@ -112,8 +111,8 @@ def gelu_overflow(x):
         (gelu_half, "erf-argument"),
         (gelu_cdf_only, "missing-x"),
         (gelu_math_erf, "math-erf"),
-        (gelu_in_place, "modifies-input"),
-        (gelu_in_place_no_grad, "modifies-input"),
+        (gelu_in_place, "in-place"),
+        (gelu_in_place_no_grad, "in-place"),
         (gelu_detached, "no-grad"),
         (gelu_none, "returned-none"),
         (gelu_tuple, "returned-tuple"),
@@ -373,16 +372,16 @@ class NoSuperInit(nn.Module):
         (ResidualInside, "residual-inside"),
         (OneLinear, "missing-second-linear"),
         (ThreeLinears, "extra-linear"),
-        (NoDropout, "dropout-missing"),
+        (NoDropout, "no-dropout"),
         (DropoutHidden, "dropout-wrong-place"),
         (DropoutFirst, "dropout-wrong-place"),
         (DropoutAlwaysOn, "dropout-in-eval"),
-        (EmbdRate, "wrong-dropout-rate"),
+        (EmbdRate, "dropout-rate"),
         (ReturnsTuple, "returned-tuple"),
         (ReturnsNone, "returned-none"),
         (MixesPositions, "mixes-positions"),
         (DetachedProj, "no-grad"),
-        (InPlace, "modifies-input"),
+        (InPlace, "in-place"),
         (WrongShapes, "crashed"),
         (NoSuperInit, "no-super-init"),
         (SeedMLP.__init__, "not-a-class"),

@@ -113,10 +113,19 @@ class Exercise:
         message = f"{what} raised {crash.name}: {crash.message}{crash.where}{ADVICE}"
         return self.fail(C.CRASHED, message, crash, what)
 
-    def run(self, what: str, fn: Ref, *args: Any, backward: Backward | None = None, **kwargs: Any) -> Call:
-        """fn(*args, **kwargs) across the boundary; a crash becomes the failure that says so."""
+    def run(
+        self,
+        what: str,
+        fn: Ref,
+        *args: Any,
+        backward: Backward | None = None,
+        watch: tuple = (),
+        **kwargs: Any,
+    ) -> Call:
+        """fn(*args, **kwargs) across the boundary (see learner.Backend.call for backward and watch); a crash
+        becomes the failure that says so."""
         try:
-            return learner.backend().call(fn, args, kwargs, backward=backward)
+            return learner.backend().call(fn, args, kwargs, backward=backward, watch=watch)
         except Crash as crash:
             raise self.crashed(
                 f"backpropagating through {what}" if crash.stage == "backward" else what, crash
@@ -127,12 +136,18 @@ class Exercise:
         return self.run(what, fn, *args, **kwargs).value
 
     def attempt_run(
-        self, what: str, fn: Ref, *args: Any, backward: Backward | None = None, **kwargs: Any
+        self,
+        what: str,
+        fn: Ref,
+        *args: Any,
+        backward: Backward | None = None,
+        watch: tuple = (),
+        **kwargs: Any,
     ) -> tuple[Call | None, Crash | None]:
         """(the Call, None) or (None, the crash), for a check that diagnoses a crash itself. A stub still
         raising NotImplementedError gives NotDoneYet."""
         try:
-            return learner.backend().call(fn, args, kwargs, backward=backward), None
+            return learner.backend().call(fn, args, kwargs, backward=backward, watch=watch), None
         except Crash as crash:
             failure = self.crashed(what, crash)
             if failure.diagnosis != C.CRASHED:
