@@ -26,7 +26,7 @@ import torch
 
 from gptlib.checks import codes as C
 from gptlib.checks import learner
-from gptlib.checks.learner import Backward, Call, Crash, Ref, Spec
+from gptlib.checks.learner import Backward, Call, Crash, Ref, Spec, Sub
 from gptlib.checks.verdict import CheckFailure, NotDoneYet, passed
 
 ADVICE = ". Read the message, fix that line, and run your cell again."
@@ -214,6 +214,56 @@ def parameters(obj: Ref, grads: bool = False) -> dict[str, torch.Tensor | None]:
 
 def set_parameters(obj: Ref, values: dict[str, torch.Tensor]) -> None:
     learner.backend().set_parameters(obj, values)
+
+
+class Tree:
+    """A learner's module tree, read once through the boundary: its sub-modules by path and a copy of every
+    parameter's value, by the name named_parameters() gives it."""
+
+    def __init__(self, module: Ref) -> None:
+        self.ref = module
+        self.subs = {s.path: s for s in learner.backend().modules(module)}
+        self.params = learner.backend().parameters(module)
+
+    def children(self, path: str = "") -> list[Sub]:
+        """The sub-modules one level below `path`, in registration order."""
+        depth = path.count(".") + 1 if path else 0
+        return [
+            s
+            for p, s in self.subs.items()
+            if p and p.count(".") == depth and (not path or p.startswith(path + "."))
+        ]
+
+    def params_of(self, path: str) -> dict[str, torch.Tensor]:
+        """The parameters of a sub-module and of its descendants, by their full names."""
+        names = {
+            n
+            for p, s in self.subs.items()
+            if p == path or not path or p.startswith(path + ".")
+            for n in s.params.values()
+        }
+        return {n: t for n, t in self.params.items() if n in names}
+
+    def own(self, path: str) -> dict[str, torch.Tensor]:
+        """A sub-module's own parameters, by their local names ('weight', 'bias')."""
+        return {n: self.params[full] for n, full in self.subs[path].params.items()}
+
+    def linears(self, path: str = "") -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """The nn.Linear layers at or below `path`: (weight (out, in), bias or None) by path."""
+        return {
+            p: (self.own(p)["weight"], self.own(p).get("bias"))
+            for p, s in self.subs.items()
+            if (p == path or not path or p.startswith(path + "."))
+            and s.info.isa(torch.nn.Linear)
+            and "weight" in s.params
+        }
+
+    def sub(self, path: str) -> Ref:
+        """A Ref to the sub-module at `path` (through getattr, one name at a time)."""
+        ref = self.ref
+        for name in filter(None, path.split(".")):
+            ref = learner.backend().attribute(ref, name)
+        return ref
 
 
 # ---- comparing tensors ---------------------------------------------------------------------------
