@@ -8,9 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
-from gptlib.checks.training import check_optimizer_groups, check_sample, check_train_step
+from gptlib.checks import CheckFailure, NotDoneYet
+from gptlib.checks.training_and_sampling import check_optimizer_groups, check_sample, check_train_step
 from gptlib.generate import next_token
 
 
@@ -226,7 +225,7 @@ def test_groups_stub_is_not_done_yet():
 
 
 def test_groups_check_rejects_a_class():
-    _fails_with(check_optimizer_groups, nn.Linear, "not-a-function")
+    _fails_with(check_optimizer_groups, nn.Linear, "not-callable")
 
 
 # --- train_step -------------------------------------------------------------------------------
@@ -446,7 +445,7 @@ def test_correct_steps_pass(fn, capsys):
         (step_returns_logits_and_loss, "returned-tuple"),
         (step_returns_string, "loss-not-returned"),
         (step_returns_loss_after_update, "wrong-loss"),
-        (step_modifies_batch, "modifies-input"),
+        (step_modifies_batch, "in-place"),
         (step_no_grad, "crashed"),
     ],
 )
@@ -615,7 +614,7 @@ def sample_stub(logits, temperature=1.0, top_k=None, generator=None):
         (sample_flat, "wrong-shape"),
         (sample_float_ids, "wrong-dtype"),
         (sample_global_rng, "generator-ignored"),
-        (sample_in_place, "modifies-input"),
+        (sample_in_place, "in-place"),
         (sample_unnormalised_cdf, "out-of-range"),
     ],
 )
