@@ -259,11 +259,14 @@ class Tree:
         }
 
     def sub(self, path: str) -> Ref:
-        """A Ref to the sub-module at `path` (through getattr, one name at a time)."""
-        ref = self.ref
-        for name in filter(None, path.split(".")):
-            ref = learner.backend().attribute(ref, name)
-        return ref
+        return submodule(self.ref, path)
+
+
+def submodule(module: Ref, path: str) -> Ref:
+    """A Ref to the sub-module at `path` ('transformer.h.0'), through getattr one name at a time."""
+    for name in filter(None, path.split(".")):
+        module = learner.backend().attribute(module, name)
+    return module
 
 
 # ---- comparing tensors ---------------------------------------------------------------------------
