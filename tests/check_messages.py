@@ -163,11 +163,15 @@ def _renamed(row: dict) -> dict:
 def _kind(a: dict, b: dict | None) -> str:
     """What kind of change this is, for the summary."""
     if b is None:
-        return "call gone" if a.get("n") else "?"
+        return "call gone (a test removed or renamed)"
+    if not b:
+        return "new call (a test added)"
     if not (a.get("outcome") == b.get("outcome") and a.get("diagnosis") == b.get("diagnosis")):
         return "verdict changed (outcome or diagnosis)"
     if a.get("message") != b.get("message"):
         return "message changed"
+    if a.get("printed") != b.get("printed"):
+        return "pass line changed"
     ta, tb = a.get("text") or "", b.get("text") or ""
     if b.get("outcome") == "NotDoneYet" and "\nHint: " in ta and "\nHint: " not in tb:
         return "not-done: the hint that repeated it dropped"
@@ -188,7 +192,7 @@ def compare(before_path: Path, after_path: Path, only: list[str], verbose: bool 
     for key in sorted(before.keys() | after.keys()):
         a, b = before.get(key), after.get(key)
         if a is None or b is None:
-            changed.append((key, "only before" if b is None else "only after", a or b, None))
+            changed.append((key, "only before" if b is None else "only after", a or b, None if a else {}))
             continue
         diffs = [f for f in FIELDS if a.get(f) != b.get(f)]
         if diffs:

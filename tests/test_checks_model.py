@@ -352,7 +352,7 @@ def _gpt_stub(self, idx, targets):
 
 
 GPT_MISTAKES = [
-    (GPTNoInit, "initial-loss"),
+    (GPTNoInit, "init"),  # PyTorch's default init: the fresh loss is near ln(V), the stds say it
     (gpt_variant(init=_default_biases), "init"),
     (gpt_variant(init=_huge_head), "initial-loss"),
     (gpt_variant(init=_head_bias), "head-bias"),

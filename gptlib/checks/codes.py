@@ -10,6 +10,7 @@ test holds the two together).
 NOT_DONE = "not-done"  # the stub still raises NotImplementedError
 CRASHED = "crashed"  # the learner's code raised
 NO_SUPER_INIT = "no-super-init"
+NO_FORWARD = "no-forward"  # an nn.Module without a forward method
 RETURNED_NONE = "returned-none"
 RETURNED_TUPLE = "returned-tuple"
 NOT_CALLABLE = "not-callable"  # a function exercise given something else

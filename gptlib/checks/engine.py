@@ -24,10 +24,14 @@ from typing import Any
 
 import torch
 
+from gptlib.checks import (
+    builders,  # noqa: F401  (registers the trusted objects a Spec may name)
+    learner,
+)
 from gptlib.checks import codes as C
-from gptlib.checks import learner
 from gptlib.checks.learner import Backward, Call, Crash, Ref, Spec, Sub
 from gptlib.checks.verdict import CheckFailure, NotDoneYet, passed
+from gptlib.config import GPTConfig
 
 ADVICE = ". Read the message, fix that line, and run your cell again."
 
@@ -56,18 +60,23 @@ def isolated(grad: bool = True) -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def seed_learner(seed: int) -> None:
+    """Seed the torch RNG stream the learner's code draws from (its dropout masks, its init)."""
+    learner.backend().seed(seed)
+
+
 def type_name(value: Any) -> str:
     """The type of a value that came back across the boundary, as a message names it."""
     return value.info.type_name if isinstance(value, Ref) else type(value).__name__
 
 
 class Exercise:
-    """One exercise: its name, and every diagnosis its check can give (not done, a crash and a missing
-    super().__init__() go without saying: any learner code can give them)."""
+    """One exercise: its name, and every diagnosis its check can give (not done, a crash, a missing
+    super().__init__() or forward go without saying: any learner code can give them)."""
 
     def __init__(self, name: str, codes: Iterable[str]) -> None:
         self.name = name
-        self.codes = frozenset(codes) | {C.NOT_DONE, C.CRASHED, C.NO_SUPER_INIT}
+        self.codes = frozenset(codes) | {C.NOT_DONE, C.CRASHED, C.NO_SUPER_INIT, C.NO_FORWARD}
         EXERCISES[name] = self
 
     def __repr__(self) -> str:
@@ -93,6 +102,7 @@ class Exercise:
                 b = learner.backend()
                 try:
                     with isolated(grad):
+                        b.seed(0)
                         body(b.adopt(arg))
                 finally:
                     b.forget()
@@ -106,6 +116,10 @@ class Exercise:
 
     def crashed(self, what: str, crash: Crash) -> CheckFailure:
         """The plain-words failure for a crash: not done yet, a missing super().__init__(), or what raised."""
+        if crash.isa("NotImplementedError") and 'missing the required "forward" function' in crash.message:
+            return self.fail(
+                C.NO_FORWARD, f"{what}: the class has no forward method; define `def forward(self, x):`."
+            )
         if crash.isa("NotImplementedError"):
             return NotDoneYet(self.name, what)
         if crash.isa("AttributeError") and "Module.__init__() call" in crash.message:
@@ -147,7 +161,9 @@ class Exercise:
         """(the Call, None) or (None, the crash), for a check that diagnoses a crash itself. A stub still
         raising NotImplementedError gives NotDoneYet."""
         try:
-            return learner.backend().call(fn, args, kwargs, backward=backward, watch=watch), None
+            return learner.backend().call(
+                fn, _specs(args), _specs(kwargs), backward=backward, watch=watch
+            ), None
         except Crash as crash:
             failure = self.crashed(what, crash)
             if failure.diagnosis != C.CRASHED:
@@ -177,6 +193,15 @@ class Exercise:
         if not cls.isa(torch.nn.Module):
             raise self.fail(C.NOT_A_MODULE, f"{name} must subclass nn.Module: `class {name}(nn.Module):`.")
         return self.call(f"{name}.__init__", cls, *args, **kwargs)
+
+
+def _specs(values: Any) -> Any:
+    """A check's arguments for the learner: a GPTConfig crosses as its Spec (it is no plain data)."""
+    if isinstance(values, dict):
+        return {k: _specs(v) for k, v in values.items()}
+    if isinstance(values, tuple):
+        return tuple(_specs(v) for v in values)
+    return learner.config_spec(values) if type(values) is GPTConfig else values
 
 
 # ---- the other operations of the boundary, for checks --------------------------------------------

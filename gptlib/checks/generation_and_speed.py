@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from gptlib.attention import CausalSelfAttention
 from gptlib.checks import codes as C
 from gptlib.checks import learner
-from gptlib.checks.engine import Exercise, attribute, build, max_diff, train, type_name
+from gptlib.checks.engine import Exercise, attribute, build, max_diff, seed_learner, train, type_name
 from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
 from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple
 from gptlib.checks.verdict import CheckFailure
@@ -502,9 +502,7 @@ def check_sampling_strategies(fn: Ref) -> None:
     _check_greedy(fn)
     limit = chi2_limit(_S_N_ROWS * (V - 1), _Z_1E6)
     first = _draw(fn, 1.0, None, None, seed=7)
-    torch.manual_seed(
-        123
-    )  # a different global stream: a sampler that ignores the generator gives other tokens
+    seed_learner(123)  # a different global stream: a sampler that ignores the generator gives other tokens
     if not torch.equal(first, _draw(fn, 1.0, None, None, seed=7)):
         raise ex.fail(
             C.GENERATOR_IGNORED,
@@ -705,32 +703,6 @@ KV_GENERATE = Exercise(
      C.WINDOW_SHORT, C.FIRST_POSITION, C.SAMPLING_IGNORED, C.TOKEN_TWICE, C.NO_SPEEDUP, C.RECOMPUTE_EARLY,
      C.EXTRA_WORK, C.WRONG_TOKENS, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
-
-
-def _recording_gpt(config: GPTConfig) -> GPT:
-    """gptlib's GPT that records what every forward pass is fed ((ids, id of the cache or None, positions
-    already cached) in `fed`), and whose finished `generate` refuses to run (it sets `generate_called`)."""
-    model = GPT(config)
-    model.fed, model.generate_called = [], False
-
-    def record(module: GPT, args: tuple, kwargs: dict) -> None:
-        idx = args[0] if args else kwargs.get("idx")
-        cache = kwargs.get("cache", args[2] if len(args) > 2 else None)
-        if isinstance(idx, torch.Tensor):
-            model.fed.append(
-                (idx.detach().clone(), id(cache) if cache is not None else None, getattr(cache, "length", 0))
-            )
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        model.generate_called = True
-        raise RuntimeError("model.generate is gptlib's finished version: write the loop yourself")
-
-    model.register_forward_pre_hook(record, with_kwargs=True)
-    model.generate = refuse  # type: ignore[method-assign]  # an instance attribute shadows the method
-    return model
-
-
-learner.register("lesson08:RecordingGPT", _recording_gpt)
 
 
 _BS = 8  # the block_size of the generation model

@@ -594,6 +594,16 @@ _LOSS_MISTAKES = [
 ]
 
 
+def _loss_mistake(loss: Any, logits: torch.Tensor, targets: torch.Tensor) -> Mistake | None:
+    """The one kind of known mistake the loss matches (None if none does, or several that the logits cannot
+    tell apart)."""
+    same = partial(tensors_close, atol=1e-5, rtol=1e-4)
+    if not isinstance(loss, torch.Tensor) or loss.dim():
+        return None
+    found = [m for m in _LOSS_MISTAKES if same(loss, _loss_variant(logits, targets, **m.kwargs))]
+    return found[0] if len({m.code for m in found}) == 1 else None
+
+
 @GPT.check
 def check_gpt(cls: Ref) -> None:
     """Check `GPT(config)`: forward(idx, targets=None) -> (logits (B, T, V), loss or None), minGPT's init,
@@ -654,13 +664,16 @@ def check_gpt(cls: Ref) -> None:
             )
         want = _loss_variant(logits2, targets, "right")
         if not tensors_close(loss, want, atol=1e-5, rtol=1e-4):
-            same = partial(tensors_close, atol=1e-5, rtol=1e-4)
-            found = match(loss, partial(_loss_variant, logits2, targets), _LOSS_MISTAKES, False, same)
-            code, says = (found[0].code, " " + found[0].says) if found else (C.LOSS_WRONG, "")
+            found = _loss_mistake(loss, logits2, targets)
+            if found is None:  # a fresh model's logits are near 0, where the usual wrong losses nearly agree
+                set_parameters(model, _randomise(tree))
+                logits2, loss = forward(idx, targets)
+                want, what = _loss_variant(logits2, targets, "right"), f"with random weights, {what}"
+                found = _loss_mistake(loss, logits2, targets)
             raise ex.fail(
-                code,
+                found.code if found else C.LOSS_WRONG,
                 f"{what} is {loss.item():.4f}; F.cross_entropy of your logits against the targets is "
-                f"{want.item():.4f}.{says}",
+                f"{want.item():.4f}." + (f" {found.says}" if found else ""),
             )
         _structure(tree, ref, config, name)
         verified = [

@@ -33,6 +33,7 @@ from gptlib.checks.engine import (
     match,
     max_diff,
     parameters,
+    seed_learner,
     set_parameters,
     train,
 )
@@ -363,7 +364,7 @@ def check_mlp(cls: Ref) -> None:
 
     # dropout, in train mode: last, at resid_pdrop, scaled
     train(ex, mod, True)
-    torch.manual_seed(2)
+    seed_learner(2)
     xb = torch.randn(16, 8, C_, generator=g)
     what_tr = f"{name}.forward(x of shape {tuple(xb.shape)}) in train mode"
     out_tr = expect_tensor(ex, what_tr, ex.call(what_tr, mod, xb), shape=tuple(xb.shape))

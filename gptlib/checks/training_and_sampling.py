@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from gptlib.checks import codes as C
 from gptlib.checks import learner
-from gptlib.checks.engine import Exercise, build, first_line, parameters, type_name
+from gptlib.checks.builders import OddNames
+from gptlib.checks.engine import Exercise, build, first_line, parameters, seed_learner, type_name
 from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
 from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple
 from gptlib.config import GPTConfig
@@ -43,39 +44,6 @@ GROUPS = Exercise(
      C.MISSING, C.SWAPPED, C.BY_DIM, C.LAYERNORM_DECAYED, C.EMBEDDING_DECAYED, C.POS_EMB_DECAYED, C.BIAS_DECAYED,
      C.LINEAR_NOT_DECAYED, C.IN_PLACE],
 )  # fmt: skip
-
-
-class _SubLinear(nn.Linear):
-    """A subclass of nn.Linear: a split by isinstance decays its weight, one by exact type misses it."""
-
-
-class _OtherModel(nn.Module):
-    """A model with module types and names that gptlib's GPT lacks, for the second half of the check.
-
-    Its names mislead a split by name ('emb_proj' and 'ln_gate' are Linear layers, 'norm' and
-    'final' are LayerNorms, 'vocab' and 'segment' are embedding tables); the split must go by type.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.vocab = nn.Embedding(7, 8)
-        self.segment = nn.Embedding(3, 8)
-        self.pos_emb = nn.Parameter(torch.zeros(1, 5, 8))  # at the root, as in minGPT
-        self.layers = nn.ModuleDict(
-            {
-                "norm": nn.LayerNorm(8, bias=False),
-                "mix": nn.Linear(8, 8, bias=False),
-                "up": _SubLinear(8, 16),
-                "emb_proj": nn.Linear(16, 8),
-                "ln_gate": nn.Linear(8, 8),
-            }
-        )
-        self.seq = nn.Sequential(nn.Linear(8, 8), nn.GELU(), nn.LayerNorm(8))
-        self.final = nn.LayerNorm(8)
-        self.out = nn.Linear(8, 7, bias=False)
-
-
-learner.register("lesson06:OtherModel", _OtherModel)
 
 
 def _reference_split(model: nn.Module) -> tuple[set[str], set[str]]:
@@ -259,8 +227,8 @@ def check_optimizer_groups(fn: Ref) -> None:
         ("gptlib's GPT (2 layers)", gpt, module_spec("GPT", gpt, config_spec(config)), ""),
         (
             "a model with other module types and names",
-            _OtherModel(),
-            Spec("lesson06:OtherModel"),
+            OddNames(),
+            Spec("lesson06:OddNames"),
             " (Your split was right on gptlib's GPT, whose names follow minGPT's; this model names its layers "
             "differently and has a LayerNorm without bias, a Linear subclass and a second embedding: decide by "
             "the module's type.)",
@@ -477,7 +445,7 @@ def check_train_step(fn: Ref) -> None:
     opt = build(Spec("SGD", (model, _groups(model0), _OPT_LR)))
     for i, ((x, y), lr, seed) in enumerate(zip(batches, _STEP_LRS, _DROP_SEEDS, strict=True)):
         what = f"train_step (call {i + 1}, lr={lr}, grad_clip={_CLIP})"
-        torch.manual_seed(seed)  # the same dropout masks as the reference step
+        seed_learner(seed)  # the same dropout masks as the reference step
         call, crash = ex.attempt_run(what, fn, model, opt, x, y, lr, _CLIP)
         if crash is not None:
             raise ex.fail(
@@ -637,7 +605,7 @@ def check_sample(fn: Ref) -> None:
     logits = _ROWS.repeat(_DRAWS, 1)  # (2 * _DRAWS, V): rows alternate between the two types
     what = f"sample_next_token(logits (B={logits.shape[0]}, V=8), temperature=1.0, top_k=None, generator)"
     first = _sample_call(fn, logits, 1.0, None, 123, what)
-    torch.manual_seed(999)  # another global stream: a sampler that uses the generator does not notice
+    seed_learner(999)  # another global stream: a sampler that uses the generator does not notice
     again = _sample_call(fn, logits, 1.0, None, 123, what)
     if not torch.equal(first, again):
         raise ex.fail(
