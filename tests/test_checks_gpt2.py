@@ -55,7 +55,16 @@ def split_view(weight, bias):
     return {n: (nn.Parameter(w[:, i, :].t().clone()), b[i]) for i, n in enumerate(ROLES)}
 
 
-@pytest.mark.parametrize("fn", [split_dict, split_slices_tuple, split_transpose_first, split_view])
+def split_reshape_unbind(weight, bias):
+    """The transposed matrix reshaped to (3, C, C) and unbound; a generator of pairs."""
+    C = weight.size(0)
+    ws = weight.T.reshape(3, C, C).unbind(0)
+    return dict(zip(ROLES, ((w, b) for w, b in zip(ws, bias.reshape(3, C), strict=True)), strict=True))
+
+
+@pytest.mark.parametrize(
+    "fn", [split_dict, split_slices_tuple, split_transpose_first, split_view, split_reshape_unbind]
+)
 def test_split_c_attn_correct_variants_pass(fn, capsys):
     check_split_c_attn(fn)
     assert "✅ split_c_attn: passed" in capsys.readouterr().out
