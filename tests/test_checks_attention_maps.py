@@ -114,8 +114,15 @@ def by_hand_float64(attn, x):  # computed in float64, handed back as float64 num
 
 @pytest.mark.parametrize(
     "fn",
-    [by_hand_tril, by_hand_buffer, by_hand_einsum, by_hand_loop, by_hand_model, by_hand_large_negative,
-     by_hand_float64],
+    [
+        by_hand_tril,
+        by_hand_buffer,
+        by_hand_einsum,
+        by_hand_loop,
+        by_hand_model,
+        by_hand_large_negative,
+        by_hand_float64,
+    ],
 )
 def test_attention_weights_by_hand_correct_variants_pass(fn, capsys):
     check_attention_weights_by_hand(fn)

@@ -534,7 +534,9 @@ def sample_sorted_cdf(logits, temperature=1.0, top_k=None, generator=None):
     return order.gather(-1, pos)
 
 
-@pytest.mark.parametrize("fn", [sample_ref, sample_gptlib, sample_topk_gather, sample_gumbel, sample_sorted_cdf])
+@pytest.mark.parametrize(
+    "fn", [sample_ref, sample_gptlib, sample_topk_gather, sample_gumbel, sample_sorted_cdf]
+)
 def test_correct_samplers_pass(fn, capsys):
     check_sample(fn)
     assert "passed" in capsys.readouterr().out
