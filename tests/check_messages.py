@@ -8,7 +8,7 @@ when GPTLIB_MESSAGES is set) and inside every notebook kernel those tests start 
 
     python tests/check_messages.py record OUT.jsonl [pytest arguments]   # default: the check tests,
                                                                          # the lessons, the solutions
-    python tests/check_messages.py compare BEFORE.jsonl AFTER.jsonl [TEXT...]  # what changed, call by call
+    python tests/check_messages.py compare [-v] BEFORE.jsonl AFTER.jsonl [TEXT...]  # what changed, call by call
                                                        # (only tests whose id holds one of the TEXTs)
 
 Run `record` under `heavy` (it runs the tests).
@@ -125,9 +125,8 @@ def record(out: Path, pytest_args: list[str]) -> int:
 
 def _load(path: Path, renamed: bool = False) -> dict[tuple[str, int], dict]:
     """Rows by (test, call number); object addresses blanked; with renamed, old codes read as new."""
-    rows = [
-        json.loads(_ADDRESS.sub(" at 0x...", line)) for line in path.read_text(encoding="utf-8").splitlines()
-    ]
+    text = _LINE.sub("line N of your code", _ADDRESS.sub(" at 0x...", path.read_text(encoding="utf-8")))
+    rows = [json.loads(line) for line in text.splitlines()]
     rows = [_renamed(r) if renamed else r for r in rows]
     return {(r["test"], r["n"]): r for r in rows}
 
@@ -144,20 +143,46 @@ RENAMED = {
     "wrong-dropout-rate": "dropout-rate",
     "dropout-missing": "no-dropout",
     "not-normalized": "not-normalised",
+    "heads-split": "head-split",
+    "heads-not-split": "one-head",
 }
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+_LINE = re.compile(r"line \d+ of your code")  # lines of the tests' own learner code move as tests are edited
 
 
 def _renamed(row: dict) -> dict:
-    row = dict(
-        row, test=re.sub(r"(?<=[-\[])([a-z0-9-]+)(?=\])", lambda m: RENAMED.get(m[1], m[1]), row["test"])
-    )
+    test = row["test"]
+    for before, after in RENAMED.items():  # a parametrized test's id ends with the code: ...[fn-heads-split0]
+        test = re.sub(rf"(?<=[-\[]){re.escape(before)}(?=\d*\])", after, test)
+    row = dict(row, test=test)
     if row.get("diagnosis") in RENAMED:
         row["diagnosis"] = RENAMED[row["diagnosis"]]
     return row
 
 
-def compare(before_path: Path, after_path: Path, only: list[str]) -> int:
+def _kind(a: dict, b: dict | None) -> str:
+    """What kind of change this is, for the summary."""
+    if b is None:
+        return "call gone (a test removed or renamed)"
+    if not b:
+        return "new call (a test added)"
+    if not (a.get("outcome") == b.get("outcome") and a.get("diagnosis") == b.get("diagnosis")):
+        return "verdict changed (outcome or diagnosis)"
+    if a.get("message") != b.get("message"):
+        return "message changed"
+    if a.get("printed") != b.get("printed"):
+        return "pass line changed"
+    ta, tb = a.get("text") or "", b.get("text") or ""
+    if b.get("outcome") == "NotDoneYet" and "\nHint: " in ta and "\nHint: " not in tb:
+        return "not-done: the hint that repeated it dropped"
+    if "\nHint: " not in ta and "\nHint: " in tb:
+        return "hint added"
+    if ta.split("\nHint: ")[0] == tb.split("\nHint: ")[0]:
+        return "hint changed"
+    return "other"
+
+
+def compare(before_path: Path, after_path: Path, only: list[str], verbose: bool = False) -> int:
     before, after = _load(before_path, renamed=True), _load(after_path)
     if only:
         before, after = (
@@ -167,21 +192,30 @@ def compare(before_path: Path, after_path: Path, only: list[str]) -> int:
     for key in sorted(before.keys() | after.keys()):
         a, b = before.get(key), after.get(key)
         if a is None or b is None:
-            changed.append((key, "only before" if b is None else "only after", a or b, None))
+            changed.append((key, "only before" if b is None else "only after", a or b, None if a else {}))
             continue
         diffs = [f for f in FIELDS if a.get(f) != b.get(f)]
         if diffs:
             changed.append((key, ", ".join(diffs), a, b))
         else:
             same += 1
+    kinds: dict[str, int] = defaultdict(int)
     for key, what, a, b in changed:
-        print(f"== {key[0]} #{key[1]}: {what}")
-        for f in FIELDS:
+        kind = _kind(a, b)
+        kinds[kind] += 1
+        print(f"== {key[0]} #{key[1]}: {what} [{kind}]")
+        for f in (
+            FIELDS
+            if verbose or kind in ("other", "message changed", "verdict changed (outcome or diagnosis)")
+            else ()
+        ):
             if b is None:
                 print(f"   {f}: {a.get(f)!r}")
             elif a.get(f) != b.get(f):
                 print(f"   {f} before: {a.get(f)!r}\n   {f} after:  {b.get(f)!r}")
     print(f"{same} identical, {len(changed)} changed, of {len(before)} before and {len(after)} after.")
+    for kind, n in sorted(kinds.items()):
+        print(f"  {n:5d} {kind}")
     return 0 if not changed else 1
 
 
@@ -189,7 +223,9 @@ if __name__ == "__main__":
     command, *rest = sys.argv[1:] or ["--help"]
     if command == "record" and rest:
         sys.exit(record(Path(rest[0]), rest[1:]))
+    verbose = "-v" in rest
+    rest = [a for a in rest if a != "-v"]
     if command == "compare" and len(rest) >= 2:
-        sys.exit(compare(Path(rest[0]), Path(rest[1]), rest[2:]))
+        sys.exit(compare(Path(rest[0]), Path(rest[1]), rest[2:], verbose))
     print(__doc__)
     sys.exit(2)

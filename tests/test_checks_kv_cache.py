@@ -32,7 +32,8 @@ def fails_with(check, arg, diagnosis: str) -> CheckFailure:
     with pytest.raises(CheckFailure) as excinfo:
         check(arg)
     assert excinfo.value.diagnosis == diagnosis, str(excinfo.value)
-    assert "\nHint: " in str(excinfo.value), f"no hint for {diagnosis!r}: {excinfo.value}"
+    if diagnosis != "not-done":  # "not done yet" says what to do once, with no hint repeating it
+        assert "\nHint: " in str(excinfo.value), f"no hint for {diagnosis!r}: {excinfo.value}"
     return excinfo.value
 
 
@@ -52,7 +53,7 @@ def test_stub_is_not_done_yet_and_rng_is_left_alone(check):
 
 @pytest.mark.parametrize("check", [check_kv_cache_attention, check_kv_cache_generate])
 def test_not_a_function(check):
-    fails_with(check, 42, "not-a-function")
+    fails_with(check, 42, "not-callable")
 
 
 def test_every_exercise_has_hints():
@@ -329,6 +330,46 @@ def make_generate(mistake):
 )
 def test_kv_generate_mistakes_are_diagnosed(mistake):
     fails_with(check_kv_cache_generate, make_generate(mistake), mistake)
+
+
+@torch.no_grad()
+def generate_token_twice(model, idx, max_new_tokens, **sampling):
+    """Each step runs the last two tokens with the cache: the one before the new token is fed a second time."""
+    model.eval()
+    bs = model.block_size
+    cache = KVCache(len(model.blocks), bs)
+    logits, _ = model(idx[:, -bs:], cache=cache)
+    for i in range(max_new_tokens):
+        idx = torch.cat((idx, next_token(logits[:, -1, :], **sampling)), dim=1)
+        if i == max_new_tokens - 1:
+            break
+        if cache.length < bs:
+            logits, _ = model(idx[:, -2:], cache=cache)
+        else:
+            logits, _ = model(idx[:, -bs:])
+    return idx
+
+
+@torch.no_grad()
+def generate_last_prompt_token_again(model, idx, max_new_tokens, **sampling):
+    """The prompt fills the cache, then every step first runs the last token (already cached) again."""
+    model.eval()
+    bs = model.block_size
+    cache = KVCache(len(model.blocks), bs)
+    model(idx[:, -bs:], cache=cache)
+    for _ in range(max_new_tokens):
+        if cache.length < bs:
+            logits, _ = model(idx[:, -1:], cache=cache)
+        else:
+            cache = KVCache(len(model.blocks), bs)
+            logits, _ = model(idx[:, -bs:], cache=cache)
+        idx = torch.cat((idx, next_token(logits[:, -1, :], **sampling)), dim=1)
+    return idx
+
+
+@pytest.mark.parametrize("fn", [generate_token_twice, generate_last_prompt_token_again])
+def test_kv_generate_token_fed_twice_is_named(fn):
+    fails_with(check_kv_cache_generate, fn, "token-twice")
 
 
 def test_kv_generate_no_speedup_reports_the_positions():

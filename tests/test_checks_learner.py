@@ -178,3 +178,37 @@ def test_using_selects_the_backend():
     with learner.using(other) as active:
         assert learner.backend() is active is other
     assert learner.backend() is not other
+
+
+def test_the_learners_code_has_its_own_rng_stream(b):
+    draw = b.adopt(lambda: torch.rand(3))
+    torch.manual_seed(5)
+    mine = torch.rand(3)
+    torch.manual_seed(5)
+    b.seed(1)
+    first = b.call(draw).value
+    assert torch.equal(torch.rand(3), mine), "the learner's draws leave the check's stream alone"
+    assert not torch.equal(b.call(draw).value, first), "the learner's stream goes on between calls"
+    b.seed(1)
+    assert torch.equal(b.call(draw).value, first) and torch.equal(
+        first, torch.rand(3, generator=torch.Generator().manual_seed(1))
+    )
+
+
+def test_builders_are_registered_by_their_own_module():
+    import gptlib.checks.builders as builders
+
+    assert set(learner.BUILDERS) >= {
+        "dict",
+        "Generator",
+        "GPT",
+        "SGD",
+        "lesson06:OddNames",
+        "lesson08:RecordingGPT",
+    }
+    assert all(
+        not name.startswith("gptlib.checks.") or name in ("gptlib.checks.learner",)
+        for name in (
+            getattr(v, "__name__", "") for v in vars(builders).values() if type(v).__name__ == "module"
+        )
+    )

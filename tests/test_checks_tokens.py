@@ -8,8 +8,7 @@ import random
 import pytest
 import torch
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks import CheckFailure
+from gptlib.checks import CheckFailure, NotDoneYet
 from gptlib.checks.tokens_and_batches import check_char_tokenizer, check_get_batch, check_unigram_entropy
 from gptlib.data import get_batch as gptlib_get_batch
 from gptlib.tokenizer import CharTokenizer as GptlibTokenizer

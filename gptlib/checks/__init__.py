@@ -30,12 +30,7 @@ LESSONS = (
     "gpt2",
 )
 for _name in LESSONS:
-    try:
-        _mod = importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _e:  # TEMPORARY while the lessons move to the engine
-        if _e.name != f"{__name__}.{_name}":
-            raise
-        continue
+    _mod = importlib.import_module(f"{__name__}.{_name}")
     for _check in _mod.__all__:
         globals()[_check] = getattr(_mod, _check)
         __all__.append(_check)

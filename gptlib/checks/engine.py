@@ -24,10 +24,14 @@ from typing import Any
 
 import torch
 
+from gptlib.checks import (
+    builders,  # noqa: F401  (registers the trusted objects a Spec may name)
+    learner,
+)
 from gptlib.checks import codes as C
-from gptlib.checks import learner
-from gptlib.checks.learner import Backward, Call, Crash, Ref, Spec
+from gptlib.checks.learner import Backward, Call, Crash, Ref, Spec, Sub
 from gptlib.checks.verdict import CheckFailure, NotDoneYet, passed
+from gptlib.config import GPTConfig
 
 ADVICE = ". Read the message, fix that line, and run your cell again."
 
@@ -56,18 +60,23 @@ def isolated(grad: bool = True) -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def seed_learner(seed: int) -> None:
+    """Seed the torch RNG stream the learner's code draws from (its dropout masks, its init)."""
+    learner.backend().seed(seed)
+
+
 def type_name(value: Any) -> str:
     """The type of a value that came back across the boundary, as a message names it."""
     return value.info.type_name if isinstance(value, Ref) else type(value).__name__
 
 
 class Exercise:
-    """One exercise: its name, and every diagnosis its check can give (not done, a crash and a missing
-    super().__init__() go without saying: any learner code can give them)."""
+    """One exercise: its name, and every diagnosis its check can give (not done, a crash, a missing
+    super().__init__() or forward go without saying: any learner code can give them)."""
 
     def __init__(self, name: str, codes: Iterable[str]) -> None:
         self.name = name
-        self.codes = frozenset(codes) | {C.NOT_DONE, C.CRASHED, C.NO_SUPER_INIT}
+        self.codes = frozenset(codes) | {C.NOT_DONE, C.CRASHED, C.NO_SUPER_INIT, C.NO_FORWARD}
         EXERCISES[name] = self
 
     def __repr__(self) -> str:
@@ -93,6 +102,7 @@ class Exercise:
                 b = learner.backend()
                 try:
                     with isolated(grad):
+                        b.seed(0)
                         body(b.adopt(arg))
                 finally:
                     b.forget()
@@ -106,6 +116,10 @@ class Exercise:
 
     def crashed(self, what: str, crash: Crash) -> CheckFailure:
         """The plain-words failure for a crash: not done yet, a missing super().__init__(), or what raised."""
+        if crash.isa("NotImplementedError") and 'missing the required "forward" function' in crash.message:
+            return self.fail(
+                C.NO_FORWARD, f"{what}: the class has no forward method; define `def forward(self, x):`."
+            )
         if crash.isa("NotImplementedError"):
             return NotDoneYet(self.name, what)
         if crash.isa("AttributeError") and "Module.__init__() call" in crash.message:
@@ -113,24 +127,43 @@ class Exercise:
         message = f"{what} raised {crash.name}: {crash.message}{crash.where}{ADVICE}"
         return self.fail(C.CRASHED, message, crash, what)
 
-    def run(self, what: str, fn: Ref, *args: Any, backward: Backward | None = None, **kwargs: Any) -> Call:
-        """fn(*args, **kwargs) across the boundary; a crash becomes the failure that says so."""
+    def run(
+        self,
+        what: str,
+        fn: Ref,
+        *args: Any,
+        backward: Backward | None = None,
+        watch: tuple = (),
+        **kwargs: Any,
+    ) -> Call:
+        """fn(*args, **kwargs) across the boundary (see learner.Backend.call for backward and watch); a crash
+        becomes the failure that says so."""
         try:
-            return learner.backend().call(fn, args, kwargs, backward=backward)
+            return learner.backend().call(fn, args, kwargs, backward=backward, watch=watch)
         except Crash as crash:
-            raise self.crashed(what, crash) from None
+            raise self.crashed(
+                f"backpropagating through {what}" if crash.stage == "backward" else what, crash
+            ) from None
 
     def call(self, what: str, fn: Ref, *args: Any, **kwargs: Any) -> Any:
         """The value of fn(*args, **kwargs); a crash becomes the failure that says so."""
         return self.run(what, fn, *args, **kwargs).value
 
     def attempt_run(
-        self, what: str, fn: Ref, *args: Any, backward: Backward | None = None, **kwargs: Any
+        self,
+        what: str,
+        fn: Ref,
+        *args: Any,
+        backward: Backward | None = None,
+        watch: tuple = (),
+        **kwargs: Any,
     ) -> tuple[Call | None, Crash | None]:
         """(the Call, None) or (None, the crash), for a check that diagnoses a crash itself. A stub still
         raising NotImplementedError gives NotDoneYet."""
         try:
-            return learner.backend().call(fn, args, kwargs, backward=backward), None
+            return learner.backend().call(
+                fn, _specs(args), _specs(kwargs), backward=backward, watch=watch
+            ), None
         except Crash as crash:
             failure = self.crashed(what, crash)
             if failure.diagnosis != C.CRASHED:
@@ -153,13 +186,22 @@ class Exercise:
         if info.kind == "module":
             raise self.fail(
                 C.INSTANCE_NOT_CLASS,
-                f"pass the class itself, not an instance: check(...)({name}) -> use `{info.type_name}`.",
+                f"pass the class itself, not an instance of it: `{info.type_name}`, not `{info.type_name}(...)`.",
             )
         if info.kind != "class":
             raise self.fail(C.NOT_A_CLASS, f"expected a class, got {name} ({info.type_name}).")
         if not cls.isa(torch.nn.Module):
             raise self.fail(C.NOT_A_MODULE, f"{name} must subclass nn.Module: `class {name}(nn.Module):`.")
         return self.call(f"{name}.__init__", cls, *args, **kwargs)
+
+
+def _specs(values: Any) -> Any:
+    """A check's arguments for the learner: a GPTConfig crosses as its Spec (it is no plain data)."""
+    if isinstance(values, dict):
+        return {k: _specs(v) for k, v in values.items()}
+    if isinstance(values, tuple):
+        return tuple(_specs(v) for v in values)
+    return learner.config_spec(values) if type(values) is GPTConfig else values
 
 
 # ---- the other operations of the boundary, for checks --------------------------------------------
@@ -197,6 +239,59 @@ def parameters(obj: Ref, grads: bool = False) -> dict[str, torch.Tensor | None]:
 
 def set_parameters(obj: Ref, values: dict[str, torch.Tensor]) -> None:
     learner.backend().set_parameters(obj, values)
+
+
+class Tree:
+    """A learner's module tree, read once through the boundary: its sub-modules by path and a copy of every
+    parameter's value, by the name named_parameters() gives it."""
+
+    def __init__(self, module: Ref) -> None:
+        self.ref = module
+        self.subs = {s.path: s for s in learner.backend().modules(module)}
+        self.params = learner.backend().parameters(module)
+
+    def children(self, path: str = "") -> list[Sub]:
+        """The sub-modules one level below `path`, in registration order."""
+        depth = path.count(".") + 1 if path else 0
+        return [
+            s
+            for p, s in self.subs.items()
+            if p and p.count(".") == depth and (not path or p.startswith(path + "."))
+        ]
+
+    def params_of(self, path: str) -> dict[str, torch.Tensor]:
+        """The parameters of a sub-module and of its descendants, by their full names."""
+        names = {
+            n
+            for p, s in self.subs.items()
+            if p == path or not path or p.startswith(path + ".")
+            for n in s.params.values()
+        }
+        return {n: t for n, t in self.params.items() if n in names}
+
+    def own(self, path: str) -> dict[str, torch.Tensor]:
+        """A sub-module's own parameters, by their local names ('weight', 'bias')."""
+        return {n: self.params[full] for n, full in self.subs[path].params.items()}
+
+    def linears(self, path: str = "") -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """The nn.Linear layers at or below `path`: (weight (out, in), bias or None) by path."""
+        return {
+            p: (self.own(p)["weight"], self.own(p).get("bias"))
+            for p, s in self.subs.items()
+            if (p == path or not path or p.startswith(path + "."))
+            and s.info.isa(torch.nn.Linear)
+            and "weight" in s.params
+        }
+
+    def sub(self, path: str) -> Ref:
+        return submodule(self.ref, path)
+
+
+def submodule(module: Ref, path: str) -> Ref:
+    """A Ref to the sub-module at `path` ('transformer.h.0'), through getattr one name at a time."""
+    for name in filter(None, path.split(".")):
+        module = learner.backend().attribute(module, name)
+    return module
 
 
 # ---- comparing tensors ---------------------------------------------------------------------------

@@ -15,9 +15,10 @@ weights, a seeded generator, an optimizer, Hugging Face's GPT-2) cross as a `Spe
 name from an allow-list (`BUILDERS`), plain arguments and state tensors. The learner side
 builds the object; what the learner's code did to it is read back through its Ref.
 
-One process's torch RNG state and grad mode are the other's: a backend carries them with
-every request, so a check draws the same numbers and a learner's dropout the same masks
-whichever backend runs. Two backends implement the operations:
+The learner's code draws from a torch RNG stream of its own (a check seeds it with `seed`
+when it needs the same dropout masks as a reference); what the check draws never depends on
+what the learner's code did. Each request carries the check's grad mode. Two backends
+implement the operations:
 
 - `InProcess` (the default: a notebook, plain Python, pytest): the objects live here.
 - the grader's remote backend (gptlib.course): the same operations as requests to a
@@ -197,43 +198,11 @@ class Sub:
 # ---- trusted objects the learner side may build --------------------------------------------------
 
 
-def _gpt2(**config: Any) -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    return GPT2LMHeadModel(GPT2Config(**config, attn_implementation="eager"))  # eager: it returns the maps
-
-
-def _sgd(model: nn.Module, groups: list[tuple[list[str], float]], lr: float) -> torch.optim.Optimizer:
-    """SGD over `model`'s parameters in groups of (names, weight_decay)."""
-    params = dict(model.named_parameters())
-    return torch.optim.SGD(
-        [{"params": [params[n] for n in names], "weight_decay": wd} for names, wd in groups], lr=lr
-    )
-
-
-def _lazy(path: str) -> Callable[..., Any]:
-    """A builder imported when first used: 'gptlib.model:GPT'."""
-
-    def build(*args: Any, **kwargs: Any) -> Any:
-        module, name = path.split(":")
-        return getattr(__import__(module, fromlist=[name]), name)(*args, **kwargs)
-
-    return build
-
-
-BUILDERS: dict[str, Callable[..., Any]] = {
-    "dict": dict,
-    "Generator": lambda seed: torch.Generator().manual_seed(seed),
-    "GPTConfig": _lazy("gptlib.config:GPTConfig"),
-    "GPT": _lazy("gptlib.model:GPT"),
-    "CausalSelfAttention": _lazy("gptlib.attention:CausalSelfAttention"),
-    "SGD": _sgd,
-    "GPT2LMHeadModel": _gpt2,
-}
+BUILDERS: dict[str, Callable[..., Any]] = {}  # filled by gptlib/checks/builders.py
 
 
 def register(kind: str, builder: Callable[..., Any]) -> None:
-    """Add a builder to the allow-list (a lesson's checks register their own trusted objects at import)."""
+    """Add a builder to the allow-list (gptlib/checks/builders.py does, at import: it holds every one)."""
     BUILDERS[kind] = builder
 
 
@@ -305,8 +274,12 @@ class Backend:
         """If `value` came back from the learner's side as a copy of one of `module`'s parameters, its name."""
         raise NotImplementedError
 
+    def seed(self, seed: int) -> None:
+        """Seed the learner side's torch RNG (global) stream: the learner's code draws from it alone."""
+        raise NotImplementedError
+
     def forget(self) -> None:
-        """Drop every Ref (at the end of a check)."""
+        """Drop every Ref (at the end of a check) and seed the learner's stream 0 again."""
 
 
 _LIBRARY = tuple(
@@ -397,6 +370,21 @@ class InProcess(Backend):
         self._objects: dict[int, Any] = {}
         self._next = 0
         self._origins: dict[int, int] = {}  # id(a returned copy) -> id(the parameter it copies)
+        self.seed(0)
+
+    def seed(self, seed: int) -> None:
+        self._rng = torch.Generator().manual_seed(seed).get_state()
+
+    @contextlib.contextmanager
+    def _their_rng(self) -> Iterator[None]:
+        """Run the learner's code on their own RNG stream; the check's stream is as it was afterwards."""
+        mine = torch.get_rng_state()
+        torch.set_rng_state(self._rng)
+        try:
+            yield
+        finally:
+            self._rng = torch.get_rng_state()
+            torch.set_rng_state(mine)
 
     # -- handles and values --
 
@@ -500,7 +488,7 @@ class InProcess(Backend):
                 sub = target.get_submodule(path)
                 hooks.append(sub.register_forward_hook(lambda m, i, o, p=path: trace.append((p, i, o))))
         try:
-            with torch.set_grad_enabled(backward is not None or torch.is_grad_enabled()):
+            with self._their_rng(), torch.set_grad_enabled(backward is not None or torch.is_grad_enabled()):
                 out = target(*a, **kw)
         except Exception as e:  # the learner's code raised: plain data about it
             raise crash_of(e, "call") from None
@@ -526,7 +514,8 @@ class InProcess(Backend):
         connected = type(loss) is torch.Tensor and loss.requires_grad
         if connected:
             try:
-                (loss if backward.cotangent is None else loss * backward.cotangent).sum().backward()
+                with self._their_rng():
+                    (loss if backward.cotangent is None else loss * backward.cotangent).sum().backward()
             except Exception as e:  # noqa: BLE001
                 raise crash_of(e, "backward") from None
         inputs = {i: _grad(a[i]) for i in backward.wrt}
@@ -538,7 +527,8 @@ class InProcess(Backend):
 
     def attribute(self, obj: Ref, name: str) -> Any:
         try:
-            return self.plain(getattr(self._obj(obj), name))
+            with self._their_rng():
+                return self.plain(getattr(self._obj(obj), name))
         except Exception as e:
             raise crash_of(e, "attribute") from None
 
@@ -580,12 +570,14 @@ class InProcess(Backend):
 
     def train(self, obj: Ref, mode: bool) -> None:
         try:
-            self._module(obj).train(mode)
+            with self._their_rng():
+                self._module(obj).train(mode)
         except Exception as e:
             raise crash_of(e, "train") from None
 
     def build(self, spec: Spec) -> Ref:
-        return self._ref(self._build(spec))
+        with self._their_rng():
+            return self._ref(self._build(spec))
 
     def fetch(self, obj: Ref) -> Any:
         return self.plain(self._obj(obj))
@@ -604,6 +596,7 @@ class InProcess(Backend):
 
     def forget(self) -> None:
         self._objects.clear()
+        self.seed(0)
 
     def _module(self, obj: Ref) -> nn.Module:
         module = self._obj(obj)

@@ -8,6 +8,7 @@ that depend on the exercise (what the input is called, what to do about it) are 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -131,3 +132,22 @@ def missing_grads(params: dict[str, torch.Tensor | None], names: list[str] | Non
     return [
         n for n, g in params.items() if (names is None or n in names) and (g is None or not g.abs().sum())
     ]
+
+
+def chi2(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's chi-square of draw counts (rows, V) against probabilities (rows, V); inf if a token of
+    probability ~0 was drawn."""
+    expected = probs * counts.sum(-1, keepdim=True).double()
+    if ((expected < 1e-9) & (counts > 0)).any():
+        return math.inf
+    live = expected >= 1e-9
+    return float((((counts - expected) ** 2) / expected.clamp_min(1e-300))[live].sum())
+
+
+def chi2_limit(df: int, z: float) -> float:
+    """The chi-square value a right sampler exceeds with the probability of a standard normal above z
+    (Wilson-Hilferty)."""
+    if df <= 0:
+        return 0.5
+    a = 2.0 / (9.0 * df)
+    return df * (1.0 - a + z * math.sqrt(a)) ** 3

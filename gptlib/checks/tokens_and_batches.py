@@ -15,7 +15,15 @@ from typing import Any
 import torch
 
 from gptlib.checks import codes as C
-from gptlib.checks.engine import Exercise, Mistake, attribute, build, find_mistake, type_name
+from gptlib.checks.engine import (
+    Exercise,
+    Mistake,
+    attribute,
+    build,
+    find_mistake,
+    seed_learner,
+    type_name,
+)
 from gptlib.checks.learner import Ref, Spec
 from gptlib.checks.probes import expect_callable, expect_tensor
 from gptlib.checks.verdict import CheckFailure
@@ -321,9 +329,9 @@ def check_get_batch(fn: Ref) -> None:
 
     # the generator decides everything: same seed -> same batch, whatever the global RNG does
     T, B = 6, 4
-    torch.manual_seed(11)
+    seed_learner(11)
     a = _batch(fn, data, T, B, _generator(7))
-    torch.manual_seed(12)
+    seed_learner(12)
     b = _batch(fn, data, T, B, _generator(7))
     c = _batch(fn, data, T, B, _generator(8))
     if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
