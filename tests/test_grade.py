@@ -380,7 +380,7 @@ def test_formula_like_names_are_text_in_scores_csv(run):
 # --- infrastructure failures: flagged and graded again, never the student's fault -------------------------------
 
 
-def _exercise_job(lesson: str, exercise: str, source: str | None = None, timeout: float = 30) -> tuple:
+def _exercise_job(lesson: str, exercise: str, source: str | None = None, timeout: float = 30) -> dict:
     from gptlib.course.extract import exercise_code, parse_notebook
     from gptlib.course.grade import _job
 
@@ -390,7 +390,7 @@ def _exercise_job(lesson: str, exercise: str, source: str | None = None, timeout
     if source is not None:
         subs.cell_of(nb, exercise).source = source
     parsed = parse_notebook(nb)
-    return _job(parsed, ex, exercise_code(parsed, ex.defines).segments, timeout), int(lesson[:2])
+    return _job(parsed, ex, exercise_code(parsed, ex.defines).segments, timeout)
 
 
 @needs_sandbox
@@ -402,14 +402,14 @@ def test_a_worker_killed_from_outside_is_graded_again_and_flagged(tmp_path):
         "    counts = torch.bincount(data, minlength=vocab_size).double()\n    p = counts / counts.sum()\n"
         "    p = p[p > 0]\n    return float(-(p * p.log()).sum())\n"
     )
-    job, lesson = _exercise_job(subs.LESSON, "unigram_entropy", slow)
+    job = _exercise_job(subs.LESSON, "unigram_entropy", slow)
     m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=False)
     try:
-        m.sandbox.spawn(lesson, m.limits).finish()  # the lesson's sandbox is up
-        zygote = m.sandbox._zygotes[lesson]
+        m.sandbox.spawn("unigram_entropy", m.limits).finish()  # the exercise's sandbox is up
+        (zygote,) = m.sandbox._zygotes.values()
         killer = threading.Timer(1.0, lambda: os.killpg(zygote.proc.pid, 9))  # the sandbox dies mid-check
         killer.start()
-        verdict, notes = run_exercise(m, lesson, job)
+        verdict, notes = run_exercise(m, job)
         killer.join()
     finally:
         m.close()
@@ -422,12 +422,12 @@ def test_a_worker_killed_from_outside_is_graded_again_and_flagged(tmp_path):
 def test_a_check_server_that_dies_is_restarted_and_the_exercise_graded_again(tmp_path):
     from gptlib.course.grade import Machinery, run_exercise
 
-    job, lesson = _exercise_job(subs.LESSON, "unigram_entropy")
+    job = _exercise_job(subs.LESSON, "unigram_entropy")
     m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=False)
     try:
         os.killpg(m.checks().proc.pid, 9)
         m.checks().proc.wait()
-        verdict, _ = run_exercise(m, lesson, job)
+        verdict, _ = run_exercise(m, job)
     finally:
         m.close()
     assert verdict["status"] == "passed", verdict
@@ -447,8 +447,8 @@ def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch)
         try:
             from gptlib.course.grade import run_exercise
 
-            job, lesson = _exercise_job(subs.LESSON, "unigram_entropy")
-            verdict, _ = run_exercise(m, lesson, job)
+            job = _exercise_job(subs.LESSON, "unigram_entropy")
+            verdict, _ = run_exercise(m, job)
         finally:
             m.close()
         assert verdict["status"] == "passed", verdict
@@ -459,38 +459,52 @@ def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch)
 # --- the sandbox's pieces ----------------------------------------------------------------------------------------
 
 
-def test_the_view_withholds_the_lesson_and_later_keeps_earlier_parts(tmp_path):
+def test_the_view_withholds_the_exercises_answer_and_keeps_the_rest(tmp_path):
     import subprocess
 
-    from gptlib.course.view import build_view
+    from gptlib.course.view import answers, build_view
 
-    build_view(tmp_path, 4)
+    build_view(tmp_path, answers("block"))
     code = (
         f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from gptlib import CausalSelfAttention, MLP, GPTConfig\n"
-        "from gptlib.checks import learner\n"
-        "for name in ('gptlib.block', 'gptlib.model', 'gptlib.checks.engine', 'gptlib.course.grade'):\n"
-        "    try:\n        __import__(name)\n    except ImportError as e:\n        print('refused', name, e)\n"
-        "try:\n    from gptlib import Block\nexcept ImportError as e:\n    print('refused Block', e)\n"
+        "import torch\n"
+        "from gptlib import Block, CausalSelfAttention, MLP, GPTConfig\n"
+        "from gptlib.checks import learner, builders\n"
+        "cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=8)\n"
+        "print(CausalSelfAttention(cfg)(torch.zeros(1, 3, 8)).shape, MLP(cfg)(torch.zeros(1, 3, 8)).shape)\n"
+        "for use in (lambda: Block(cfg), lambda: Block.forward, lambda: __import__('gptlib.model').model.GPT(cfg)):\n"
+        "    try:\n        use()\n    except ImportError as e:\n        print('refused:', e)\n"
+        "for name in ('gptlib.checks.engine', 'gptlib.checks.tokens_and_batches', 'gptlib.course.grade'):\n"
+        "    try:\n        __import__(name)\n    except ImportError:\n        print('absent:', name)\n"
     )
     done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("refused") == 5, done.stdout
-    assert "lesson 04 is graded" in done.stdout
+    assert "torch.Size([1, 3, 8]) torch.Size([1, 3, 8])" in done.stdout  # earlier parts work
+    assert done.stdout.count("refused: gptlib.block.Block is not available") == 3, (
+        done.stdout
+    )  # GPT builds Blocks
+    assert done.stdout.count("absent:") == 3, done.stdout
     files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")}
-    assert {
-        "gptlib/attention.py",
-        "gptlib/mlp.py",
-        "gptlib/checks/learner.py",
-        "gptlib/course/worker.py",
-    } <= files
+    assert {"gptlib/attention.py", "gptlib/checks/learner.py", "gptlib/checks/builders.py"} <= files
     assert not {"gptlib/checks/engine.py", "gptlib/course/grade.py", "gptlib/course/checker.py"} & files
     block = (tmp_path / "gptlib/block.py").read_text()
-    assert "class Block" not in block and "raise ImportError" in block
+    assert "def forward" not in block and "raise ImportError" in block
     (compiled,) = (tmp_path / "gptlib/__pycache__").glob(
         "block.*.pyc"
     )  # compiled from the stub, not the original
-    assert b"forward" not in compiled.read_bytes() and b"not available" in compiled.read_bytes()
+    assert b"forward" not in compiled.read_bytes()
+
+
+def test_every_exercise_has_its_answers_listed_and_they_exist():
+    from importlib import import_module
+
+    from gptlib.course.view import ANSWERS
+
+    exercises = {e.id for lesson in load_course(SOLUTIONS).values() for e in lesson.exercises}
+    assert exercises == set(ANSWERS), exercises ^ set(ANSWERS)
+    for dotted in {d for names in ANSWERS.values() for d in names}:
+        module, name = dotted.rsplit(".", 1)
+        assert hasattr(import_module(module), name), dotted
 
 
 def test_the_sandbox_mounts_only_the_system_python_and_the_view(tmp_path):

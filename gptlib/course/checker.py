@@ -38,9 +38,6 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + "\n... (cut)"
 
 
-NO_FORWARD = 'is missing the required "forward" function'
-
-
 def run_check(job: dict, channel: int) -> dict:
     """Grade one exercise against the worker on `channel`: the verdict, as a dict."""
     from gptlib import checks
@@ -71,8 +68,6 @@ def run_check(job: dict, channel: int) -> dict:
         line = next((ln for ln in reversed(out.getvalue().splitlines()) if ln.startswith("✅ ")), "")
         return {"status": "passed", "message": line.removeprefix("✅ ") or "passed"}
     except checks.NotDoneYet as e:
-        if conn.last_crash is not None and NO_FORWARD in conn.last_crash.message:
-            return {"status": "failed", "diagnosis": "no-forward", "message": _no_forward(conn.last_crash)}
         return {"status": "not attempted", "message": str(e), "diagnosis": e.diagnosis}
     except checks.CheckFailure as e:
         return {"status": "failed", "message": str(e), "diagnosis": e.diagnosis}
@@ -94,14 +89,6 @@ def _cell(crash: Any) -> str:
     f = crash.frames[-1]
     place = f.place.removeprefix("<").removesuffix(">")
     return f" ({place}, line {f.line}" + (f": `{f.code}`)" if f.code else ")")
-
-
-def _no_forward(crash: Any) -> str:
-    name = crash.message.split("[", 1)[-1].split("]", 1)[0] if "[" in crash.message else "your class"
-    return (
-        f"{name} has no `forward` method: calling an nn.Module runs its forward. Define "
-        f"`def forward(self, x):` in {name} (is it misspelled, or indented outside the class?)."
-    )
 
 
 def _run_child(job: dict, channel: int, result: int) -> None:

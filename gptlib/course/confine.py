@@ -1,8 +1,8 @@
 """Inside the sandbox: the processes that hold a student's code, and the kernel limits put on them.
 
-bubblewrap (`gptlib.course.sandbox`) starts one *zygote* per lesson: a Python
-that imports torch and the parts of gptlib that lesson may use, once, and never
-sees a submission. For each exercise the grader hands it two sockets, and it
+bubblewrap (`gptlib.course.sandbox`) starts one *zygote* per view of gptlib (the
+library without one exercise's answer): a Python that imports torch and that
+gptlib, once, and never sees a submission. For each exercise the grader hands it two sockets, and it
 forks:
 
 - a *monitor*, which moves into new user, mount, pid, network and IPC
@@ -299,7 +299,7 @@ def _preload(modules: list[str]) -> None:
 
 
 def zygote(sock_fd: int, preload: list[str]) -> None:
-    """The per-lesson process that forks a monitor per exercise. Requests come on `sock_fd` from the grader:
+    """The process that forks a monitor per exercise. Requests come on `sock_fd` from the grader:
     a JSON line of limits with two descriptors (the worker's channel, the monitor's control socket)."""
     prctl(PR_SET_DUMPABLE, 0)  # not even its own forks may read its memory
     die_with_parent()

@@ -169,13 +169,13 @@ def _ended(report: dict, limits: Limits) -> tuple[str, str] | None:
     return FAILED, f"the process running your code crashed ({_signal_name(-status)}) while it was checked."
 
 
-def run_exercise(m: Machinery, lesson: int, job: dict) -> tuple[dict, list[str]]:
+def run_exercise(m: Machinery, job: dict) -> tuple[dict, list[str]]:
     """The check's verdict for one exercise, given one more try in a fresh worker if the worker was lost;
     and notes for the teacher."""
     notes: list[str] = []
     for attempt in (1, 2):
         try:
-            worker = m.sandbox.spawn(lesson, m.limits)
+            worker = m.sandbox.spawn(job["exercise"], m.limits)
         except RuntimeError as e:
             notes.append(f"grader: the sandbox could not start a worker ({str(e)[:300]})")
             verdict: dict = {"status": "infrastructure"}
@@ -211,7 +211,7 @@ def grade_exercise(
     if code.missing:
         return result(NOT_FOUND, _not_found(parsed, nb, code.missing))
     job = _job(parsed, ex, code.segments, m.limits.timeout)
-    verdict, notes = run_exercise(m, int(lesson.name[:2]), job)
+    verdict, notes = run_exercise(m, job)
     status, message = verdict.get("status"), str(verdict.get("message", ""))
     if status == PASSED:
         return result(PASSED, message or "passed", flags=notes)

@@ -3,10 +3,10 @@
 A check holds `Ref`s and calls `learner.backend()`; in a notebook that is the
 in-process backend, in the grader's check process it is `Remote`, selected with
 `learner.using(...)`. Every method sends the operation over the worker's channel
-(`gptlib.course.wire`) with the check's RNG state and grad mode, and turns the
-answer back into the boundary's types (`Call`, `Grads`, `Sub`, `Crash`), checking
-the type of every field: nothing the worker sends is executed or unpickled,
-and a malformed answer is the worker's failure, never a crash of the check.
+(`gptlib.course.wire`) with the check's grad mode, and turns the answer back into
+the boundary's types (`Call`, `Grads`, `Sub`, `Crash`), checking the type of
+every field: nothing the worker sends is executed or unpickled, and a malformed
+answer is the worker's failure, never a crash of the check.
 
 Besides the boundary's `Crash` (the learner's code raised), a request ends with
 `learner.LearnerTimeout` when the exercise's deadline passes, `WorkerGone` (a
@@ -28,8 +28,6 @@ from gptlib.checks import learner
 from gptlib.checks.learner import Backward, Call, Crash, Frame, Grads, Info, Ref, Spec, Sub
 from gptlib.config import GPTConfig
 from gptlib.course import wire
-
-RNG_BYTES = torch.get_rng_state().numel()
 
 
 class WorkerGone(learner.LearnerLost):
@@ -91,16 +89,10 @@ class Remote(learner.Backend):
 
     def request(self, op: str, *args: Any) -> Any:
         """One operation, answered: its result (plain data and Refs). Raises Crash, LearnerTimeout, WorkerGone,
-        WorkerGarbage. The worker runs it with this process's RNG state and grad mode, and this process's RNG
-        continues from the worker's state afterwards (as in-process, where they are one)."""
+        WorkerGarbage. The worker runs it with this process's grad mode; its RNG stream is its own."""
         if time.monotonic() >= self.deadline:
             raise learner.LearnerTimeout("the learner's code ran out of time")
-        msg = {
-            "op": op,
-            "args": [_outgoing(a) for a in args],
-            "rng": torch.get_rng_state(),
-            "grad": torch.is_grad_enabled(),
-        }
+        msg = {"op": op, "args": [_outgoing(a) for a in args], "grad": torch.is_grad_enabled()}
         try:
             wire.send(self.fd, msg, deadline=self.deadline)
         except wire.ChannelTimeout:
@@ -113,17 +105,8 @@ class Remote(learner.Backend):
         _check(type(reply) is dict, "not a dict")
         if "refused" in reply:
             raise WorkerGarbage(f"the worker refused {op}: {reply['refused']!s:.300}")
-        rng = reply.get("rng")
-        _check(
-            type(rng) is torch.Tensor and rng.dtype == torch.uint8 and rng.shape == (RNG_BYTES,), "RNG state"
-        )
-        try:
-            torch.set_rng_state(rng)
-        except RuntimeError:
-            raise WorkerGarbage("the worker's RNG state is not valid") from None
         if "crash" in reply:
-            self.last_crash = _crash(reply["crash"])
-            raise self.last_crash
+            raise _crash(reply["crash"])
         _check("ok" in reply, "no result")
         return reply["ok"]
 
@@ -199,6 +182,9 @@ class Remote(learner.Backend):
         _check(out is None or type(out) is str, "parameter name")
         return out
 
+    def seed(self, seed: int) -> None:
+        self.request("seed", seed)
+
     def forget(self) -> None:
         try:
             self.request("forget")
@@ -207,8 +193,8 @@ class Remote(learner.Backend):
 
 
 def _outgoing(value: Any) -> Any:
-    """An argument as the wire carries it: a Backward as its fields; a GPTConfig as its Spec (the learner's
-    side builds its own copy, as it would from `learner.config_spec`)."""
+    """An argument as the wire carries it: a Backward as its fields, a GPTConfig as its `config_spec` (the
+    engine converts configs too; a check that calls the backend some other way still works)."""
     t = type(value)
     if t is Backward:
         return {

@@ -1,10 +1,11 @@
 """The grader's side of the sandbox: bubblewrap around every process that runs a student's code.
 
-For each lesson being graded, `Sandbox` starts one bubblewrap (Debian/Ubuntu
+For each set of answers to withhold (`gptlib.course.view.answers`: most
+exercises have their own), `Sandbox` starts one bubblewrap (Debian/Ubuntu
 package `bubblewrap`) whose only view of the machine is read-only: the system's
-libraries, the Python installation and its packages, and the lesson's own view
-of gptlib (`gptlib.course.view`); every other copy of gptlib is covered by an
-empty folder. It has no home, no project tree, no submissions, no solutions, no
+libraries, the Python installation and its packages, and a copy of gptlib
+without those answers, the checks and the grader (`gptlib.course.view`); every
+other copy of gptlib is covered by an empty folder. It has no home, no project tree, no submissions, no solutions, no
 results folder; a size-limited /tmp; no network; its own pid namespace and
 session; no capabilities; and it dies with the grader. Inside it the zygote
 (`gptlib.course.confine`) imports torch once and forks each exercise's worker
@@ -38,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gptlib.course.view import MOUNT, build_view
+from gptlib.course.view import MOUNT, answers, build_view
 
 STARTUP_SECONDS = 300.0  # importing torch on a busy machine can take a while
 PRELOAD = [
@@ -47,6 +48,7 @@ PRELOAD = [
     "gptlib",
     "gptlib.config",
     "gptlib.checks.learner",
+    "gptlib.checks.builders",
     "gptlib.course.worker",
 ]  # imported once by each zygote
 UNSAFE_NOTE = (
@@ -287,7 +289,7 @@ def _finish_process(proc: subprocess.Popen, timeout: float, ended: bool) -> dict
 
 
 class Sandbox:
-    """The sandboxes of one grading run, one per lesson, started on first use. Thread-safe."""
+    """The sandboxes of one grading run, one per set of withheld answers, started on first use. Thread-safe."""
 
     def __init__(self, root: Path, unsafe: bool = False):
         self.root = Path(root)
@@ -298,50 +300,51 @@ class Sandbox:
                 f"cannot grade safely here: {self.why_not}. Install bubblewrap, run the grader in the container "
                 "of docs/teachers.md, or pass --unsafe to grade without the sandbox (read what it loses first)."
             )
-        self._zygotes: dict[int, _Zygote] = {}
+        self._zygotes: dict[tuple[str, ...], _Zygote] = {}
         self._lock = threading.Lock()
         self.events: list[str] = []  # for the teacher: restarts, fallbacks
 
-    def view(self, lesson: int) -> Path:
-        path = self.root / f"view-{lesson:02d}"
+    def view(self, withheld: tuple[str, ...]) -> Path:
+        """The worker's gptlib without `withheld` (built once per run for each set of withheld objects)."""
+        path = self.root / f"view-{abs(hash(withheld)):x}"
         if not path.exists():
-            build_view(path, lesson)
+            build_view(path, withheld)
             (path / "empty").mkdir()
         return path
 
-    def spawn(self, lesson: int, limits: Limits) -> Worker:
-        """A fresh worker for one exercise of `lesson`. RuntimeError if the sandbox cannot start one."""
+    def spawn(self, exercise: str, limits: Limits) -> Worker:
+        """A fresh worker for one exercise, its answer withheld. RuntimeError if the sandbox cannot start one."""
+        withheld = answers(exercise)
         if self.unsafe and self.why_not:
-            return self._spawn_plain(lesson, limits)
+            return self._spawn_plain(withheld, limits)
         with self._lock:
-            z = self._zygotes.get(lesson)
+            z = self._zygotes.get(withheld)
             if z is None or not z.alive():
                 if z is not None:
-                    self.events.append(f"the sandbox for lesson {lesson:02d} stopped and was restarted")
-                view = self.view(lesson)
-                z = self._zygotes[lesson] = _Zygote(view, self.root / f"zygote-{lesson:02d}.log")
+                    self.events.append(f"the sandbox for {exercise!r} stopped and was restarted")
+                z = self._zygotes[withheld] = _Zygote(self.view(withheld), self.root / "zygote.log")
                 if z.nesting:
                     self.events.append(
                         f"nested namespaces refused ({z.nesting}): one bubblewrap per exercise"
                     )
         if z.nesting:
-            return self._spawn_single(lesson, limits)
+            return self._spawn_single(withheld, limits)
         try:
             return z.spawn(limits)
         except OSError as e:
             raise RuntimeError(f"the sandbox did not take the exercise ({e})") from None
 
-    def _spawn_single(self, lesson: int, limits: Limits) -> Worker:
+    def _spawn_single(self, withheld: tuple[str, ...], limits: Limits) -> Worker:
         ours, theirs = socket.socketpair()
         entry = (
             f"from gptlib.course.confine import single; single({theirs.fileno()}, "
             f"{json.dumps(limits.for_worker())!r}, {PRELOAD!r})"
         )
-        view = self.view(lesson)
+        view = self.view(withheld)
         argv = bwrap_command(view, view / "empty", limits.disk, _python(entry))
         return Worker(ours, proc=_popen(argv, theirs, self.root / "single.log"))
 
-    def _spawn_plain(self, lesson: int, limits: Limits) -> Worker:
+    def _spawn_plain(self, withheld: tuple[str, ...], limits: Limits) -> Worker:
         ours, theirs = socket.socketpair()
         work = Path(tempfile.mkdtemp(prefix="exercise-", dir=self.root))
         entry = (
@@ -352,11 +355,10 @@ class Sandbox:
             sys.executable,
             "-I",
             "-c",
-            f"import sys; sys.path.insert(0, {str(self.view(lesson))!r}); {entry}",
+            f"import sys; sys.path.insert(0, {str(self.view(withheld))!r}); {entry}",
         ]
-        return Worker(
-            ours, proc=_popen(argv, theirs, self.root / "plain.log", env={**_worker_env(), "HOME": str(work)})
-        )
+        env = {**_worker_env(), "HOME": str(work)}
+        return Worker(ours, proc=_popen(argv, theirs, self.root / "plain.log", env=env))
 
     def close(self) -> None:
         with self._lock:
@@ -377,7 +379,7 @@ def _popen(argv: list[str], theirs: socket.socket, log: Path, env: dict | None =
 
 
 class _Zygote:
-    """One lesson's bubblewrap, holding the zygote that forks workers."""
+    """One bubblewrap (one view of gptlib), holding the zygote that forks workers."""
 
     def __init__(self, view: Path, log: Path):
         self.log = log

@@ -1,150 +1,145 @@
-"""The worker's gptlib for one lesson: the parts earlier lessons built, and nothing of the answers.
+"""The worker's gptlib: the course's library without the finished answer to the exercise being graded.
 
 A student grading lesson 04 may build their Block from gptlib's attention and
-MLP (lessons 02 and 03): that is how the course is built. They may not hand in
-gptlib's own Block. So the sandbox does not show the worker the real gptlib:
-it shows a copy made here, in which every module that a lesson from this one on
-teaches (the "Taught in lesson NN" line of its docstring), every module that
-imports one of those at its top, `gptlib.checks` and the grader are stubs that
-raise ImportError with the reason. The originals are not in the copy at all,
-not even compiled: withholding them is a boundary of the file system, not a
-rule the student's code could walk around.
+MLP: that is how the course is built. They may not hand in gptlib's own Block.
+So the sandbox does not show the worker the real gptlib: it shows a copy made
+here for one exercise, in which the objects that are that exercise's finished
+answer (`ANSWERS`) are stubs that say so when used, and which has no
+`gptlib.checks` (but the learner boundary's own side, which holds no answer)
+and none of the grader (but the worker). The originals are not in the copy at
+all, not even compiled: withholding them is a boundary of the file system, not
+a rule the student's code could walk around. What the check itself hands the
+student (a GPT whose `configure_optimizers` is lesson 06's answer, an attention
+module whose cache path is lesson 08's) cannot be withheld; `ANSWERS` says so.
 """
 
 from __future__ import annotations
 
 import ast
 import compileall
-import re
 import shutil
 from pathlib import Path
 
 import gptlib
 
-TAUGHT = re.compile(r"^Taught in lessons? (.*)$", re.M)
-WORKER_MODULES = ("__init__.py", "wire.py", "worker.py", "confine.py")  # gptlib.course's part in the sandbox
-BOUNDARY_MODULES = ("gptlib.checks.learner", "gptlib.checks.builders")  # the learner side of the boundary
-ALWAYS_WITHHELD = {"gptlib.checks": "the checks are", "gptlib.course": "the grader is"}
 MOUNT = "/opt/gptlib-view"  # where the sandbox shows it (the folder that holds `gptlib/`)
+WORKER_MODULES = ("__init__.py", "wire.py", "worker.py", "confine.py")  # gptlib.course's part in the sandbox
+BOUNDARY_MODULES = ("learner.py", "builders.py")  # gptlib.checks' part: the learner side of the boundary
+
+_GENERATE = ("gptlib.generate.next_token", "gptlib.generate.top_k_filter", "gptlib.generate.top_p_filter")
+_GPT2 = ("gptlib.gpt2.state_dict_from_hf", "gptlib.gpt2.state_dict_to_hf", "gptlib.gpt2.from_hf_gpt2",
+         "gptlib.gpt2.to_hf_gpt2", "gptlib.gpt2.from_pretrained")  # fmt: skip
+ANSWERS: dict[str, tuple[str, ...]] = {  # exercise -> the gptlib objects that are its finished answer
+    "char_tokenizer": ("gptlib.tokenizer.CharTokenizer",),
+    "get_batch": ("gptlib.data.get_batch",),
+    "unigram_entropy": (),
+    "one_hot_embedding": (),
+    "token_position_embedding": ("gptlib.embeddings.Embeddings",),
+    "position_similarity": (),
+    "causal_average": (),
+    "masked_softmax": (),
+    "head": (),
+    "attention": ("gptlib.attention.CausalSelfAttention",),
+    "gelu": (),
+    "mlp": ("gptlib.mlp.MLP",),
+    "layer_norm": (),
+    "block": ("gptlib.block.Block",),
+    "cross_entropy": (),
+    "gpt": ("gptlib.model.GPT", "gptlib.head.LMHead"),
+    "count_parameters": ("gptlib.model.GPT",),
+    "optimizer_groups": (),  # GPT.configure_optimizers: a method of the GPT the check hands the learner
+    "train_step": ("gptlib.train.Trainer",),
+    "sample": (*_GENERATE, "gptlib.generate.generate"),
+    "attention_weights_by_hand": ("gptlib.viz.maps.model_attention",),
+    "previous_token_score": ("gptlib.viz.maps.model_attention",),
+    "induction_score": ("gptlib.viz.maps.model_attention",),
+    "top_p_filter": (*_GENERATE, "gptlib.generate.generate"),
+    "sampling_strategies": (*_GENERATE, "gptlib.generate.generate"),
+    "kv_cache_attention": (),  # the cache path of the attention module the check hands the learner
+    "kv_cache_generate": ("gptlib.generate.generate",),  # next_token and KVCache are the lesson's tools
+    "split_c_attn": _GPT2,
+    "convert_block": _GPT2,
+    "convert_gpt2": _GPT2,
+}
 
 
-def _module_name(path: Path, package: Path) -> str:
-    rel = path.relative_to(package.parent).with_suffix("")
-    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-    return ".".join(parts)
+def answers(exercise: str) -> tuple[str, ...]:
+    """The gptlib objects withheld while `exercise` is graded (an exercise the table does not know: none)."""
+    return tuple(sorted(ANSWERS.get(exercise, ())))
 
 
-def _top_imports(tree: ast.Module, name: str, is_package: bool) -> set[str]:
-    """gptlib modules imported by a module's top-level statements (what runs when it is imported)."""
-    found = set()
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Import):
-            found |= {a.name for a in stmt.names if a.name.startswith("gptlib")}
-        elif isinstance(stmt, ast.ImportFrom):
-            if stmt.level:
-                base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[: len(base) - stmt.level + 1]
-                module = ".".join(base + ([stmt.module] if stmt.module else []))
-            else:
-                module = stmt.module or ""
-            if module.startswith("gptlib"):
-                found.add(module)
-                found |= {f"{module}.{a.name}" for a in stmt.names}
-    return found
-
-
-def withheld(lesson: int, package: Path | None = None) -> dict[str, str]:
-    """gptlib module -> why the worker grading `lesson` does not get it."""
-    package = Path(package or Path(gptlib.__file__).resolve().parent)
-    modules: dict[str, tuple[set[int], set[str]]] = {}
-    for path in sorted(package.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        name = _module_name(path, package)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        doc = ast.get_docstring(tree) or ""
-        taught = {int(n) for m in TAUGHT.finditer(doc) for n in re.findall(r"\b(\d\d)\b", m.group(1))}
-        modules[name] = (taught, _top_imports(tree, name, path.name == "__init__.py"))
-    out: dict[str, str] = {}
-    for name, (taught, _) in modules.items():
-        if name in BOUNDARY_MODULES or name == "gptlib.checks":
-            continue  # the boundary's learner side (no answers), in a package that imports nothing else
-        if any(name == p or name.startswith(p + ".") for p in ALWAYS_WITHHELD):
-            top = next(p for p in ALWAYS_WITHHELD if name == p or name.startswith(p + "."))
-            out[name] = f"{ALWAYS_WITHHELD[top]} not part of graded code"
-        elif taught and max(taught) >= lesson:
-            out[name] = f"it is taught in lesson {max(taught):02d}: the finished answer"
-    changed = True
-    while changed:  # a module that imports a withheld one at its top cannot be imported either
-        changed = False
-        for name, (_, imports) in modules.items():
-            if name == "gptlib" or name in out:
-                continue
-            bad = sorted(i for i in imports if i in out and i != name)
-            if bad:
-                out[name] = f"it imports {bad[0]}, which {out[bad[0]].removeprefix('it ')}"
-                changed = True
-    return out
-
-
-def _message(name: str, lesson: int, why: str) -> str:
-    text = f"{name} is not available while lesson {lesson:02d} is graded: {why}."
-    if "not part of graded code" not in why:
-        text += " Write your own; the parts earlier lessons built are yours to use."
-    return text
-
-
-def _stub(name: str, lesson: int, why: str) -> str:
-    return f'"""Not available while lesson {lesson:02d} is graded."""\n\nraise ImportError({_message(name, lesson, why)!r})\n'
-
-
-def _package_init(source: str, hidden: dict[str, str], lesson: int) -> str:
-    """gptlib/__init__.py with the imports from withheld modules turned into a clear error on use."""
-    tree = ast.parse(source)
-    keep, gone = [], {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.ImportFrom) and stmt.module in hidden:
-            for a in stmt.names:
-                gone[a.asname or a.name] = _message(
-                    f"gptlib.{a.asname or a.name}", lesson, hidden[stmt.module]
-                )
-        else:
-            keep.append(stmt)
-    tree.body = keep
+def _message(name: str) -> str:
     return (
-        ast.unparse(tree)
-        + f"\n\n_WITHHELD = {gone!r}\n\n\ndef __getattr__(name):\n"
-        + "    if name in _WITHHELD:\n        raise ImportError(_WITHHELD[name])\n"
-        + "    raise AttributeError(f'module gptlib has no attribute {name!r}')\n"
+        f"{name} is not available while this exercise is graded: it is gptlib's finished answer to it. "
+        "Write your own; the rest of gptlib is yours to use."
     )
 
 
-def build_view(dest: Path, lesson: int, package: Path | None = None) -> Path:
-    """Write the view for `lesson` into `dest` (which gets `gptlib/`), compiled; return `dest`."""
+def _stub(node: ast.stmt, message: str) -> ast.stmt:
+    """A class or function of the same name that raises ImportError(message) when it is used."""
+    if isinstance(node, ast.ClassDef):
+        source = (
+            f"class {node.name}(metaclass=_Withheld):\n"
+            f"    _withheld = {message!r}\n\n"
+            "    def __init__(self, *args, **kwargs):\n        raise ImportError(self._withheld)\n"
+        )
+    else:
+        source = f"def {node.name}(*args, **kwargs):\n    raise ImportError({message!r})\n"
+    return ast.parse(source).body[0]
+
+
+_WITHHELD_META = (
+    "class _Withheld(type):\n"
+    '    """The class of a withheld class: any attribute it does not have says why."""\n\n'
+    "    def __getattr__(cls, name):\n        raise ImportError(cls.__dict__['_withheld'])\n"
+)
+
+
+def _without(source: str, names: set[str], module: str) -> str:
+    """A module's source with its top-level classes and functions in `names` replaced by stubs."""
+    tree = ast.parse(source)
+    body = [
+        _stub(node, _message(f"{module}.{node.name}"))
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.name in names
+        else node
+        for node in tree.body
+    ]
+    head = 0  # the stubs' metaclass goes after the docstring and `from __future__` imports
+    while head < len(body) and (
+        (isinstance(body[head], ast.Expr) and isinstance(getattr(body[head], "value", None), ast.Constant))
+        or (isinstance(body[head], ast.ImportFrom) and body[head].module == "__future__")
+    ):
+        head += 1
+    tree.body = body[:head] + ast.parse(_WITHHELD_META).body + body[head:]
+    return ast.unparse(tree) + "\n"
+
+
+def build_view(dest: Path, withheld: tuple[str, ...], package: Path | None = None) -> Path:
+    """Write into `dest` (which gets `gptlib/`) the worker's gptlib without the `withheld` objects (an
+    exercise's `answers`), compiled; return `dest`."""
     package = Path(package or Path(gptlib.__file__).resolve().parent)
-    hidden = withheld(lesson, package)
-    packages = {n for n in hidden if (package.parent / n.replace(".", "/")).is_dir()}
+    hidden: dict[str, set[str]] = {}
+    for dotted in withheld:
+        module, name = dotted.rsplit(".", 1)
+        hidden.setdefault(module, set()).add(name)
     root = Path(dest) / "gptlib"
     for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         rel = path.relative_to(package)
         target = root / rel
-        owner = _module_name(path if path.suffix == ".py" else path.parent / "__init__.py", package)
+        module = ".".join(("gptlib", *rel.with_suffix("").parts)).removesuffix(".__init__")
         if rel.parts[0] == "course":  # of the grader, only what runs in the sandbox
             if len(rel.parts) == 2 and rel.name in WORKER_MODULES:
                 _copy(path, target)
-        elif owner == "gptlib.checks" and path.name == "__init__.py":  # the package, without the checks
-            _write(
-                target, '"""The checks are not part of graded code; only the learner boundary is here."""\n'
-            )
-        elif path.suffix == ".py" and owner in BOUNDARY_MODULES:
-            _copy(path, target)
-        elif any(owner == p or owner.startswith(p + ".") for p in packages):
-            if path.name == "__init__.py" and owner in packages:  # a withheld package: its stub, nothing else
-                _write(target, _stub(owner, lesson, hidden[owner]))
-        elif owner == "gptlib" and path.name == "__init__.py":
-            _write(target, _package_init(path.read_text(encoding="utf-8"), hidden, lesson))
-        elif path.suffix == ".py" and owner in hidden:
-            _write(target, _stub(owner, lesson, hidden[owner]))
+        elif rel.parts[0] == "checks":  # of the checks, only the learner side of the boundary
+            if rel.as_posix() == "checks/__init__.py":
+                _write(
+                    target,
+                    '"""The checks are not part of graded code; only the learner boundary is here."""\n',
+                )
+            elif len(rel.parts) == 2 and rel.name in BOUNDARY_MODULES:
+                _copy(path, target)
+        elif path.suffix == ".py" and module in hidden:
+            _write(target, _without(path.read_text(encoding="utf-8"), hidden[module], module))
         else:
             _copy(path, target)
     compileall.compile_dir(root, ddir=f"{MOUNT}/gptlib", quiet=1)

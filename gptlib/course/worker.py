@@ -10,12 +10,12 @@ check (`gptlib.course.remote`) sends the boundary's operations over one socket
 answers. What the worker says is never trusted: a worker that lies can only lose
 its own student's points.
 
-A request is a dict: {"op": name, "args": [...], "rng": torch's RNG state,
-"grad": grad mode}; the op is one of the `Backend` methods (call, attribute,
+A request is a dict: {"op": name, "args": [...], "grad": the check's grad
+mode}; the op is one of the `Backend` methods (call, attribute,
 modules, parameters, buffers, set_parameters, train, build, fetch,
-parameter_with_origin, forget) or "load" (define the student's names: cells,
+parameter_with_origin, seed, forget) or "load" (define the student's names: cells,
 the statements to run, the names to hand back as Refs). The answer:
-{"ok": result, "rng": state}, {"crash": the Crash's fields, "rng": state}, or
+{"ok": result}, {"crash": the Crash's fields}, or
 {"refused": why} for a request the worker cannot carry out.
 """
 
@@ -101,8 +101,6 @@ class Worker:
         if type(op) is not str or type(args) is not list:
             return {"refused": f"not a request: {req!r:.100}"}
         try:
-            if type(req.get("rng")) is torch.Tensor:
-                torch.set_rng_state(req["rng"])
             grad = req.get("grad")
             with torch.set_grad_enabled(grad) if type(grad) is bool else contextlib.nullcontext():
                 result = self._run(op, [self._args(a) for a in args])
@@ -113,12 +111,12 @@ class Worker:
                 [list(dataclasses.astuple(f)) for f in crash.frames],
                 crash.stage,
             ]
-            return {"crash": fields, "rng": torch.get_rng_state()}
+            return {"crash": fields}
         except (TypeError, ValueError, KeyError) as e:  # a request the backend cannot carry out
-            return {"refused": f"{type(e).__name__}: {e}"[:1000], "rng": torch.get_rng_state()}
+            return {"refused": f"{type(e).__name__}: {e}"[:1000]}
         except BaseException as e:  # SystemExit, KeyboardInterrupt, ... raised by the student's code
-            return {"crash": _crash_fields(e), "rng": torch.get_rng_state()}
-        return {"ok": _to_wire(result), "rng": torch.get_rng_state()}
+            return {"crash": _crash_fields(e)}
+        return {"ok": _to_wire(result)}
 
     def _run(self, op: str, args: list) -> Any:
         if op == "load":
@@ -135,7 +133,7 @@ class Worker:
 
 _OPS = frozenset(
     {"call", "attribute", "modules", "parameters", "buffers", "set_parameters", "train", "build", "fetch",
-     "parameter_with_origin", "forget"}
+     "parameter_with_origin", "seed", "forget"}
 )  # fmt: skip
 
 
