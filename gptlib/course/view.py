@@ -71,8 +71,8 @@ def answers(exercise: str) -> tuple[str, ...]:
 def _message(name: str) -> str:
     return (
         f"{name} is not available while this exercise is graded: it is gptlib's finished answer to it. "
-        "Write your own; the rest of gptlib is yours to use."
-    )
+        "Write your own; the rest of gptlib is yours to use"
+    )  # no full stop: a crash report adds its own
 
 
 def _stub(node: ast.stmt, message: str) -> ast.stmt:
