@@ -365,6 +365,9 @@ def test_forged_feedback_stays_inside_its_code_block(run):
     assert [ln for ln in outside if ln.startswith("**Score")] == ["**Score: 5 / 7**"]
     assert not any("<script>" in ln for ln in outside)
     assert "<script>alert(1)</script>" in text  # quoted, inside the block
+    markdown_it = pytest.importorskip("markdown_it")  # as a Markdown renderer shows it (CommonMark + tables)
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert page.count("<strong>Score") == 1 and "<script>" not in page and "&lt;script&gt;" in page
 
 
 @needs_sandbox
@@ -606,8 +609,7 @@ def test_markdown_text_cannot_start_anything():
     from gptlib.course.report import md_block, md_text
 
     assert (
-        md_text("**bold** <b>x</b> | `c` [l](u)\nnext")
-        == r"\*\*bold\*\* \<b\>x\<\/b\> \| \`c\` \[l\]\(u\) next"
+        md_text("**bold** <b>x</b> | `c` [l](u)\nnext") == r"\*\*bold\*\* \<b\>x\</b\> \| \`c\` \[l\](u) next"
     )
     block = md_block("a ```` b\n`````\nc")
     assert block[0] == "``````text" and block[-1] == "``````"

@@ -41,10 +41,11 @@ def _num(x: float) -> str:
 
 
 def md_text(text: str) -> str:
-    """Text for a Markdown line or table cell: one line, every ASCII punctuation mark backslash-escaped
-    (CommonMark then shows it as itself: no emphasis, link, tag, code span or table column can start)."""
+    """Text for the middle of a Markdown line or a table cell: one line, and every character that can start
+    an inline construct backslash-escaped (CommonMark then shows it as itself: no emphasis, link, image,
+    tag, entity, code span, strikethrough or table column can start)."""
     one_line = re.sub(r"[\r\n\t\v\f\x00-\x1f\x7f]+", " ", text)
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", one_line)
+    return re.sub(r"([\\`*_\[\]<>|~&!])", r"\\\1", one_line)
 
 
 def md_block(text: str, info: str = "text") -> list[str]:
