@@ -437,6 +437,24 @@ def test_a_check_server_that_dies_is_restarted_and_the_exercise_graded_again(tmp
     assert any("check server" in e for e in m.sandbox.events)
 
 
+@needs_sandbox
+def test_without_nested_namespaces_each_exercise_gets_a_bubblewrap_of_its_own(tmp_path):
+    """The fallback where the kernel refuses namespaces inside the sandbox: same worker, same answers."""
+    from gptlib.course.grade import Machinery
+    from gptlib.course.view import answers
+
+    job = _exercise_job(subs.LESSON, "unigram_entropy")
+    m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=False)
+    try:
+        worker = m.sandbox._spawn_single(answers("unigram_entropy"), m.limits)
+        verdict = m.checks().run(job, worker.channel, 300)
+        report = worker.finish()
+    finally:
+        m.close()
+    assert verdict["status"] == "passed", verdict
+    assert report["killed"] is True
+
+
 def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch):
     from gptlib.course.grade import Machinery
 

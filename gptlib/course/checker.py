@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlib.course import remote
+from gptlib.course.forks import serve_forks
 
 MAX_TEXT = 6000
 
@@ -119,30 +120,14 @@ def serve(sock_fd: int) -> None:
     prepare()
     sock = socket.socket(fileno=sock_fd)
     sock.sendall(b'{"ready": true}')
-    while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, 1024, 3)
-        except OSError:
-            break
-        if not msg:
-            break
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        if len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            continue
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            with os.fdopen(fds[2], "rb") as f:
-                job = json.loads(f.read())
-            _run_child(job, fds[0], fds[1])
-        for fd in fds:
-            os.close(fd)
+    serve_forks(sock, 3, _job_child)
     os._exit(0)
+
+
+def _job_child(_msg: bytes, fds: list[int]) -> None:
+    with os.fdopen(fds[2], "rb") as f:
+        job = json.loads(f.read())
+    _run_child(job, fds[0], fds[1])
 
 
 class CheckServer:

@@ -36,6 +36,8 @@ import select
 import signal
 import socket
 
+from gptlib.course.forks import serve_forks
+
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 CLONE_THREAD = 0x00010000
@@ -307,27 +309,7 @@ def zygote(sock_fd: int, preload: list[str]) -> None:
     sock = socket.socket(fileno=sock_fd)
     nesting = _probe_nesting()
     sock.sendall((json.dumps({"ready": True, "nesting": nesting}) + "\n").encode())
-    while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 2)
-        except OSError:
-            break
-        if not msg:
-            break
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        if len(fds) != 2:
-            for fd in fds:
-                os.close(fd)
-            continue
-        limits = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            monitor(fds[0], fds[1], limits)
-        for fd in fds:
-            os.close(fd)
+    serve_forks(sock, 2, lambda msg, fds: monitor(fds[0], fds[1], json.loads(msg)))
     os._exit(0)
 
 

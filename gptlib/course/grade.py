@@ -198,9 +198,7 @@ def run_exercise(m: Machinery, job: dict) -> tuple[dict, list[str]]:
     return verdict, notes
 
 
-def grade_exercise(
-    m: Machinery, lesson: Lesson, parsed: Parsed, nb: nbformat.NotebookNode, ex: Exercise
-) -> ExerciseResult:
+def grade_exercise(m: Machinery, parsed: Parsed, nb: nbformat.NotebookNode, ex: Exercise) -> ExerciseResult:
     """Find the exercise's code, run the check on it in the sandbox, turn the verdict into points."""
     code = exercise_code(parsed, ex.defines)
 
@@ -301,7 +299,7 @@ def grade_submission(
         chosen = lessons[lesson] if lesson else identify(item.nb, lessons, parsed.defined)
     except ValueError as e:
         return _ungraded(sub, lessons, lesson, str(e))
-    results = [grade_exercise(m, chosen, parsed, item.nb, ex) for ex in chosen.exercises]
+    results = [grade_exercise(m, parsed, item.nb, ex) for ex in chosen.exercises]
     return SubmissionResult(sub.student, sub.path, chosen.name, results, seconds=time.perf_counter() - start)
 
 

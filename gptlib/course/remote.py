@@ -17,9 +17,11 @@ that is not an answer. The grader tells these apart for the teacher.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -66,15 +68,23 @@ class Remote(learner.Backend):
         self._origins[id(t)] = token
         weakref.finalize(t, self._origins.pop, id(t), None)
 
-    def _receive(self) -> Any:
+    @contextlib.contextmanager
+    def _channel(self, sending: bool = False) -> Iterator[None]:
+        """The channel's failures as the boundary's: a timeout, a worker gone, data that is not plain."""
         try:
-            return wire.receive(self.fd, self.deadline, self._note_origin)
+            yield
         except wire.ChannelTimeout:
             raise learner.LearnerTimeout("the learner's code did not answer in time") from None
         except wire.ChannelClosed:
             raise WorkerGone("the worker process ended") from None
         except wire.WireError as e:
+            if sending:
+                raise TypeError(f"the check sent something that is not plain data: {e}") from None
             raise WorkerGarbage(f"the worker sent malformed data: {e}") from None
+
+    def _receive(self) -> Any:
+        with self._channel():
+            return wire.receive(self.fd, self.deadline, self._note_origin)
 
     def start(self) -> dict:
         """The worker's greeting, sent once its sandbox is set up."""
@@ -93,14 +103,8 @@ class Remote(learner.Backend):
         if time.monotonic() >= self.deadline:
             raise learner.LearnerTimeout("the learner's code ran out of time")
         msg = {"op": op, "args": [_outgoing(a) for a in args], "grad": torch.is_grad_enabled()}
-        try:
+        with self._channel(sending=True):
             wire.send(self.fd, msg, deadline=self.deadline)
-        except wire.ChannelTimeout:
-            raise learner.LearnerTimeout("the learner's code did not take the request in time") from None
-        except wire.ChannelClosed:
-            raise WorkerGone("the worker process ended") from None
-        except wire.WireError as e:
-            raise TypeError(f"the check sent something that is not plain data: {e}") from None
         reply = self._receive()
         _check(type(reply) is dict, "not a dict")
         if "refused" in reply:

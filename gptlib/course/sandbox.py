@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -424,20 +423,3 @@ class _Zygote:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-
-
-def wait_ready(channel: socket.socket, deadline: float) -> dict:
-    """The worker's first message (after its setup), or RuntimeError."""
-    from gptlib.course import wire
-
-    try:
-        hello = wire.receive(channel.fileno(), deadline)
-    except (wire.WireError, wire.ChannelClosed, wire.ChannelTimeout) as e:
-        raise RuntimeError(f"the worker did not start ({type(e).__name__})") from None
-    if not isinstance(hello, dict) or not hello.get("ready"):
-        raise RuntimeError(f"the worker could not be set up: {hello!r:.300}")
-    return hello
-
-
-def _now() -> float:
-    return time.monotonic()

@@ -23,7 +23,13 @@ from pathlib import Path
 import gptlib
 
 MOUNT = "/opt/gptlib-view"  # where the sandbox shows it (the folder that holds `gptlib/`)
-WORKER_MODULES = ("__init__.py", "wire.py", "worker.py", "confine.py")  # gptlib.course's part in the sandbox
+WORKER_MODULES = (
+    "__init__.py",
+    "wire.py",
+    "worker.py",
+    "confine.py",
+    "forks.py",
+)  # gptlib.course's part in the sandbox
 BOUNDARY_MODULES = ("learner.py", "builders.py")  # gptlib.checks' part: the learner side of the boundary
 
 _GENERATE = ("gptlib.generate.next_token", "gptlib.generate.top_k_filter", "gptlib.generate.top_p_filter")
