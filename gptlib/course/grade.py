@@ -170,32 +170,38 @@ def _ended(report: dict, limits: Limits) -> tuple[str, str] | None:
 
 
 def run_exercise(m: Machinery, job: dict) -> tuple[dict, list[str]]:
-    """The check's verdict for one exercise, given one more try in a fresh worker if the worker was lost;
-    and notes for the teacher."""
-    notes: list[str] = []
-    for attempt in (1, 2):
+    """The check's verdict for one exercise, and notes for the teacher. A worker that was lost (it died, sent
+    garbage, or the machinery failed) gets one more try in a fresh one: if that one is lost too, the verdict
+    says how (the student's code ending its process is the student's; anything else is the grader's)."""
+    first = None
+    for _ in range(2):
         try:
             worker = m.sandbox.spawn(job["exercise"], m.limits)
         except RuntimeError as e:
-            notes.append(f"grader: the sandbox could not start a worker ({str(e)[:300]})")
-            verdict: dict = {"status": "infrastructure"}
-            continue
-        try:
-            verdict = m.checks().run(job, worker.channel, job["timeout"] + job["startup"] + 30)
-        except (OSError, RuntimeError) as e:
-            verdict = {"status": "check lost", "message": f"{type(e).__name__}: {e}"}
-        report = worker.finish(ended=verdict["status"] == "worker gone")
-        verdict["worker"] = report
-        lost = verdict["status"] in ("worker gone", "worker failed", "check lost", "infrastructure")
-        if not lost:
+            verdict: dict = {
+                "status": "infrastructure",
+                "message": f"the sandbox did not start a worker ({e})",
+            }
+        else:
+            try:
+                verdict = m.checks().run(job, worker.channel, job["timeout"] + job["startup"] + 30)
+            except (OSError, RuntimeError) as e:
+                verdict = {"status": "check lost", "message": f"{type(e).__name__}: {e}"}
+            verdict["worker"] = worker.finish(ended=verdict["status"] == "worker gone")
+        if verdict["status"] not in ("worker gone", "worker failed", "check lost", "infrastructure"):
+            notes = (
+                [f"the worker was lost once ({_lost(first)}); graded again in a fresh one"] if first else []
+            )
             return verdict, notes
-        own = _ended(report, m.limits) if verdict["status"] == "worker gone" else None
-        if attempt == 1:
-            notes.append(f"the worker was lost ({verdict['status']}: {report}); graded again in a fresh one")
-            continue
-        if own is not None:
-            verdict = {"status": own[0], "message": own[1], "worker": report}
-    return verdict, notes
+        first = first or verdict
+    own = _ended(verdict.get("worker", {}), m.limits) if verdict["status"] == "worker gone" else None
+    if own is not None:
+        return {"status": own[0], "message": own[1], "worker": verdict["worker"]}, []
+    return verdict, []
+
+
+def _lost(verdict: dict) -> str:
+    return f"{verdict['status']}: {verdict.get('message') or verdict.get('worker')}"[:300]
 
 
 def grade_exercise(m: Machinery, parsed: Parsed, nb: nbformat.NotebookNode, ex: Exercise) -> ExerciseResult:
