@@ -154,20 +154,15 @@ def _average(x: torch.Tensor, kind: str = "right") -> torch.Tensor:
 
 _AVERAGE_MISTAKES = [
     Mistake(C.NOT_CAUSAL, "the mean over ALL positions, the future included", {"kind": "all"}),
-    Mistake(
-        C.MASK_TRANSPOSED, "the mean over positions t..T-1 (the future) instead of 0..t", {"kind": "future"}
-    ),
+    Mistake(C.MASK_TRANSPOSED, "the mean over positions t..T-1 (the future) instead of 0..t",
+            {"kind": "future"}),
     Mistake(C.WRONG_DIVISOR, "the running sum divided by T instead of by t + 1", {"kind": "divide-by-T"}),
     Mistake(C.SUM_NOT_MEAN, "the running sum, never divided", {"kind": "sum"}),
-    Mistake(
-        C.EXCLUDES_SELF, "the mean of the positions before t, leaving out t itself", {"kind": "past-only"}
-    ),
-    Mistake(
-        C.WRONG_AXIS,
-        "a running mean over the channels (dim 2) instead of over time (dim 1)",
-        {"kind": "channels"},
-    ),
-]
+    Mistake(C.EXCLUDES_SELF, "the mean of the positions before t, leaving out t itself",
+            {"kind": "past-only"}),
+    Mistake(C.WRONG_AXIS, "a running mean over the channels (dim 2) instead of over time (dim 1)",
+            {"kind": "channels"}),
+]  # fmt: skip
 
 
 @AVERAGE.check
@@ -215,44 +210,25 @@ SOFTMAX = Exercise(
 )  # fmt: skip
 
 _WEIGHT_MISTAKES = [
-    Mistake(
-        C.SOFTMAX_AXIS,
-        "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
-        {"softmax_dim": -2},
-    ),
-    Mistake(
-        C.NO_MASK, "attention without the causal mask: every position also sees the future", {"mask": "none"}
-    ),
-    Mistake(
-        C.MASK_TRANSPOSED,
-        "a flipped mask (torch.triu instead of torch.tril): each position sees itself and the FUTURE",
-        {"mask": "upper"},
-    ),
-    Mistake(
-        C.ROW_MASKED,
-        "a mask that hides the diagonal too (tril(..., diagonal=-1)): position 0 has no key left, "
-        "so its row is spread over every position, the future included",
-        {"mask": "strict", "fill": -1e9},
-    ),
-    Mistake(
-        C.MASK_AFTER_SOFTMAX,
-        "the mask applied after the softmax: the future gets weight 0 but the rows no longer sum to 1",
-        {"mask_after": "zero"},
-    ),
-    Mistake(
-        C.MASK_FILL_ZERO,
-        "the future filled with 0 instead of -inf: exp(0) = 1, so every later key still gets weight",
-        {"fill": 0.0},
-    ),
-]
+    Mistake(C.SOFTMAX_AXIS, "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
+            {"softmax_dim": -2}),
+    Mistake(C.NO_MASK, "attention without the causal mask: every position also sees the future",
+            {"mask": "none"}),
+    Mistake(C.MASK_TRANSPOSED, "a flipped mask (torch.triu instead of torch.tril): each position sees "
+            "itself and the FUTURE", {"mask": "upper"}),
+    Mistake(C.ROW_MASKED, "a mask that hides the diagonal too (tril(..., diagonal=-1)): position 0 has no "
+            "key left, so its row is spread over every position, the future included",
+            {"mask": "strict", "fill": -1e9}),
+    Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax: the future gets weight 0 but the "
+            "rows no longer sum to 1", {"mask_after": "zero"}),
+    Mistake(C.MASK_FILL_ZERO, "the future filled with 0 instead of -inf: exp(0) = 1, so every later key "
+            "still gets weight", {"fill": 0.0}),
+]  # fmt: skip
 _NONFINITE_MISTAKES = [
-    Mistake(
-        C.MASK_INVERTED,
-        "an inverted mask (masked_fill where tril == 1 instead of == 0): it hides the past and the present "
-        "and keeps the future, so the last position has no key left (NaN)",
-        {"mask": "inverted"},
-    ),
-]
+    Mistake(C.MASK_INVERTED, "an inverted mask (masked_fill where tril == 1 instead of == 0): it hides the "
+            "past and the present and keeps the future, so the last position has no key left (NaN)",
+            {"mask": "inverted"}),
+]  # fmt: skip
 
 
 @SOFTMAX.check
@@ -350,74 +326,38 @@ ATTENTION = Exercise(
 )  # fmt: skip
 
 _LAYER_MISTAKES = [
-    Mistake(
-        C.QK_SWAPPED,
-        "scores k @ q^T instead of q @ k^T (keys and queries swapped): row t must be query t against every key",
-        {"swap_qk": True},
-    ),
-]
+    Mistake(C.QK_SWAPPED, "scores k @ q^T instead of q @ k^T (keys and queries swapped): row t must be "
+            "query t against every key", {"swap_qk": True}),
+]  # fmt: skip
 _HEAD_MISTAKES = [
-    Mistake(
-        C.MERGE_ORDER,
-        "heads merged with y.view(B, T, C) without y.transpose(1, 2) first: positions get mixed between heads",
-        {"merge": "view"},
-    ),
-    Mistake(
-        C.MERGE_ORDER,
-        "heads merged in the wrong order (channel 0 of every head first, then channel 1, ...)",
-        {"merge": "interleave"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split with .view(B, n_head, T, head_size) instead of .view(B, T, n_head, head_size)"
-        ".transpose(1, 2): each 'head' gets slices of several positions",
-        {"split": "view"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split and merged without the transposes (.view(B, n_head, T, hs) ... .view(B, T, C))",
-        {"split": "view", "merge": "view"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split in the wrong order: channel c goes to head c % n_head (a view(B, T, hs, n_head)), where "
-        "head h owns the consecutive channels h*hs .. (h+1)*hs - 1 (view(B, T, n_head, hs))",
-        {"split": "interleave"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split and merged in the wrong order: channel c goes to head c % n_head (a view(B, T, hs, "
-        "n_head)), where head h owns the consecutive channels h*hs .. (h+1)*hs - 1 (view(B, T, n_head, hs))",
-        {"split": "interleave", "merge": "interleave"},
-    ),
-    Mistake(
-        C.ONE_HEAD,
-        "ONE head as wide as the model: the scores are never split into n_head heads (one (T, T) map over "
-        "all C channels, scaled by 1/sqrt(C))",
-        {"heads": 1},
-    ),
-    Mistake(
-        C.NO_PROJ, "attention without the output projection (self.proj is never applied)", {"proj": False}
-    ),
-]
+    Mistake(C.MERGE_ORDER, "heads merged with y.view(B, T, C) without y.transpose(1, 2) first: positions "
+            "get mixed between heads", {"merge": "view"}),
+    Mistake(C.MERGE_ORDER, "heads merged in the wrong order (channel 0 of every head first, then channel "
+            "1, ...)", {"merge": "interleave"}),
+    Mistake(C.HEAD_SPLIT, "heads split with .view(B, n_head, T, head_size) instead of .view(B, T, n_head, "
+            "head_size).transpose(1, 2): each 'head' gets slices of several positions", {"split": "view"}),
+    Mistake(C.HEAD_SPLIT, "heads split and merged without the transposes (.view(B, n_head, T, hs) ... "
+            ".view(B, T, C))", {"split": "view", "merge": "view"}),
+    Mistake(C.HEAD_SPLIT, "heads split in the wrong order: channel c goes to head c % n_head (a view(B, T, "
+            "hs, n_head)), where head h owns the consecutive channels h*hs .. (h+1)*hs - 1 (view(B, T, "
+            "n_head, hs))", {"split": "interleave"}),
+    Mistake(C.HEAD_SPLIT, "heads split and merged in the wrong order: channel c goes to head c % n_head (a "
+            "view(B, T, hs, n_head)), where head h owns the consecutive channels h*hs .. (h+1)*hs - 1 "
+            "(view(B, T, n_head, hs))", {"split": "interleave", "merge": "interleave"}),
+    Mistake(C.ONE_HEAD, "ONE head as wide as the model: the scores are never split into n_head heads (one "
+            "(T, T) map over all C channels, scaled by 1/sqrt(C))", {"heads": 1}),
+    Mistake(C.NO_PROJ, "attention without the output projection (self.proj is never applied)",
+            {"proj": False}),
+]  # fmt: skip
 _LAYER_NONFINITE = [
-    Mistake(
-        C.ROW_MASKED,
-        "a mask that hides the diagonal too: position 0 has no key left (NaN)",
-        {"mask": "strict"},
-    ),
-    Mistake(
-        C.SOFTMAX_AXIS,
-        "a softmax over dim 1 (the heads axis of (B, n_head, T, T)), where every masked slice is all -inf",
-        {"softmax_dim": 1},
-    ),
-    Mistake(
-        C.MASK_AFTER_SOFTMAX,
-        "the mask applied after the softmax, with -inf: the -inf weights reach the output",
-        {"mask_after": "inf"},
-    ),
+    Mistake(C.ROW_MASKED, "a mask that hides the diagonal too: position 0 has no key left (NaN)",
+            {"mask": "strict"}),
+    Mistake(C.SOFTMAX_AXIS, "a softmax over dim 1 (the heads axis of (B, n_head, T, T)), where every "
+            "masked slice is all -inf", {"softmax_dim": 1}),
+    Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax, with -inf: the -inf weights reach "
+            "the output", {"mask_after": "inf"}),
     *_NONFINITE_MISTAKES,
-]
+]  # fmt: skip
 
 
 @dataclass

@@ -455,27 +455,17 @@ CONVERT_BLOCK = Exercise(
 def _block_mistakes(hf_config: Any) -> list[Mistake]:
     eps, H, C_ = hf_config.layer_norm_epsilon, hf_config.n_head, hf_config.n_embd
     mistakes = [
-        Mistake(
-            C.EXACT_GELU,
-            "a block with the exact GELU (gelu_approximate='none') where GPT-2 uses the tanh approximation "
-            "('gelu_new')",
-            {"gelu": "none"},
-        ),
-        Mistake(
-            C.QKV_NOT_TRANSPOSED,
-            "query, key and value copied from c_attn without .t() (Conv1D keeps (in, out))",
-            {"qkv_t": False},
-        ),
+        Mistake(C.EXACT_GELU, "a block with the exact GELU (gelu_approximate='none') where GPT-2 uses the "
+                "tanh approximation ('gelu_new')", {"gelu": "none"}),
+        Mistake(C.QKV_NOT_TRANSPOSED, "query, key and value copied from c_attn without .t() (Conv1D keeps "
+                "(in, out))", {"qkv_t": False}),
         Mistake(C.PROJ_NOT_TRANSPOSED, "attn.c_proj's weight copied without .t()", {"proj_t": False}),
-        Mistake(
-            C.RESHAPE_NOT_TRANSPOSE,
-            "every Conv1D weight reshaped (.view/.reshape) to nn.Linear's shape instead of transposed",
-            {"reshape": True},
-        ),
+        Mistake(C.RESHAPE_NOT_TRANSPOSE, "every Conv1D weight reshaped (.view/.reshape) to nn.Linear's "
+                "shape instead of transposed", {"reshape": True}),
         Mistake(C.LN_SWAPPED, "ln_1 and ln_2 swapped (ln_2 before attention)", {"ln": "swapped"}),
         Mistake(C.LN_NOT_COPIED, "LayerNorms that were not copied (gain 1, bias 0)", {"ln": "default"}),
         Mistake(C.BIASES_MISSING, "the Linear layers' biases left at zero", {"biases": False}),
-    ]
+    ]  # fmt: skip
     if eps != 1e-5:
         says = (
             f"LayerNorm eps 1e-5 (gptlib's default) where this GPT-2's config says layer_norm_epsilon={eps:g}"

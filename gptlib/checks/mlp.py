@@ -83,17 +83,13 @@ _GELU_MISTAKES = [
     Mistake(C.SIGMOID_APPROXIMATION, "the sigmoid approximation x * sigmoid(1.702 x)", {"kind": "sigmoid"}),
     Mistake(C.RELU, "ReLU", {"kind": "relu"}),
     Mistake(C.MISSING_HALF, "2 x the GELU: the factor 0.5 is missing", {"kind": "no-half"}),
-    Mistake(
-        C.ERF_ARGUMENT,
-        "0.5 x (1 + erf(x)): the argument of erf is not divided by sqrt(2)",
-        {"kind": "erf(x)"},
-    ),
-    Mistake(
-        C.ERF_ARGUMENT, "0.5 x (1 + erf(x sqrt 2)): multiplied by sqrt(2), not divided", {"kind": "erf(x*s2)"}
-    ),
+    Mistake(C.ERF_ARGUMENT, "0.5 x (1 + erf(x)): the argument of erf is not divided by sqrt(2)",
+            {"kind": "erf(x)"}),
+    Mistake(C.ERF_ARGUMENT, "0.5 x (1 + erf(x sqrt 2)): multiplied by sqrt(2), not divided",
+            {"kind": "erf(x*s2)"}),
     Mistake(C.ERF_ARGUMENT, "0.5 x (1 + erf(x / 2)): divided by 2, not by sqrt(2)", {"kind": "erf(x/2)"}),
     Mistake(C.MISSING_X, "Phi(x) = 0.5 (1 + erf(x / sqrt 2)) without the factor x", {"kind": "cdf"}),
-]
+]  # fmt: skip
 
 
 @GELU.check
@@ -155,7 +151,7 @@ def check_gelu(fn: Ref) -> None:
 MLP = Exercise(
     "mlp",
     [C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.HIDDEN_WIDTH, C.MISSING_SECOND_LINEAR, C.EXTRA_LINEAR,
-     C.LAYERS_NOT_FOUND, C.TANH_GELU, C.RELU, C.NO_ACTIVATION, C.ACTIVATION_AFTER_PROJ, C.RESIDUAL_INSIDE,
+     C.LAYERS_NOT_FOUND, C.TANH_APPROXIMATION, C.RELU, C.NO_ACTIVATION, C.ACTIVATION_AFTER_PROJ, C.RESIDUAL_INSIDE,
      C.NO_DROPOUT, C.DROPOUT_IN_EVAL, C.DROPOUT_WRONG_PLACE, C.DROPOUT_RATE, C.DROPOUT_NOT_SCALED,
      C.MIXES_POSITIONS, C.WRONG_VALUES, C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
 )  # fmt: skip
@@ -176,7 +172,7 @@ class _Mapping:
         """The reference's eval-mode output for input x, or one of the classic mistakes'."""
         fc = F.linear(x, self.fc_w, self.fc_b)  # (B, T, H)
         act = {
-            "tanh-gelu": lambda h: F.gelu(h, approximate="tanh"),
+            "tanh-approximation": lambda h: F.gelu(h, approximate="tanh"),
             "relu": F.relu,
             "no-activation": lambda h: h,
         }
@@ -187,22 +183,15 @@ class _Mapping:
 
 
 _MLP_MISTAKES = [
-    Mistake(
-        C.TANH_GELU,
-        "uses the tanh approximation of GELU (GPT-2's), not the exact GELU",
-        {"kind": "tanh-gelu"},
-    ),
+    Mistake(C.TANH_APPROXIMATION, "uses the tanh approximation of GELU (GPT-2's), not the exact GELU",
+            {"kind": "tanh-approximation"}),
     Mistake(C.RELU, "uses ReLU instead of GELU", {"kind": "relu"}),
     Mistake(C.NO_ACTIVATION, "has no activation between the two Linear layers", {"kind": "no-activation"}),
-    Mistake(
-        C.ACTIVATION_AFTER_PROJ,
-        "applies the GELU after the second Linear instead of between the two",
-        {"kind": "activation-after-proj"},
-    ),
-    Mistake(
-        C.RESIDUAL_INSIDE, "is x + MLP(x): the residual is added inside the MLP", {"kind": "residual-inside"}
-    ),
-]
+    Mistake(C.ACTIVATION_AFTER_PROJ, "applies the GELU after the second Linear instead of between the two",
+            {"kind": "activation-after-proj"}),
+    Mistake(C.RESIDUAL_INSIDE, "is x + MLP(x): the residual is added inside the MLP",
+            {"kind": "residual-inside"}),
+]  # fmt: skip
 
 
 def _linears(

@@ -152,47 +152,29 @@ def _ln(
 
 
 _LN_MISTAKES = [
-    Mistake(
-        C.EPS_OUTSIDE,
-        "eps added outside the square root, (x - mean) / (sqrt(var) + eps)",
-        {"eps_where": "outside"},
-    ),
-    Mistake(
-        C.UNBIASED_VAR,
-        "the unbiased variance, which divides by C - 1 (torch.var's default), instead of dividing by C",
-        {"correction": 1},
-    ),
+    Mistake(C.EPS_OUTSIDE, "eps added outside the square root, (x - mean) / (sqrt(var) + eps)",
+            {"eps_where": "outside"}),
+    Mistake(C.UNBIASED_VAR, "the unbiased variance, which divides by C - 1 (torch.var's default), instead "
+            "of dividing by C", {"correction": 1}),
     Mistake(C.NO_EPS, "no eps at all, (x - mean) / sqrt(var)", {"eps_where": "none"}),
     Mistake(C.NO_SQRT, "dividing by the variance instead of its square root", {"eps_where": "no-sqrt"}),
     Mistake(C.NO_CENTERING, "no mean subtracted, x / sqrt(var + eps)", {"center": "none"}),
-    Mistake(
-        C.NO_CENTERING,
-        "RMS normalisation, x / sqrt(mean(x²) + eps), with no mean subtracted",
-        {"center": "rms"},
-    ),
-    Mistake(
-        C.WRONG_AXIS, "a mean and variance over the positions (dim 1) instead of the channels", {"dims": (1,)}
-    ),
-    Mistake(
-        C.WRONG_AXIS, "a mean and variance over the batch (dim 0) instead of the channels", {"dims": (0,)}
-    ),
-    Mistake(
-        C.WRONG_AXIS,
-        "a mean and variance over the positions and channels together (dims 1 and 2)",
-        {"dims": (1, 2)},
-    ),
+    Mistake(C.NO_CENTERING, "RMS normalisation, x / sqrt(mean(x²) + eps), with no mean subtracted",
+            {"center": "rms"}),
+    Mistake(C.WRONG_AXIS, "a mean and variance over the positions (dim 1) instead of the channels",
+            {"dims": (1,)}),
+    Mistake(C.WRONG_AXIS, "a mean and variance over the batch (dim 0) instead of the channels",
+            {"dims": (0,)}),
+    Mistake(C.WRONG_AXIS, "a mean and variance over the positions and channels together (dims 1 and 2)",
+            {"dims": (1, 2)}),
     Mistake(C.WRONG_AXIS, "a mean and variance over the whole tensor", {"dims": (0, 1, 2)}),
-    Mistake(
-        C.GAIN_UNUSED, "the normalised x plus the bias, with the gain never applied", {"use_gain": False}
-    ),
+    Mistake(C.GAIN_UNUSED, "the normalised x plus the bias, with the gain never applied",
+            {"use_gain": False}),
     Mistake(C.BIAS_UNUSED, "the normalised x times the gain, with the bias never added", {"use_bias": False}),
-    Mistake(
-        C.GAIN_BIAS_UNUSED,
-        "the normalised x alone: neither the gain nor the bias is applied",
-        {"use_gain": False, "use_bias": False},
-    ),
+    Mistake(C.GAIN_BIAS_UNUSED, "the normalised x alone: neither the gain nor the bias is applied",
+            {"use_gain": False, "use_bias": False}),
     Mistake(C.BIAS_BEFORE_GAIN, "(x_hat + bias) * gain: shifted before it is scaled", {"order": "bias-gain"}),
-]
+]  # fmt: skip
 _SWAPPED = Mistake(
     C.GAIN_BIAS_SWAPPED, "x_hat * bias + gain: the gain and the bias swap roles", {"order": "swapped"}
 )
@@ -552,54 +534,29 @@ def _compose(
 
 
 _BLOCK_MISTAKES = [
-    Mistake(
-        C.NO_RESIDUAL_ATTN,
-        "x = self.attn(self.ln1(x)): the attention's output REPLACES x instead of being added to it (no residual "
-        "around the attention)",
-        {"kind": "no-residual-attn"},
-    ),
-    Mistake(
-        C.NO_RESIDUAL_MLP,
-        "x = self.mlp(self.ln2(x)): the MLP's output replaces x (no residual around the MLP)",
-        {"kind": "no-residual-mlp"},
-    ),
-    Mistake(
-        C.NO_RESIDUAL, "a stack with no residual at all: mlp(ln2(attn(ln1(x))))", {"kind": "no-residual"}
-    ),
-    Mistake(
-        C.POST_NORM,
-        "post-norm, x = ln1(x + attn(x)) then ln2(x + mlp(x)): the LayerNorms sit on the residual pathway, after "
-        "the sums, instead of before each sub-layer",
-        {"kind": "post-norm"},
-    ),
-    Mistake(
-        C.NORM_IN_RESIDUAL,
-        "x = ln1(x); x = x + attn(x) (and the same for the MLP): x itself is replaced by its normalised copy, so "
-        "the pathway is normalised at every step",
-        {"kind": "norm-in-residual"},
-    ),
-    Mistake(
-        C.NO_LAYERNORM,
-        "x + attn(x), then + mlp(x): the sub-layers read x without a LayerNorm",
-        {"kind": "no-layernorm"},
-    ),
-    Mistake(
-        C.SAME_LAYERNORM,
-        "the same LayerNorm used before the attention AND before the MLP",
-        {"kind": "same-layernorm"},
-    ),
+    Mistake(C.NO_RESIDUAL_ATTN, "x = self.attn(self.ln1(x)): the attention's output REPLACES x instead of "
+            "being added to it (no residual around the attention)", {"kind": "no-residual-attn"}),
+    Mistake(C.NO_RESIDUAL_MLP, "x = self.mlp(self.ln2(x)): the MLP's output replaces x (no residual around "
+            "the MLP)", {"kind": "no-residual-mlp"}),
+    Mistake(C.NO_RESIDUAL, "a stack with no residual at all: mlp(ln2(attn(ln1(x))))",
+            {"kind": "no-residual"}),
+    Mistake(C.POST_NORM, "post-norm, x = ln1(x + attn(x)) then ln2(x + mlp(x)): the LayerNorms sit on the "
+            "residual pathway, after the sums, instead of before each sub-layer", {"kind": "post-norm"}),
+    Mistake(C.NORM_IN_RESIDUAL, "x = ln1(x); x = x + attn(x) (and the same for the MLP): x itself is "
+            "replaced by its normalised copy, so the pathway is normalised at every step",
+            {"kind": "norm-in-residual"}),
+    Mistake(C.NO_LAYERNORM, "x + attn(x), then + mlp(x): the sub-layers read x without a LayerNorm",
+            {"kind": "no-layernorm"}),
+    Mistake(C.SAME_LAYERNORM, "the same LayerNorm used before the attention AND before the MLP",
+            {"kind": "same-layernorm"}),
     Mistake(C.MLP_FIRST, "the MLP applied before the attention", {"kind": "mlp-first"}),
-    Mistake(
-        C.PARALLEL,
-        "x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads the block's input, not x after the attention's update",
-        {"kind": "parallel"},
-    ),
+    Mistake(C.PARALLEL, "x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads the block's input, not x after the "
+            "attention's update", {"kind": "parallel"}),
     Mistake(C.SUBLAYER_UNUSED, "x + attn(ln1(x)) alone: the MLP is never applied", {"kind": "mlp-unused"}),
-    Mistake(
-        C.SUBLAYER_UNUSED, "x + mlp(ln2(x)) alone: the attention is never applied", {"kind": "attn-unused"}
-    ),
+    Mistake(C.SUBLAYER_UNUSED, "x + mlp(ln2(x)) alone: the attention is never applied",
+            {"kind": "attn-unused"}),
     Mistake(C.SUBLAYER_UNUSED, "the input x, unchanged: neither sub-layer contributes", {"kind": "identity"}),
-]
+]  # fmt: skip
 
 
 def _gain_bias(

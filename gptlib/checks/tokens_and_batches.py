@@ -245,7 +245,7 @@ def _method(obj: Any, name: str) -> Ref:
 BATCH = Exercise(
     "get_batch",
     [C.NOT_CALLABLE, C.NOT_A_PAIR, C.TRANSPOSED, C.NOT_A_SLICE, C.Y_NOT_SHIFTED, C.SHIFTED_WRONG_WAY,
-     C.SEPARATE_STARTS, C.SAME_WINDOW, C.IGNORES_GENERATOR, C.RESEEDS_GENERATOR, C.PAST_END,
+     C.SEPARATE_STARTS, C.SAME_WINDOW, C.GENERATOR_IGNORED, C.RESEEDS_GENERATOR, C.PAST_END,
      C.NEVER_LAST_WINDOW, C.NEVER_FIRST_WINDOW, C.IN_PLACE, C.NOT_A_TENSOR, C.WRONG_SHAPE, C.WRONG_DTYPE],
 )  # fmt: skip
 
@@ -336,7 +336,7 @@ def check_get_batch(fn: Ref) -> None:
     c = _batch(fn, data, T, B, _generator(8))
     if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
         raise ex.fail(
-            C.IGNORES_GENERATOR,
+            C.GENERATOR_IGNORED,
             "two generators seeded alike gave different batches: the windows come from some other random "
             "source (torch's global generator, or Python's random), not from `generator`.",
         )
@@ -428,7 +428,7 @@ _ENTROPY_MISTAKES = [
     Mistake(C.SIGN, "has the wrong sign", {"kind": "sign"}),
     Mistake(C.UNIFORM, "is ln(vocab_size): every token treated as equally likely", {"kind": "uniform"}),
     Mistake(C.COUNTS_NOT_PROBS, "uses raw counts instead of probabilities", {"kind": "counts"}),
-]
+]  # fmt: skip
 
 
 def _as_float(what: str, out: Any) -> float:

@@ -488,7 +488,7 @@ SAMPLE = Exercise(
     "sample",
     [C.NOT_CALLABLE, C.WRONG_SHAPE, C.WRONG_DTYPE, C.IN_PLACE, C.GENERATOR_IGNORED, C.SAMPLED_LOGITS, C.ARGMAX,
      C.TEMPERATURE_MULTIPLIED, C.TEMPERATURE_IGNORED, C.TOPK_IGNORED, C.TOPK_ZERO, C.SOFTMAX_TWICE, C.TOPK_INDEX,
-     C.SOFTMAX_DIM, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION, C.RETURNED_NONE, C.RETURNED_TUPLE],
+     C.SOFTMAX_AXIS, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 # Two rows of logits (V = 8), with no ties, negative values and the maximum not at id 0.
 _ROWS = torch.tensor(
@@ -522,7 +522,7 @@ def _distributions(logits: torch.Tensor, T: float, k: int | None) -> dict[str, t
     }
     col = F.softmax(_mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
     if torch.isfinite(col).all() and (col.sum(-1) > 0).all():
-        out[C.SOFTMAX_DIM] = col / col.sum(-1, keepdim=True)
+        out[C.SOFTMAX_AXIS] = col / col.sum(-1, keepdim=True)
     if k is not None:
         out[C.TOPK_INDEX] = (
             out["ok"].sort(dim=-1, descending=True).values
@@ -547,7 +547,7 @@ def _sample_call(
                 "or their log, instead of probabilities.",
             )
         if "Dimension out of range" in crash.message:
-            raise ex.fail(C.SOFTMAX_DIM, f"{what} raised {where}.")
+            raise ex.fail(C.SOFTMAX_AXIS, f"{what} raised {where}.")
         raise ex.fail(C.CRASHED, f"{what} raised {where}. Fix that line and run the cell again.", crash, what)
     if call.changed:
         raise ex.fail(C.IN_PLACE, f"{what} changed the logits passed in.")
@@ -582,7 +582,7 @@ _SAMPLE_WORDS = {
     C.TOPK_IGNORED: "softmax(logits / T) over all tokens: top_k is ignored",
     C.TOPK_ZERO: "the logits outside the top k set to 0 instead of -inf, so those tokens are still drawn",
     C.SOFTMAX_TWICE: "a softmax of the probabilities: softmax applied twice",
-    C.SOFTMAX_DIM: "a softmax over the batch (dim=0) instead of over the vocabulary",
+    C.SOFTMAX_AXIS: "a softmax over the batch (dim=0) instead of over the vocabulary",
     C.TOPK_INDEX: "the position within the top-k list instead of the token id",
     C.ARGMAX: "the most likely token every time: argmax, not a random draw",
 }
