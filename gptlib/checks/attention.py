@@ -35,7 +35,7 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import expect_callable, expect_tensor, future_leak, leaks
+from gptlib.checks.probes import deterministic, expect_callable, expect_tensor, future_leak, gradients, leaks
 from gptlib.checks.reference_attention import (
     AttentionWeights,
     attention_weights,
@@ -453,40 +453,25 @@ def _leak_failure(ex: Exercise, what: str, moved: list[int], T: int) -> CheckFai
 def _check_gradients(
     ex: Exercise, module: Ref, x: torch.Tensor, what: str, config: GPTConfig, width: int
 ) -> int:
-    """Backpropagate a random loss; every parameter and the input must get a gradient. Returns the number of
-    parameter tensors."""
-    out_shape = (*x.shape[:2], width)
+    """Backpropagate a random cotangent: every parameter and x get a gradient (a mask stored as a parameter
+    gets none). Returns the number of parameter tensors."""
     with seeded(2):
-        g = torch.randn(out_shape)
-    grads = ex.run(what, module, x, backward=Backward(wrt=(0,), cotangent=g)).grads
-    params = parameters(module)
-    frozen = [n for n, p in params.items() if not p.requires_grad]
-    if frozen:
-        raise ex.fail(
-            C.NO_GRAD, f"{', '.join(frozen)}: requires_grad=False, so training could never change them."
-        )
-    missing = [n for n, gr in grads.params.items() if gr is None]
+        g = torch.randn(*x.shape[:2], width)
     bs = config.block_size
-    masks = [n for n in missing if params[n].dim() >= 2 and tuple(params[n].shape[-2:]) == (bs, bs)]
-    if masks:
-        raise ex.fail(
-            C.MASK_PARAMETER,
-            f"{', '.join(masks)}: a mask stored as an nn.Parameter. A mask is not learned (and gets no "
-            "gradient). Store it with self.register_buffer('mask', ...).",
-        )
-    if missing:
-        raise ex.fail(
-            C.NO_GRAD,
-            f"no gradient reaches {', '.join(missing)}: forward never uses them, or cuts the path to the output "
-            "(.detach(), .data, torch.no_grad(), .item() or numpy).",
-        )
-    if grads.inputs[0] is None:
-        raise ex.fail(
-            C.NO_GRAD,
-            "no gradient flows back to the input x: the layers before attention could not learn. "
-            "Do not detach x (or use .data) inside forward.",
-        )
-    return len(params)
+
+    def masks(missing: list[str]) -> None:
+        params = parameters(module)
+        found = [n for n in missing if params[n].dim() >= 2 and tuple(params[n].shape[-2:]) == (bs, bs)]
+        if found:
+            raise ex.fail(
+                C.MASK_PARAMETER,
+                f"{', '.join(found)}: a mask stored as an nn.Parameter. A mask is not learned (and gets no "
+                "gradient). Store it with self.register_buffer('mask', ...).",
+            )
+
+    return gradients(
+        ex, what, module, x, backward=Backward(wrt=(0,), cotangent=g), input_name="x", explain=masks
+    )
 
 
 def _wrong_params(spec: _LayerSpec, name: str, search: Any, extra: str = "") -> CheckFailure:
@@ -562,13 +547,15 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
     out = _output(ex, what, raw, out_shape, 1, nonfinite)
     with torch.no_grad():
         again = forward(x)
-    if not close(out, again):
-        raise ex.fail(
-            C.DROPOUT_IN_EVAL,
-            f"{what} gave different outputs for the same x in eval mode: dropout (or other randomness) is "
-            "still active. nn.Dropout switches itself off in eval(); F.dropout(t, p) and "
-            "F.scaled_dot_product_attention(..., dropout_p=p) need p=0 (or training=False) when not self.training.",
-        )
+    deterministic(
+        ex,
+        what,
+        out,
+        again,
+        "x",
+        " nn.Dropout switches itself off in eval(); F.dropout(t, p) and F.scaled_dot_product_attention(..., "
+        "dropout_p=p) need p=0 (or training=False) when not self.training.",
+    )
     if not search.candidates:
         raise _wrong_params(spec, name, search)
     with torch.no_grad():

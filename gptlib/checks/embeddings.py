@@ -30,7 +30,7 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref, backend
-from gptlib.checks.probes import dropout_rate, expect_callable, expect_tensor, missing_grads
+from gptlib.checks.probes import deterministic, dropout_rate, expect_callable, expect_tensor, gradients
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings as _RefEmbeddings
 
@@ -246,11 +246,7 @@ def check_token_position_embedding(cls: Ref) -> None:
 
     # eval mode must be deterministic (no dropout)
     again, _ = _forward(mod, idx, what, changed)
-    if isinstance(again, torch.Tensor) and not torch.equal(again, out):
-        raise ex.fail(
-            C.DROPOUT_IN_EVAL,
-            f"two calls of {what} gave different outputs: dropout is still on in eval mode.",
-        )
+    deterministic(ex, what.removesuffix(" in eval mode"), out, again, "idx")
 
     want = ref.eval()(idx)
     if not torch.allclose(out, want, atol=1e-5):
@@ -325,10 +321,7 @@ def check_token_position_embedding(cls: Ref) -> None:
 
     # gradients reach both tables
     train(ex, mod, False)
-    grads = ex.run(what, mod, idx, backward=Backward()).grads
-    missing = missing_grads(grads.params, [tok_name, pos_name])
-    if missing:
-        raise ex.fail(C.NO_GRAD, f"after backward, {missing} got no gradient.")
+    gradients(ex, what, mod, idx, backward=Backward(), names=[tok_name, pos_name])
     ex.passed(
         f"tables `{tok_name}` {tuple(params[tok_name].shape)} and `{pos_name}` {tuple(params[pos_name].shape)}; "
         "output equals gptlib's Embeddings for T = block_size, 5 and 1; dropout at embd_pdrop in train mode only; "

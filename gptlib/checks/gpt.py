@@ -49,7 +49,14 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import expect_callable, expect_tensor, leaks
+from gptlib.checks.probes import (
+    deterministic,
+    dropout_active,
+    expect_callable,
+    expect_tensor,
+    gradients,
+    leaks,
+)
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings as _RefEmbeddings
@@ -637,11 +644,7 @@ def check_gpt(cls: Ref) -> None:
             found = Counter(_shape_key(p.shape) for p in tree.params.values())
             expected = Counter(_shape_key(p.shape) for p in ref.parameters())
             _blocks_unregistered(expected - found, found - expected, ref, name, config.n_layer, "")
-            raise ex.fail(
-                C.DROPOUT_IN_EVAL,
-                f"two calls of {name}.forward on the same idx in eval mode gave different "
-                "logits: dropout is still on.",
-            )
+            deterministic(ex, f"{name}.forward(idx)", logits, logits2, "idx")
         want = _loss_variant(logits2, targets, "right")
         if not tensors_close(loss, want, atol=1e-5, rtol=1e-4):
             found = _loss_mistake(loss, logits2, targets)
@@ -699,16 +702,11 @@ def check_gpt(cls: Ref) -> None:
             )
         verified.append("same logits as gptlib.GPT with your weights for T = 1, 5 and 8")
 
-    grads = ex.run("loss.backward()", model, idx, targets, backward=Backward(output=1)).grads
-    missing = [n for n, g in grads.params.items() if g is None]
-    if missing:
-        raise ex.fail(C.NO_GRAD, f"no gradient reaches {missing[:6]}: forward never uses them.")
+    gradients(ex, "loss.backward()", model, idx, targets, backward=Backward(output=1))
     verified.append("gradients reach every parameter")
     train(ex, model, True)
     with seeded(4), torch.no_grad():
-        a, b = forward(idx)[0], forward(idx)[0]
-    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
-        raise ex.fail(C.NO_DROPOUT, f"{name} in train mode gave the same logits twice: no dropout anywhere.")
+        dropout_active(ex, name, forward(idx)[0], forward(idx)[0])
     verified.append("dropout in train mode only")
     ex.passed("; ".join(verified) + ".")
 

@@ -38,7 +38,7 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref, Sub, backend
-from gptlib.checks.probes import dropout_rate, expect_callable, expect_tensor, missing_grads
+from gptlib.checks.probes import deterministic, dropout_rate, expect_callable, expect_tensor, gradients
 from gptlib.config import GPTConfig
 from gptlib.mlp import MLP as _RefMLP
 
@@ -310,11 +310,7 @@ def check_mlp(cls: Ref) -> None:
     out = expect_tensor(ex, what, call.value, shape=(B, T, C_), dtype=torch.float32, shape_names="(B, T, C)")
     with _quiet():
         again, _ = ex.attempt(what, mod, x)
-    if isinstance(again, torch.Tensor) and not torch.equal(again, out):
-        raise ex.fail(
-            C.DROPOUT_IN_EVAL,
-            f"two calls of {what} gave different outputs: dropout is still on in eval mode.",
-        )
+    deterministic(ex, what.removesuffix(" in eval mode"), out, again, "x")
 
     # each position on its own: changing position 2 changes only position 2
     poked = x.clone()
@@ -379,9 +375,7 @@ def check_mlp(cls: Ref) -> None:
 
     # gradients reach every weight
     train(ex, mod, False)
-    missing = missing_grads(ex.run(what, mod, x, backward=Backward()).grads.params, m.params)
-    if missing:
-        raise ex.fail(C.NO_GRAD, f"after backward, {missing} got no gradient.")
+    gradients(ex, what, mod, x, backward=Backward(), names=m.params)
     ex.passed(
         f"{C_} -> {4 * C_} -> {C_} with the exact GELU; equals gptlib's MLP with your weights; each position on its "
         "own; dropout last, at resid_pdrop, in train mode only; gradients reach every weight."

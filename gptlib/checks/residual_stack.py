@@ -47,7 +47,7 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import expect_tensor, future_leak, leaks
+from gptlib.checks.probes import deterministic, dropout_active, expect_tensor, future_leak, gradients, leaks
 from gptlib.checks.reference_attention import find_projections, load_weights
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
@@ -70,31 +70,11 @@ def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor) -> Any:
     return call.value
 
 
-def _gradients(ex: Exercise, module: Ref, x: torch.Tensor, shape: tuple[int, ...]) -> int:
-    """Backpropagate a random loss: every parameter and x must get a gradient. Returns the parameter count."""
+def _gradients(ex: Exercise, module: Ref, x: torch.Tensor) -> int:
+    """Backpropagate a random cotangent: every parameter and x get a gradient. Returns the parameter count."""
     with seeded(5):
-        g = torch.randn(shape)
-    grads = ex.run("your module", module, x, backward=Backward(wrt=(0,), cotangent=g)).grads
-    named = parameters(module)
-    frozen = [n for n, p in named.items() if not p.requires_grad]
-    if frozen:
-        raise ex.fail(
-            C.NO_GRAD, f"parameters {frozen} have requires_grad=False: training could never change them."
-        )
-    missing = [n for n, gr in grads.params.items() if gr is None]
-    if missing:
-        raise ex.fail(
-            C.NO_GRAD,
-            f"no gradient reaches {missing}: forward never uses them, or cuts the path to the output "
-            "(.detach(), .data, torch.no_grad(), .item() or numpy).",
-        )
-    if grads.inputs[0] is None:
-        raise ex.fail(
-            C.NO_GRAD,
-            "no gradient flows back to the input x, so nothing below this layer could learn. Do not detach x "
-            "(or use .data) inside forward.",
-        )
-    return len(named)
+        g = torch.randn(x.shape)
+    return gradients(ex, "your module", module, x, backward=Backward(wrt=(0,), cotangent=g), input_name="x")
 
 
 # ==== 4.1 layer_norm ================================================================================
@@ -363,7 +343,7 @@ def check_layer_norm(LayerNorm: Ref) -> None:
                 "dim=-1 (the last dim, whatever the rank), not dim=2.",
             )
     verified.append("works for (N, C) and (C,) inputs")
-    _gradients(ex, module, x, tuple(x.shape))
+    _gradients(ex, module, x)
     verified.append("gradients reach the gain, the bias and x; x left untouched")
     ex.passed("; ".join(verified) + ".")
 
@@ -713,12 +693,7 @@ def check_block(Block: Ref) -> None:
 
     with torch.no_grad():
         out = forward(x)
-        if not tensors_close(out, forward(x), atol=1e-6, rtol=1e-5):
-            raise ex.fail(
-                C.DROPOUT_IN_EVAL,
-                f"{what} gave different outputs for the same x in eval mode: dropout is "
-                "still on. nn.Dropout switches itself off in eval(); F.dropout needs training=self.training.",
-            )
+        deterministic(ex, what, out, forward(x), "x")
     tree = Tree(block)
     parts = _find_parts(tree, C_, name)
     with seeded(
@@ -780,18 +755,19 @@ def check_block(Block: Ref) -> None:
                     f"{name}.forward(x) for x of shape {shape_str(inp)}: {fraction_close(got, want):.0%} of the "
                     f"values equal gptlib.Block holding your weights (largest difference {max_diff(got, want):.3g}).",
                 )
-    n_params = _gradients(ex, block, x, tuple(x.shape))
+    n_params = _gradients(ex, block, x)
 
     train(ex, block, True)
     with seeded(4), torch.no_grad():
         a, b = forward(x_full), forward(x_full)
-    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
-        raise ex.fail(
-            C.NO_DROPOUT,
-            f"{name} in train mode gave the same output twice for the same x: no dropout anywhere. gptlib's "
-            "CausalSelfAttention and MLP drop out (attn_pdrop, resid_pdrop) in train mode; if you wrote your "
-            "own, give them nn.Dropout layers.",
-        )
+    dropout_active(
+        ex,
+        name,
+        a,
+        b,
+        " gptlib's CausalSelfAttention and MLP drop out (attn_pdrop, resid_pdrop) in train mode; if you wrote "
+        "your own, give them nn.Dropout layers.",
+    )
     ex.passed(
         "pre-norm wiring right (x + attn(ln1(x)), then x + mlp(ln2(x))); equals gptlib.Block with your weights "
         f"for T = 1, {config.block_size - 1} and {config.block_size}; causal; dropout in train mode only; "
