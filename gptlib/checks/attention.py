@@ -35,7 +35,15 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import deterministic, expect_callable, expect_tensor, future_leak, gradients, leaks
+from gptlib.checks.probes import (
+    deterministic,
+    expect_callable,
+    expect_tensor,
+    future_leak,
+    gradients,
+    leaks,
+    untouched,
+)
 from gptlib.checks.reference_attention import (
     AttentionWeights,
     attention_weights,
@@ -101,14 +109,13 @@ def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor, works_for: str = "")
                 e.crash,
             ) from None
         raise
-    if call.changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input in place, and the caller may still need it (in a GPT the residual "
-            "connection adds x back later). Use out-of-place operations: masked_fill, not masked_fill_; "
-            "y = x + ..., not x += ....",
-        )
-    return call.value
+    return untouched(
+        ex,
+        what,
+        call,
+        advice=" The caller may still need it (in a GPT the residual connection adds x back later). Use "
+        "out-of-place operations: masked_fill, not masked_fill_; y = x + ..., not x += ....",
+    )
 
 
 def _output(

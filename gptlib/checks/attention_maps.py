@@ -38,7 +38,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, config_spec, module_spec
-from gptlib.checks.probes import expect_callable, reject_none_or_tuple
+from gptlib.checks.probes import expect_callable, reject_none_or_tuple, untouched
 from gptlib.checks.reference_attention import (
     AttentionWeights,
     attention_weights,
@@ -66,13 +66,10 @@ def _as_tensor(ex: Exercise, what: str, out: Any) -> torch.Tensor:
     return out.double()
 
 
-def _untouched(ex: Exercise, what: str, changed: tuple) -> None:
-    if changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input in place. The caller still needs it: use out-of-place operations "
-            "(masked_fill, not masked_fill_; a new tensor, not writes into the argument).",
-        )
+_IN_PLACE = (
+    " The caller still needs it: use out-of-place operations (masked_fill, not masked_fill_; a new tensor, "
+    "not writes into the argument)."
+)
 
 
 # ==== 7.1 attention weights by hand =================================================================
@@ -240,7 +237,7 @@ def check_attention_weights_by_hand(fn: Ref) -> None:
                         e.crash,
                     ) from None
                 raise
-            _untouched(ex, what, call.changed)
+            untouched(ex, what, call, advice=_IN_PLACE)
             out = _as_tensor(ex, what, call.value)
             try:
                 _weights_shape(ex, what, out, n_head, T)
@@ -357,7 +354,7 @@ def _diagonal_score(
 
 def _run_score(ex: Exercise, what: str, fn: Ref, maps: torch.Tensor, *args: Any) -> torch.Tensor:
     call = ex.run(what, fn, maps, *args)
-    _untouched(ex, what, call.changed)
+    untouched(ex, what, call, advice=_IN_PLACE)
     return _as_tensor(ex, what, call.value)
 
 

@@ -45,7 +45,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
-from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple
+from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.generate import generate as _reference_generate
@@ -79,13 +79,10 @@ def _tensor_out(ex: Exercise, what: str, out: Any, shape: tuple[int, ...]) -> to
     return out
 
 
-def _unchanged(ex: Exercise, what: str, changed: tuple) -> None:
-    if changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input tensor in place, and the caller may still need it. Make new tensors "
-            "(`y = x / t`, `masked_fill`, `torch.cat`), not `x /= t`, `masked_fill_` or `x[...] = ...`.",
-        )
+_IN_PLACE = (
+    " The caller may still need it: make new tensors (`y = x / t`, `masked_fill`, `torch.cat`), not `x /= t`, "
+    "`masked_fill_` or `x[...] = ...`."
+)
 
 
 # ==== 8.1 top_p_filter ==============================================================================
@@ -259,7 +256,7 @@ def _top_p_failure(case: str, logits: torch.Tensor, p: float, out: torch.Tensor)
 def _check_top_p_case(fn: Ref, case: str, logits: torch.Tensor, p: float) -> None:
     ex, what = TOP_P, f"top_p_filter on {case}"
     call = ex.run("top_p_filter", fn, logits, p)
-    _unchanged(ex, "top_p_filter", call.changed)
+    untouched(ex, "top_p_filter", call, "its input tensor", _IN_PLACE)
     out = _tensor_out(ex, what, call.value, tuple(logits.shape))
     if not out.is_floating_point():
         raise ex.fail(C.WRONG_SHAPE, f"{what} returned dtype {out.dtype}; expected float logits.")
@@ -430,7 +427,7 @@ def _check_greedy(fn: Ref) -> None:
                     e.crash,
                 ) from None
             raise
-        _unchanged(ex, "choose_next", call.changed)
+        untouched(ex, "choose_next", call, "its input tensor", _IN_PLACE)
         out = _tokens_out(ex, what, call.value, logits.size(0))
         want = logits.argmax(-1, keepdim=True)
         if not torch.equal(out, want):
@@ -447,7 +444,7 @@ def _draw(fn: Ref, t: float, k: int | None, p: float | None, seed: int) -> torch
     logits = _S_ROWS.repeat(_S_DRAWS, 1)  # (B, V): rows 0, 1, 2, 0, 1, 2, ...
     what = f"choose_next(logits, {_setting(t, k, p)})"
     call = ex.run(what, fn, logits, t, top_k=k, top_p=p, generator=_generator(seed))
-    _unchanged(ex, "choose_next", call.changed)
+    untouched(ex, "choose_next", call, "its input tensor", _IN_PLACE)
     out = _tokens_out(ex, what, call.value, B)
     if out.min() < 0 or out.max() >= V:
         raise ex.fail(
@@ -611,7 +608,7 @@ def _learner_schedule(
                 # A cache of the wrong layout explains the crash better than the crash itself.
                 _check_cache(stored, attn, x, b, b - a, what, layout_only=True)
             raise
-        _unchanged(ex, "attention_with_cache", call.changed)
+        untouched(ex, "attention_with_cache", call, "its input tensor", _IN_PLACE)
         outs.append(_tensor_out(ex, what, call.value, (B, b - a, C_)))
         _check_cache(learner.backend().fetch(cache), attn, x, b, b - a, what)
     return torch.cat(outs, dim=1)
@@ -858,7 +855,7 @@ def _learner_generate(
                 e.crash,
             ) from None
         raise
-    _unchanged(ex, "generate_with_cache", call.changed)
+    untouched(ex, "generate_with_cache", call, "its input tensor", _IN_PLACE)
     B, T = prompt.shape
     out = call.value
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (B, n) and n != T + n:

@@ -56,6 +56,7 @@ from gptlib.checks.probes import (
     expect_tensor,
     gradients,
     leaks,
+    untouched,
 )
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
@@ -115,12 +116,13 @@ _CE_MISTAKES = [
 
 def _ce_run(fn: Ref, logits: torch.Tensor, targets: torch.Tensor, what: str, backward: Any = None) -> Any:
     call = CROSS_ENTROPY.run(what, fn, logits, targets, backward=backward)
-    if call.changed:
-        raise CROSS_ENTROPY.fail(
-            C.IN_PLACE,
-            f"{what} changed its input in place (e.g. logits -= logits.max(...)): the caller still needs the "
-            "logits. Make a new tensor: z = logits - ...",
-        )
+    untouched(
+        CROSS_ENTROPY,
+        what,
+        call,
+        advice=" The caller still needs the logits: make a new tensor, z = logits - ..., not "
+        "logits -= logits.max(...).",
+    )
     return call
 
 
@@ -620,9 +622,7 @@ def check_gpt(cls: Ref) -> None:
                     e.crash,
                 ) from None
             raise
-        if call.changed:
-            raise ex.fail(C.IN_PLACE, f"{what} changed idx in place.")
-        return _unpack(call.value, what, inp.size(0), inp.size(1), config)
+        return _unpack(untouched(ex, what, call, "idx"), what, inp.size(0), inp.size(1), config)
 
     with torch.no_grad():
         logits, loss = forward(idx)

@@ -47,7 +47,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, Spec
-from gptlib.checks.probes import expect_callable, expect_tensor
+from gptlib.checks.probes import expect_callable, expect_tensor, untouched
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings
@@ -339,10 +339,9 @@ def _check_split_call(ex: Exercise, fn: Ref, W: torch.Tensor, b: torch.Tensor, d
                 e.crash,
             ) from None
         raise
-    if call.changed:
-        raise ex.fail(C.IN_PLACE, f"{what} changed the weight or bias it was given in place.")
+    value = untouched(ex, what, call, "the weight or bias it was given")
     try:
-        return _check_parts(ex, what, call.value, W, b)
+        return _check_parts(ex, what, value, W, b)
     except CheckFailure as e:
         if done and e.diagnosis in (C.WRONG_SHAPE, C.WRONG_RETURN, C.NOT_SPLIT, C.WRONG_AXIS):
             raise ex.fail(

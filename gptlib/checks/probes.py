@@ -67,10 +67,10 @@ def expect_tensor(
     return out
 
 
-def untouched(ex: Exercise, call: Call, message: str, code: str = C.IN_PLACE) -> Any:
-    """The call left its tensor arguments as they were; else `message`. Returns the call's value."""
+def untouched(ex: Exercise, what: str, call: Call, inputs: str = "its input", advice: str = "") -> Any:
+    """The call left its tensor arguments as they were (else IN_PLACE, naming `inputs`). Returns its value."""
     if call.changed:
-        raise ex.fail(code, message)
+        raise ex.fail(C.IN_PLACE, f"{what} changed {inputs} in place.{advice}")
     return call.value
 
 

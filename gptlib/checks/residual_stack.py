@@ -47,7 +47,15 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import deterministic, dropout_active, expect_tensor, future_leak, gradients, leaks
+from gptlib.checks.probes import (
+    deterministic,
+    dropout_active,
+    expect_tensor,
+    future_leak,
+    gradients,
+    leaks,
+    untouched,
+)
 from gptlib.checks.reference_attention import find_projections, load_weights
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
@@ -60,14 +68,14 @@ _CLASS_CODES = (C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE)
 
 def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor) -> Any:
     """fn(x) with plain-words errors; fails if fn changed x in place."""
-    call = ex.run(what, fn, x)
-    if call.changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input x in place. The caller still needs x (the residual pathway adds it "
-            "back): write `x = x + ...`, not `x += ...`, and use out-of-place operations (x - mean, not x.sub_).",
-        )
-    return call.value
+    return untouched(
+        ex,
+        what,
+        ex.run(what, fn, x),
+        "its input x",
+        " The caller still needs x (the residual pathway adds it back): write `x = x + ...`, not `x += ...`, "
+        "and use out-of-place operations (x - mean, not x.sub_).",
+    )
 
 
 def _gradients(ex: Exercise, module: Ref, x: torch.Tensor) -> int:

@@ -25,7 +25,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, Spec
-from gptlib.checks.probes import expect_callable, expect_tensor
+from gptlib.checks.probes import expect_callable, expect_tensor, untouched
 from gptlib.checks.verdict import CheckFailure
 from gptlib.tokenizer import CharTokenizer as _RefTokenizer
 
@@ -260,9 +260,7 @@ def _pair(what: str, out: Any) -> tuple[Any, Any]:
 def _batch(fn: Ref, data: torch.Tensor, T: int, B: int, g: Ref) -> tuple[torch.Tensor, torch.Tensor]:
     what = f"get_batch(data, block_size={T}, batch_size={B}, generator)"
     call = BATCH.run(what, fn, data, T, B, g)
-    if call.changed:
-        raise BATCH.fail(C.IN_PLACE, "get_batch changed `data` in place.")
-    x, y = _pair(what, call.value)
+    x, y = _pair(what, untouched(BATCH, "get_batch", call, "`data`"))
     for label, t in (("x", x), ("y", y)):
         if isinstance(t, torch.Tensor) and tuple(t.shape) == (T, B):
             raise BATCH.fail(
@@ -463,9 +461,7 @@ def check_unigram_entropy(fn: Ref) -> None:
         vals = data.tolist()
         what = f"unigram_entropy({f'tensor({vals})' if len(vals) <= 8 else f'<{len(vals)} ids>'}, vocab_size={V})"
         call = ex.run(what, fn, data, V)
-        if call.changed:
-            raise ex.fail(C.IN_PLACE, f"{what} changed `data` in place.")
-        got = _as_float(what, call.value)
+        got = _as_float(what, untouched(ex, what, call, "`data`"))
         if math.isnan(got):
             raise ex.fail(
                 C.NAN, f"{what} returned nan; ids {[i for i in range(V) if not full[i]]} never occur."

@@ -29,7 +29,7 @@ from gptlib.checks import learner
 from gptlib.checks.builders import OddNames
 from gptlib.checks.engine import Exercise, build, first_line, parameters, seed_learner, type_name
 from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
-from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple
+from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 
@@ -452,9 +452,7 @@ def check_train_step(fn: Ref) -> None:
                 C.CRASHED, f"{what} raised {first_line(crash, 200)}{crash.where}. Fix that line and run the cell again.",
                 crash, what,
             )  # fmt: skip
-        if call.changed:
-            raise ex.fail(C.IN_PLACE, f"{what} changed the batch x or y in place.")
-        loss = _as_loss(call.value, what)
+        loss = _as_loss(untouched(ex, what, call, "the batch x or y"), what)
         params = parameters(model)
         if not _same_params(params, ref_snaps[i]):
             if i == 0:
@@ -549,10 +547,8 @@ def _sample_call(
         if "Dimension out of range" in crash.message:
             raise ex.fail(C.SOFTMAX_AXIS, f"{what} raised {where}.")
         raise ex.fail(C.CRASHED, f"{what} raised {where}. Fix that line and run the cell again.", crash, what)
-    if call.changed:
-        raise ex.fail(C.IN_PLACE, f"{what} changed the logits passed in.")
+    out = untouched(ex, what, call, "the logits")
     B, V = logits.shape
-    out = call.value
     reject_none_or_tuple(ex, what, out, "return the (B, 1) ids.")
     if not isinstance(out, torch.Tensor):
         raise ex.fail(C.WRONG_DTYPE, f"{what} returned a {type_name(out)}, not a tensor.")
