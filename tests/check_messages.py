@@ -145,6 +145,13 @@ RENAMED = {
     "not-normalized": "not-normalised",
     "heads-split": "head-split",
     "heads-not-split": "one-head",
+    "no-scale": "missing-scale",
+    "heads-merged-wrong": "merge-order",
+    "tanh-gelu": "tanh-approximation",
+    "softmax-dim": "softmax-axis",
+    "ignores-generator": "generator-ignored",
+    "dropout-on": "train-mode",
+    "returns-probabilities": "probabilities",
 }
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 _LINE = re.compile(r"line \d+ of your code")  # lines of the tests' own learner code move as tests are edited

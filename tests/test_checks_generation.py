@@ -237,7 +237,7 @@ def top_p_first_row(logits, p):
         (top_p_logit_mass, "mass-on-logits"),
         (top_p_sorted_order, "sorted-order"),
         (top_p_gather, "unsort-gather"),
-        (top_p_probabilities, "returns-probabilities"),
+        (top_p_probabilities, "probabilities"),
         (top_p_zeros, "zeros-not-inf"),
         (top_p_unchanged, "nothing-dropped"),
         (top_p_log_probs, "values-changed"),

@@ -157,14 +157,14 @@ def make_attention(mistake):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             att = q @ k.transpose(-2, -1)
-            if mistake != "no-scale":
+            if mistake != "missing-scale":
                 att = att / math.sqrt(hs)
             if mistake == "mask-not-offset":
                 att = att.masked_fill(~attn.mask[:, :, :T, :Tk], NEG_INF)
             elif mistake != "no-mask":
                 att = att.masked_fill(~attn.mask[:, :, past : past + T, :Tk], NEG_INF)
-            y = att.softmax(-2 if mistake == "softmax-dim" else -1) @ v
-        y = y.reshape(B, T, C) if mistake == "heads-merged-wrong" else y.transpose(1, 2).reshape(B, T, C)
+            y = att.softmax(-2 if mistake == "softmax-axis" else -1) @ v
+        y = y.reshape(B, T, C) if mistake == "merge-order" else y.transpose(1, 2).reshape(B, T, C)
         out = y if mistake == "no-proj" else attn.proj(y)
         if mistake == "returned-tuple":
             return out, cache
@@ -183,10 +183,10 @@ def make_attention(mistake):
         ("mask-not-offset", "mask-not-offset"),
         ("mask-not-offset-sdpa", "mask-not-offset"),
         ("no-mask", "no-mask"),
-        ("no-scale", "no-scale"),
+        ("missing-scale", "missing-scale"),
         ("no-proj", "no-proj"),
-        ("heads-merged-wrong", "heads-merged-wrong"),
-        ("softmax-dim", "wrong-values"),
+        ("merge-order", "merge-order"),
+        ("softmax-axis", "wrong-values"),
         ("in-place", "in-place"),
         ("returned-tuple", "returned-tuple"),
         ("returned-none", "returned-none"),
@@ -271,7 +271,7 @@ def test_kv_generate_correct_variants_pass(fn, capsys):
 def make_generate(mistake):
     @torch.no_grad()
     def fn(model, idx, max_new_tokens, **sampling):
-        if mistake != "dropout-on":
+        if mistake != "train-mode":
             model.eval()
         if mistake == "uses-finished-generate":
             return model.generate(idx, max_new_tokens, **sampling)
@@ -324,7 +324,7 @@ def make_generate(mistake):
         "extra-work",
         "wrong-shape",
         "wrong-dtype",
-        "dropout-on",
+        "train-mode",
         "uses-finished-generate",
     ],
 )

@@ -389,7 +389,7 @@ class NoSuperInit(nn.Module):
     [
         (Width2, "hidden-width"),
         (WidthC, "hidden-width"),
-        (TanhGelu, "tanh-gelu"),
+        (TanhGelu, "tanh-approximation"),
         (Relu, "relu"),
         (NoActivation, "no-activation"),
         (ActivationLast, "activation-after-proj"),

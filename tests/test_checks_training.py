@@ -640,7 +640,7 @@ def sample_stub(logits, temperature=1.0, top_k=None, generator=None):
         (sample_argmax, "argmax"),
         (sample_from_logits, "sampled-logits"),
         (sample_from_log_probs, "sampled-logits"),
-        (sample_softmax_dim0, "softmax-dim"),
+        (sample_softmax_dim0, "softmax-axis"),
         (sample_flat, "wrong-shape"),
         (sample_float_ids, "wrong-dtype"),
         (sample_global_rng, "generator-ignored"),

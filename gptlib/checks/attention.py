@@ -35,7 +35,15 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import expect_callable, expect_tensor, future_leak, leaks
+from gptlib.checks.probes import (
+    deterministic,
+    expect_callable,
+    expect_tensor,
+    future_leak,
+    gradients,
+    leaks,
+    untouched,
+)
 from gptlib.checks.reference_attention import (
     AttentionWeights,
     attention_weights,
@@ -101,14 +109,13 @@ def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor, works_for: str = "")
                 e.crash,
             ) from None
         raise
-    if call.changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input in place, and the caller may still need it (in a GPT the residual "
-            "connection adds x back later). Use out-of-place operations: masked_fill, not masked_fill_; "
-            "y = x + ..., not x += ....",
-        )
-    return call.value
+    return untouched(
+        ex,
+        what,
+        call,
+        advice=" The caller may still need it (in a GPT the residual connection adds x back later). Use "
+        "out-of-place operations: masked_fill, not masked_fill_; y = x + ..., not x += ....",
+    )
 
 
 def _output(
@@ -154,20 +161,15 @@ def _average(x: torch.Tensor, kind: str = "right") -> torch.Tensor:
 
 _AVERAGE_MISTAKES = [
     Mistake(C.NOT_CAUSAL, "the mean over ALL positions, the future included", {"kind": "all"}),
-    Mistake(
-        C.MASK_TRANSPOSED, "the mean over positions t..T-1 (the future) instead of 0..t", {"kind": "future"}
-    ),
+    Mistake(C.MASK_TRANSPOSED, "the mean over positions t..T-1 (the future) instead of 0..t",
+            {"kind": "future"}),
     Mistake(C.WRONG_DIVISOR, "the running sum divided by T instead of by t + 1", {"kind": "divide-by-T"}),
     Mistake(C.SUM_NOT_MEAN, "the running sum, never divided", {"kind": "sum"}),
-    Mistake(
-        C.EXCLUDES_SELF, "the mean of the positions before t, leaving out t itself", {"kind": "past-only"}
-    ),
-    Mistake(
-        C.WRONG_AXIS,
-        "a running mean over the channels (dim 2) instead of over time (dim 1)",
-        {"kind": "channels"},
-    ),
-]
+    Mistake(C.EXCLUDES_SELF, "the mean of the positions before t, leaving out t itself",
+            {"kind": "past-only"}),
+    Mistake(C.WRONG_AXIS, "a running mean over the channels (dim 2) instead of over time (dim 1)",
+            {"kind": "channels"}),
+]  # fmt: skip
 
 
 @AVERAGE.check
@@ -215,44 +217,25 @@ SOFTMAX = Exercise(
 )  # fmt: skip
 
 _WEIGHT_MISTAKES = [
-    Mistake(
-        C.SOFTMAX_AXIS,
-        "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
-        {"softmax_dim": -2},
-    ),
-    Mistake(
-        C.NO_MASK, "attention without the causal mask: every position also sees the future", {"mask": "none"}
-    ),
-    Mistake(
-        C.MASK_TRANSPOSED,
-        "a flipped mask (torch.triu instead of torch.tril): each position sees itself and the FUTURE",
-        {"mask": "upper"},
-    ),
-    Mistake(
-        C.ROW_MASKED,
-        "a mask that hides the diagonal too (tril(..., diagonal=-1)): position 0 has no key left, "
-        "so its row is spread over every position, the future included",
-        {"mask": "strict", "fill": -1e9},
-    ),
-    Mistake(
-        C.MASK_AFTER_SOFTMAX,
-        "the mask applied after the softmax: the future gets weight 0 but the rows no longer sum to 1",
-        {"mask_after": "zero"},
-    ),
-    Mistake(
-        C.MASK_FILL_ZERO,
-        "the future filled with 0 instead of -inf: exp(0) = 1, so every later key still gets weight",
-        {"fill": 0.0},
-    ),
-]
+    Mistake(C.SOFTMAX_AXIS, "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
+            {"softmax_dim": -2}),
+    Mistake(C.NO_MASK, "attention without the causal mask: every position also sees the future",
+            {"mask": "none"}),
+    Mistake(C.MASK_TRANSPOSED, "a flipped mask (torch.triu instead of torch.tril): each position sees "
+            "itself and the FUTURE", {"mask": "upper"}),
+    Mistake(C.ROW_MASKED, "a mask that hides the diagonal too (tril(..., diagonal=-1)): position 0 has no "
+            "key left, so its row is spread over every position, the future included",
+            {"mask": "strict", "fill": -1e9}),
+    Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax: the future gets weight 0 but the "
+            "rows no longer sum to 1", {"mask_after": "zero"}),
+    Mistake(C.MASK_FILL_ZERO, "the future filled with 0 instead of -inf: exp(0) = 1, so every later key "
+            "still gets weight", {"fill": 0.0}),
+]  # fmt: skip
 _NONFINITE_MISTAKES = [
-    Mistake(
-        C.MASK_INVERTED,
-        "an inverted mask (masked_fill where tril == 1 instead of == 0): it hides the past and the present "
-        "and keeps the future, so the last position has no key left (NaN)",
-        {"mask": "inverted"},
-    ),
-]
+    Mistake(C.MASK_INVERTED, "an inverted mask (masked_fill where tril == 1 instead of == 0): it hides the "
+            "past and the present and keeps the future, so the last position has no key left (NaN)",
+            {"mask": "inverted"}),
+]  # fmt: skip
 
 
 @SOFTMAX.check
@@ -350,74 +333,38 @@ ATTENTION = Exercise(
 )  # fmt: skip
 
 _LAYER_MISTAKES = [
-    Mistake(
-        C.QK_SWAPPED,
-        "scores k @ q^T instead of q @ k^T (keys and queries swapped): row t must be query t against every key",
-        {"swap_qk": True},
-    ),
-]
+    Mistake(C.QK_SWAPPED, "scores k @ q^T instead of q @ k^T (keys and queries swapped): row t must be "
+            "query t against every key", {"swap_qk": True}),
+]  # fmt: skip
 _HEAD_MISTAKES = [
-    Mistake(
-        C.MERGE_ORDER,
-        "heads merged with y.view(B, T, C) without y.transpose(1, 2) first: positions get mixed between heads",
-        {"merge": "view"},
-    ),
-    Mistake(
-        C.MERGE_ORDER,
-        "heads merged in the wrong order (channel 0 of every head first, then channel 1, ...)",
-        {"merge": "interleave"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split with .view(B, n_head, T, head_size) instead of .view(B, T, n_head, head_size)"
-        ".transpose(1, 2): each 'head' gets slices of several positions",
-        {"split": "view"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split and merged without the transposes (.view(B, n_head, T, hs) ... .view(B, T, C))",
-        {"split": "view", "merge": "view"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split in the wrong order: channel c goes to head c % n_head (a view(B, T, hs, n_head)), where "
-        "head h owns the consecutive channels h*hs .. (h+1)*hs - 1 (view(B, T, n_head, hs))",
-        {"split": "interleave"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split and merged in the wrong order: channel c goes to head c % n_head (a view(B, T, hs, "
-        "n_head)), where head h owns the consecutive channels h*hs .. (h+1)*hs - 1 (view(B, T, n_head, hs))",
-        {"split": "interleave", "merge": "interleave"},
-    ),
-    Mistake(
-        C.ONE_HEAD,
-        "ONE head as wide as the model: the scores are never split into n_head heads (one (T, T) map over "
-        "all C channels, scaled by 1/sqrt(C))",
-        {"heads": 1},
-    ),
-    Mistake(
-        C.NO_PROJ, "attention without the output projection (self.proj is never applied)", {"proj": False}
-    ),
-]
+    Mistake(C.MERGE_ORDER, "heads merged with y.view(B, T, C) without y.transpose(1, 2) first: positions "
+            "get mixed between heads", {"merge": "view"}),
+    Mistake(C.MERGE_ORDER, "heads merged in the wrong order (channel 0 of every head first, then channel "
+            "1, ...)", {"merge": "interleave"}),
+    Mistake(C.HEAD_SPLIT, "heads split with .view(B, n_head, T, head_size) instead of .view(B, T, n_head, "
+            "head_size).transpose(1, 2): each 'head' gets slices of several positions", {"split": "view"}),
+    Mistake(C.HEAD_SPLIT, "heads split and merged without the transposes (.view(B, n_head, T, hs) ... "
+            ".view(B, T, C))", {"split": "view", "merge": "view"}),
+    Mistake(C.HEAD_SPLIT, "heads split in the wrong order: channel c goes to head c % n_head (a view(B, T, "
+            "hs, n_head)), where head h owns the consecutive channels h*hs .. (h+1)*hs - 1 (view(B, T, "
+            "n_head, hs))", {"split": "interleave"}),
+    Mistake(C.HEAD_SPLIT, "heads split and merged in the wrong order: channel c goes to head c % n_head (a "
+            "view(B, T, hs, n_head)), where head h owns the consecutive channels h*hs .. (h+1)*hs - 1 "
+            "(view(B, T, n_head, hs))", {"split": "interleave", "merge": "interleave"}),
+    Mistake(C.ONE_HEAD, "ONE head as wide as the model: the scores are never split into n_head heads (one "
+            "(T, T) map over all C channels, scaled by 1/sqrt(C))", {"heads": 1}),
+    Mistake(C.NO_PROJ, "attention without the output projection (self.proj is never applied)",
+            {"proj": False}),
+]  # fmt: skip
 _LAYER_NONFINITE = [
-    Mistake(
-        C.ROW_MASKED,
-        "a mask that hides the diagonal too: position 0 has no key left (NaN)",
-        {"mask": "strict"},
-    ),
-    Mistake(
-        C.SOFTMAX_AXIS,
-        "a softmax over dim 1 (the heads axis of (B, n_head, T, T)), where every masked slice is all -inf",
-        {"softmax_dim": 1},
-    ),
-    Mistake(
-        C.MASK_AFTER_SOFTMAX,
-        "the mask applied after the softmax, with -inf: the -inf weights reach the output",
-        {"mask_after": "inf"},
-    ),
+    Mistake(C.ROW_MASKED, "a mask that hides the diagonal too: position 0 has no key left (NaN)",
+            {"mask": "strict"}),
+    Mistake(C.SOFTMAX_AXIS, "a softmax over dim 1 (the heads axis of (B, n_head, T, T)), where every "
+            "masked slice is all -inf", {"softmax_dim": 1}),
+    Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax, with -inf: the -inf weights reach "
+            "the output", {"mask_after": "inf"}),
     *_NONFINITE_MISTAKES,
-]
+]  # fmt: skip
 
 
 @dataclass
@@ -513,40 +460,25 @@ def _leak_failure(ex: Exercise, what: str, moved: list[int], T: int) -> CheckFai
 def _check_gradients(
     ex: Exercise, module: Ref, x: torch.Tensor, what: str, config: GPTConfig, width: int
 ) -> int:
-    """Backpropagate a random loss; every parameter and the input must get a gradient. Returns the number of
-    parameter tensors."""
-    out_shape = (*x.shape[:2], width)
+    """Backpropagate a random cotangent: every parameter and x get a gradient (a mask stored as a parameter
+    gets none). Returns the number of parameter tensors."""
     with seeded(2):
-        g = torch.randn(out_shape)
-    grads = ex.run(what, module, x, backward=Backward(wrt=(0,), cotangent=g)).grads
-    params = parameters(module)
-    frozen = [n for n, p in params.items() if not p.requires_grad]
-    if frozen:
-        raise ex.fail(
-            C.NO_GRAD, f"{', '.join(frozen)}: requires_grad=False, so training could never change them."
-        )
-    missing = [n for n, gr in grads.params.items() if gr is None]
+        g = torch.randn(*x.shape[:2], width)
     bs = config.block_size
-    masks = [n for n in missing if params[n].dim() >= 2 and tuple(params[n].shape[-2:]) == (bs, bs)]
-    if masks:
-        raise ex.fail(
-            C.MASK_PARAMETER,
-            f"{', '.join(masks)}: a mask stored as an nn.Parameter. A mask is not learned (and gets no "
-            "gradient). Store it with self.register_buffer('mask', ...).",
-        )
-    if missing:
-        raise ex.fail(
-            C.NO_GRAD,
-            f"no gradient reaches {', '.join(missing)}: forward never uses them, or cuts the path to the output "
-            "(.detach(), .data, torch.no_grad(), .item() or numpy).",
-        )
-    if grads.inputs[0] is None:
-        raise ex.fail(
-            C.NO_GRAD,
-            "no gradient flows back to the input x: the layers before attention could not learn. "
-            "Do not detach x (or use .data) inside forward.",
-        )
-    return len(params)
+
+    def masks(missing: list[str]) -> None:
+        params = parameters(module)
+        found = [n for n in missing if params[n].dim() >= 2 and tuple(params[n].shape[-2:]) == (bs, bs)]
+        if found:
+            raise ex.fail(
+                C.MASK_PARAMETER,
+                f"{', '.join(found)}: a mask stored as an nn.Parameter. A mask is not learned (and gets no "
+                "gradient). Store it with self.register_buffer('mask', ...).",
+            )
+
+    return gradients(
+        ex, what, module, x, backward=Backward(wrt=(0,), cotangent=g), input_name="x", explain=masks
+    )
 
 
 def _wrong_params(spec: _LayerSpec, name: str, search: Any, extra: str = "") -> CheckFailure:
@@ -622,13 +554,15 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
     out = _output(ex, what, raw, out_shape, 1, nonfinite)
     with torch.no_grad():
         again = forward(x)
-    if not close(out, again):
-        raise ex.fail(
-            C.DROPOUT_IN_EVAL,
-            f"{what} gave different outputs for the same x in eval mode: dropout (or other randomness) is "
-            "still active. nn.Dropout switches itself off in eval(); F.dropout(t, p) and "
-            "F.scaled_dot_product_attention(..., dropout_p=p) need p=0 (or training=False) when not self.training.",
-        )
+    deterministic(
+        ex,
+        what,
+        out,
+        again,
+        "x",
+        " nn.Dropout switches itself off in eval(); F.dropout(t, p) and F.scaled_dot_product_attention(..., "
+        "dropout_p=p) need p=0 (or training=False) when not self.training.",
+    )
     if not search.candidates:
         raise _wrong_params(spec, name, search)
     with torch.no_grad():

@@ -38,7 +38,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, config_spec, module_spec
-from gptlib.checks.probes import expect_callable, reject_none_or_tuple
+from gptlib.checks.probes import expect_callable, reject_none_or_tuple, untouched
 from gptlib.checks.reference_attention import (
     AttentionWeights,
     attention_weights,
@@ -66,13 +66,10 @@ def _as_tensor(ex: Exercise, what: str, out: Any) -> torch.Tensor:
     return out.double()
 
 
-def _untouched(ex: Exercise, what: str, changed: tuple) -> None:
-    if changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input in place. The caller still needs it: use out-of-place operations "
-            "(masked_fill, not masked_fill_; a new tensor, not writes into the argument).",
-        )
+_IN_PLACE = (
+    " The caller still needs it: use out-of-place operations (masked_fill, not masked_fill_; a new tensor, "
+    "not writes into the argument)."
+)
 
 
 # ==== 7.1 attention weights by hand =================================================================
@@ -103,53 +100,26 @@ def weights_by_hand(
 
 
 _WEIGHT_MISTAKES = [
-    Mistake(
-        C.SOFTMAX_AXIS,
-        "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
-        {"softmax_dim": -2},
-    ),
-    Mistake(
-        C.NO_MASK, "weights without the causal mask: every query also attends to later keys", {"mask": "none"}
-    ),
-    Mistake(
-        C.MASK_TRANSPOSED,
-        "a flipped mask (torch.triu instead of torch.tril): each query sees itself and the FUTURE",
-        {"mask": "upper"},
-    ),
-    Mistake(
-        C.MASK_AFTER_SOFTMAX,
-        "the mask applied after the softmax: the future gets 0 but the rows no longer sum to 1",
-        {"mask_after": "zero"},
-    ),
-    Mistake(
-        C.MASK_FILL_ZERO,
-        "the future filled with 0 instead of -inf: exp(0) = 1, so every later key still gets weight",
-        {"fill": 0.0},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split with q.view(n_head, T, head_size) instead of q.view(T, n_head, head_size).transpose(0, 1): "
-        "each 'head' gets pieces of several positions",
-        {"split": "view"},
-    ),
-    Mistake(
-        C.HEAD_SPLIT,
-        "heads split with channel c going to head c % n_head; head h owns the consecutive channels "
-        "h*head_size .. (h+1)*head_size - 1",
-        {"split": "interleave"},
-    ),
-    Mistake(
-        C.QK_SWAPPED,
-        "scores k @ q^T instead of q @ k^T: row t must be query t compared with every key",
-        {"swap_qk": True},
-    ),
+    Mistake(C.SOFTMAX_AXIS, "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
+            {"softmax_dim": -2}),
+    Mistake(C.NO_MASK, "weights without the causal mask: every query also attends to later keys",
+            {"mask": "none"}),
+    Mistake(C.MASK_TRANSPOSED, "a flipped mask (torch.triu instead of torch.tril): each query sees itself "
+            "and the FUTURE", {"mask": "upper"}),
+    Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax: the future gets 0 but the rows no "
+            "longer sum to 1", {"mask_after": "zero"}),
+    Mistake(C.MASK_FILL_ZERO, "the future filled with 0 instead of -inf: exp(0) = 1, so every later key "
+            "still gets weight", {"fill": 0.0}),
+    Mistake(C.HEAD_SPLIT, "heads split with q.view(n_head, T, head_size) instead of q.view(T, n_head, "
+            "head_size).transpose(0, 1): each 'head' gets pieces of several positions", {"split": "view"}),
+    Mistake(C.HEAD_SPLIT, "heads split with channel c going to head c % n_head; head h owns the "
+            "consecutive channels h*head_size .. (h+1)*head_size - 1", {"split": "interleave"}),
+    Mistake(C.QK_SWAPPED, "scores k @ q^T instead of q @ k^T: row t must be query t compared with every key",
+            {"swap_qk": True}),
     Mistake(C.WRONG_PROJECTION, "keys made with attn.value instead of attn.key", {"key": "value"}),
-    Mistake(
-        C.NO_BIAS,
-        "q and k computed as x @ weight.T without the biases: call the layers, attn.query(x) and attn.key(x)",
-        {"bias": False},
-    ),
-]
+    Mistake(C.NO_BIAS, "q and k computed as x @ weight.T without the biases: call the layers, "
+            "attn.query(x) and attn.key(x)", {"bias": False}),
+]  # fmt: skip
 
 
 def _peaked_gpt(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, block_size: int = 8) -> GPT:
@@ -267,7 +237,7 @@ def check_attention_weights_by_hand(fn: Ref) -> None:
                         e.crash,
                     ) from None
                 raise
-            _untouched(ex, what, call.changed)
+            untouched(ex, what, call, advice=_IN_PLACE)
             out = _as_tensor(ex, what, call.value)
             try:
                 _weights_shape(ex, what, out, n_head, T)
@@ -384,7 +354,7 @@ def _diagonal_score(
 
 def _run_score(ex: Exercise, what: str, fn: Ref, maps: torch.Tensor, *args: Any) -> torch.Tensor:
     call = ex.run(what, fn, maps, *args)
-    _untouched(ex, what, call.changed)
+    untouched(ex, what, call, advice=_IN_PLACE)
     return _as_tensor(ex, what, call.value)
 
 
@@ -418,41 +388,20 @@ PREVIOUS = Exercise(
     [*_SCORE_CODES, C.DIAGONAL, C.TRANSPOSED, C.OFF_BY_ONE, C.INCLUDES_POSITION_0, C.SUM_NOT_MEAN],
 )
 _PREVIOUS_MISTAKES = [
-    Mistake(
-        C.DIAGONAL,
-        "the mean of the main diagonal maps[..., t, t]: how much each query attends to ITSELF, not to the "
-        "token before it",
-        {"offset": 0},
-    ),
-    Mistake(
-        C.TRANSPOSED,
-        "the diagonal above the main one, maps[..., t - 1, t]: a key AFTER its query, always masked, so every "
-        "score is 0. Rows are queries, columns keys: the previous token of query t is column t - 1",
-        {"offset": 1},
-    ),
-    Mistake(
-        C.OFF_BY_ONE,
-        "the weight on the token two places back, maps[..., t, t - 2] (diagonal offset -2 instead of -1)",
-        {"offset": -2},
-    ),
-    Mistake(
-        C.INCLUDES_POSITION_0,
-        "the sum over queries 1..T-1 divided by T: query 0, which has no previous token, is counted as a 0",
-        {"offset": -1, "divide": "T"},
-    ),
-    Mistake(
-        C.INCLUDES_POSITION_0,
-        "a mean that counts maps[..., 0, 0] as query 0's 'previous token' (it is always 1: query 0 can only "
-        "see itself)",
-        {"offset": -1, "add_00": True},
-    ),
-    Mistake(
-        C.SUM_NOT_MEAN,
-        "the sum of the weights maps[..., t, t - 1], not their mean (divide by the T - 1 queries that have a "
-        "previous token)",
-        {"offset": -1, "divide": "none"},
-    ),
-]
+    Mistake(C.DIAGONAL, "the mean of the main diagonal maps[..., t, t]: how much each query attends to "
+            "ITSELF, not to the token before it", {"offset": 0}),
+    Mistake(C.TRANSPOSED, "the diagonal above the main one, maps[..., t - 1, t]: a key AFTER its query, "
+            "always masked, so every score is 0. Rows are queries, columns keys: the previous token of "
+            "query t is column t - 1", {"offset": 1}),
+    Mistake(C.OFF_BY_ONE, "the weight on the token two places back, maps[..., t, t - 2] (diagonal offset "
+            "-2 instead of -1)", {"offset": -2}),
+    Mistake(C.INCLUDES_POSITION_0, "the sum over queries 1..T-1 divided by T: query 0, which has no "
+            "previous token, is counted as a 0", {"offset": -1, "divide": "T"}),
+    Mistake(C.INCLUDES_POSITION_0, "a mean that counts maps[..., 0, 0] as query 0's 'previous token' (it "
+            "is always 1: query 0 can only see itself)", {"offset": -1, "add_00": True}),
+    Mistake(C.SUM_NOT_MEAN, "the sum of the weights maps[..., t, t - 1], not their mean (divide by the T - "
+            "1 queries that have a previous token)", {"offset": -1, "divide": "none"}),
+]  # fmt: skip
 
 
 def _previous_cases() -> list[tuple[str, torch.Tensor]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,9 +31,21 @@ import torch.nn.functional as F
 from gptlib.attention import CausalSelfAttention
 from gptlib.checks import codes as C
 from gptlib.checks import learner
-from gptlib.checks.engine import Exercise, attribute, build, max_diff, seed_learner, train, type_name
+from gptlib.checks.engine import (
+    Exercise,
+    Mistake,
+    attribute,
+    build,
+    find_mistake,
+    match,
+    matched,
+    max_diff,
+    seed_learner,
+    train,
+    type_name,
+)
 from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
-from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple
+from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.generate import generate as _reference_generate
@@ -66,13 +79,10 @@ def _tensor_out(ex: Exercise, what: str, out: Any, shape: tuple[int, ...]) -> to
     return out
 
 
-def _unchanged(ex: Exercise, what: str, changed: tuple) -> None:
-    if changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input tensor in place, and the caller may still need it. Make new tensors "
-            "(`y = x / t`, `masked_fill`, `torch.cat`), not `x /= t`, `masked_fill_` or `x[...] = ...`.",
-        )
+_IN_PLACE = (
+    " The caller may still need it: make new tensors (`y = x / t`, `masked_fill`, `torch.cat`), not `x /= t`, "
+    "`masked_fill_` or `x[...] = ...`."
+)
 
 
 # ==== 8.1 top_p_filter ==============================================================================
@@ -81,7 +91,7 @@ TOP_P = Exercise(
     "top_p_filter",
     [C.NOT_CALLABLE, C.NOT_A_TENSOR, C.WRONG_SHAPE, C.NAN, C.IN_PLACE, C.CROSSING_DROPPED, C.KEEPS_NONE,
      C.KEEPS_EXTRA, C.NOT_SORTED, C.ASCENDING, C.MASS_ON_LOGITS, C.SORTED_ORDER, C.UNSORT_GATHER,
-     C.RETURNS_PROBABILITIES, C.ZEROS_NOT_INF, C.NOTHING_DROPPED, C.VALUES_CHANGED, C.P_ONE, C.TIES, C.WRONG_SET,
+     C.PROBABILITIES, C.ZEROS_NOT_INF, C.NOTHING_DROPPED, C.VALUES_CHANGED, C.P_ONE, C.TIES, C.WRONG_SET,
      C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 
@@ -156,39 +166,24 @@ def _top_p_variant(logits: torch.Tensor, p: float, kind: str) -> torch.Tensor:
     return logits.masked_fill(back, NEG_INF)
 
 
-_TOP_P_MISTAKES = {  # kind -> (code, words)
-    "crossing-dropped": (
-        C.CROSSING_DROPPED,
-        "dropping the token whose probability makes the total cross p (the kept mass stays below p)",
-    ),
-    "crossing-protected": (
-        C.CROSSING_DROPPED,
-        "dropping the token whose probability makes the total cross p, with the most likely token always kept "
-        "(drop = cumsum > p, drop[:, 0] = False): the kept mass stays below p wherever the top token alone is "
-        "short of it",
-    ),
-    "keeps-extra": (
-        C.KEEPS_EXTRA,
-        "keeping one token more than needed (the token after the one that reaches p)",
-    ),
-    "not-sorted": (
-        C.NOT_SORTED,
-        "adding up the probabilities in vocabulary order instead of from the most likely down",
-    ),
-    "ascending": (C.ASCENDING, "sorting from the least likely up"),
-    "mass-on-logits": (
-        C.MASS_ON_LOGITS,
-        "adding up the logits instead of probabilities (no softmax before the cumsum)",
-    ),
-    "sorted-order": (
-        C.SORTED_ORDER,
-        "returning the logits in sorted order (never mapped back to vocabulary order)",
-    ),
-    "unsort-gather": (
-        C.UNSORT_GATHER,
-        "mapping the decision back to vocabulary order with gather instead of scatter",
-    ),
-}
+_TOP_P_MISTAKES = [
+    Mistake(C.CROSSING_DROPPED, "dropping the token whose probability makes the total cross p (the kept "
+            "mass stays below p)", {"kind": "crossing-dropped"}),
+    Mistake(C.CROSSING_DROPPED, "dropping the token whose probability makes the total cross p, with the "
+            "most likely token always kept (drop = cumsum > p, drop[:, 0] = False): the kept mass stays "
+            "below p wherever the top token alone is short of it", {"kind": "crossing-protected"}),
+    Mistake(C.KEEPS_EXTRA, "keeping one token more than needed (the token after the one that reaches p)",
+            {"kind": "keeps-extra"}),
+    Mistake(C.NOT_SORTED, "adding up the probabilities in vocabulary order instead of from the most likely "
+            "down", {"kind": "not-sorted"}),
+    Mistake(C.ASCENDING, "sorting from the least likely up", {"kind": "ascending"}),
+    Mistake(C.MASS_ON_LOGITS, "adding up the logits instead of probabilities (no softmax before the cumsum)",
+            {"kind": "mass-on-logits"}),
+    Mistake(C.SORTED_ORDER, "returning the logits in sorted order (never mapped back to vocabulary order)",
+            {"kind": "sorted-order"}),
+    Mistake(C.UNSORT_GATHER, "mapping the decision back to vocabulary order with gather instead of scatter",
+            {"kind": "unsort-gather"}),
+]  # fmt: skip
 
 
 def _same_filtered(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -224,9 +219,11 @@ def _top_p_failure(case: str, logits: torch.Tensor, p: float, out: torch.Tensor)
     """Name the mistake behind a wrong set of kept tokens."""
     ex, what, kept = TOP_P, f"top_p_filter on {case}", torch.isfinite(out)
     if p < 1.0:
-        for kind, (code, says) in _TOP_P_MISTAKES.items():
-            if _same_filtered(out, _top_p_variant(logits, p, kind)):
-                return ex.fail(code, f"{what} matches {says}.")
+        found = find_mistake(
+            _TOP_P_MISTAKES, lambda kind: _same_filtered(out, _top_p_variant(logits, p, kind)), pairs=False
+        )
+        if found:
+            return matched(ex, what, found)
     if not kept.any(-1).all():
         row = int((~kept.any(-1)).nonzero()[0])
         return ex.fail(
@@ -259,7 +256,7 @@ def _top_p_failure(case: str, logits: torch.Tensor, p: float, out: torch.Tensor)
 def _check_top_p_case(fn: Ref, case: str, logits: torch.Tensor, p: float) -> None:
     ex, what = TOP_P, f"top_p_filter on {case}"
     call = ex.run("top_p_filter", fn, logits, p)
-    _unchanged(ex, "top_p_filter", call.changed)
+    untouched(ex, "top_p_filter", call, "its input tensor", _IN_PLACE)
     out = _tensor_out(ex, what, call.value, tuple(logits.shape))
     if not out.is_floating_point():
         raise ex.fail(C.WRONG_SHAPE, f"{what} returned dtype {out.dtype}; expected float logits.")
@@ -272,7 +269,7 @@ def _check_top_p_case(fn: Ref, case: str, logits: torch.Tensor, p: float) -> Non
             raise ex.fail(C.ZEROS_NOT_INF, f"{what} set the dropped tokens to 0 instead of -inf.")
         if ((out >= 0) & (out <= 1)).all():
             raise ex.fail(
-                C.RETURNS_PROBABILITIES,
+                C.PROBABILITIES,
                 f"{what} returned numbers in [0, 1] (probabilities?); expected the logits, with -inf for "
                 "the dropped tokens.",
             )
@@ -288,7 +285,7 @@ def _check_top_p_case(fn: Ref, case: str, logits: torch.Tensor, p: float) -> Non
     if not torch.allclose(out[kept].double(), logits[kept].double(), atol=1e-6, rtol=0):
         if ((out[kept] >= 0) & (out[kept] <= 1)).all():
             raise ex.fail(
-                C.RETURNS_PROBABILITIES,
+                C.PROBABILITIES,
                 f"{what} kept the right tokens but returned their probabilities; return their logits "
                 "(the softmax comes later).",
             )
@@ -374,28 +371,22 @@ def _dist(
     return (F.softmax(probs, dim=-1) if mistake == "softmax-twice" else probs)[0]
 
 
-_S_MISTAKES = {  # mistake -> (code, words)
-    "temperature-multiplied": (
-        C.TEMPERATURE_MULTIPLIED,
-        "multiplying the logits by the temperature instead of dividing",
-    ),
-    "temperature-ignored": (C.TEMPERATURE_IGNORED, "a temperature that changes nothing"),
-    "topk-ignored": (C.TOPK_IGNORED, "top_k being ignored"),
-    "topk-off-by-one+": (C.TOPK_OFF_BY_ONE, "keeping k + 1 tokens"),
-    "topk-off-by-one-": (C.TOPK_OFF_BY_ONE, "keeping k - 1 tokens"),
-    "topk-zero": (C.TOPK_ZERO, "setting the logits outside the top k to 0 instead of -inf"),
-    "topp-ignored": (C.TOPP_IGNORED, "top_p being ignored"),
-    **{
-        f"topp:{kind}": (C.TOPP_WRONG, f"a top_p_filter {says}")
-        for kind, (_, says) in _TOP_P_MISTAKES.items()
-    },
-    "topp-before-temperature": (
-        C.TOPP_BEFORE_TEMPERATURE,
-        "choosing the nucleus before applying the temperature",
-    ),
-    "filters-swapped": (C.FILTERS_SWAPPED, "applying top-p before top-k"),
-    "softmax-twice": (C.SOFTMAX_TWICE, "a softmax applied twice"),
-}
+_S_MISTAKES = [
+    Mistake(C.TEMPERATURE_MULTIPLIED, "multiplying the logits by the temperature instead of dividing",
+            {"mistake": "temperature-multiplied"}),
+    Mistake(C.TEMPERATURE_IGNORED, "a temperature that changes nothing", {"mistake": "temperature-ignored"}),
+    Mistake(C.TOPK_IGNORED, "top_k being ignored", {"mistake": "topk-ignored"}),
+    Mistake(C.TOPK_OFF_BY_ONE, "keeping k + 1 tokens", {"mistake": "topk-off-by-one+"}),
+    Mistake(C.TOPK_OFF_BY_ONE, "keeping k - 1 tokens", {"mistake": "topk-off-by-one-"}),
+    Mistake(C.TOPK_ZERO, "setting the logits outside the top k to 0 instead of -inf", {"mistake": "topk-zero"}),
+    Mistake(C.TOPP_IGNORED, "top_p being ignored", {"mistake": "topp-ignored"}),
+    *(Mistake(C.TOPP_WRONG, f"a top_p_filter {m.says}", {"mistake": "topp:" + m.kwargs["kind"]})
+      for m in _TOP_P_MISTAKES),
+    Mistake(C.TOPP_BEFORE_TEMPERATURE, "choosing the nucleus before applying the temperature",
+            {"mistake": "topp-before-temperature"}),
+    Mistake(C.FILTERS_SWAPPED, "applying top-p before top-k", {"mistake": "filters-swapped"}),
+    Mistake(C.SOFTMAX_TWICE, "a softmax applied twice", {"mistake": "softmax-twice"}),
+]  # fmt: skip
 
 
 def _setting(t: float, k: int | None, p: float | None) -> str:
@@ -436,7 +427,7 @@ def _check_greedy(fn: Ref) -> None:
                     e.crash,
                 ) from None
             raise
-        _unchanged(ex, "choose_next", call.changed)
+        untouched(ex, "choose_next", call, "its input tensor", _IN_PLACE)
         out = _tokens_out(ex, what, call.value, logits.size(0))
         want = logits.argmax(-1, keepdim=True)
         if not torch.equal(out, want):
@@ -453,7 +444,7 @@ def _draw(fn: Ref, t: float, k: int | None, p: float | None, seed: int) -> torch
     logits = _S_ROWS.repeat(_S_DRAWS, 1)  # (B, V): rows 0, 1, 2, 0, 1, 2, ...
     what = f"choose_next(logits, {_setting(t, k, p)})"
     call = ex.run(what, fn, logits, t, top_k=k, top_p=p, generator=_generator(seed))
-    _unchanged(ex, "choose_next", call.changed)
+    untouched(ex, "choose_next", call, "its input tensor", _IN_PLACE)
     out = _tokens_out(ex, what, call.value, B)
     if out.min() < 0 or out.max() >= V:
         raise ex.fail(
@@ -471,7 +462,9 @@ def _distribution_failure(counts: torch.Tensor, t: float, k: int | None, p: floa
     ex, n = SAMPLING, _S_DRAWS
     limit = chi2_limit(_S_N_ROWS * (_S_ROWS.size(1) - 1), _Z_1E6)
     what = f"choose_next(logits, {_setting(t, k, p)})"
-    fits = {m: _fit(counts, [_dist(_S_ROWS[r], t, k, p, m) for r in range(_S_N_ROWS)]) for m in _S_MISTAKES}
+    fits = [
+        _fit(counts, [_dist(_S_ROWS[r], t, k, p, **m.kwargs) for r in range(_S_N_ROWS)]) for m in _S_MISTAKES
+    ]
     right = [_dist(_S_ROWS[r], t, k, p) for r in range(_S_N_ROWS)]
     for perm in itertools.permutations(range(_S_N_ROWS)):
         if list(perm) != list(range(_S_N_ROWS)) and _fit(counts, [right[i] for i in perm]) < limit:
@@ -479,10 +472,10 @@ def _distribution_failure(counts: torch.Tensor, t: float, k: int | None, p: floa
                 C.ROWS_MIXED,
                 f"{what}: the draws of some rows follow ANOTHER row's distribution: the rows got mixed up.",
             )
-    best = min(fits, key=fits.__getitem__)
+    best = min(range(len(fits)), key=fits.__getitem__)
     if fits[best] < limit:
-        code, words = _S_MISTAKES[best]
-        return ex.fail(code, f"{what}: the {_S_N_ROWS * n} draws follow the distribution of {words}.")
+        m = _S_MISTAKES[best]
+        return ex.fail(m.code, f"{what}: the {_S_N_ROWS * n} draws follow the distribution of {m.says}.")
     table = ", ".join(
         f"{i}: {c / n:.3f} vs {q:.3f}"
         for i, (c, q) in enumerate(zip(counts[0].tolist(), right[0].tolist(), strict=True))
@@ -526,8 +519,8 @@ def check_sampling_strategies(fn: Ref) -> None:
 KV_ATTENTION = Exercise(
     "kv_cache_attention",
     [C.NOT_CALLABLE, C.NOT_A_TENSOR, C.NAN, C.WRONG_SHAPE, C.IN_PLACE, C.CACHE_NOT_STORED, C.CACHE_LAYOUT,
-     C.CACHE_LENGTH, C.CACHE_NOT_USED, C.CACHE_OVERWRITTEN, C.MASK_NOT_OFFSET, C.NO_MASK, C.NO_SCALE, C.NO_PROJ,
-     C.HEADS_MERGED_WRONG, C.WRONG_VALUES, C.RETURNED_NONE, C.RETURNED_TUPLE],
+     C.CACHE_LENGTH, C.CACHE_NOT_USED, C.CACHE_OVERWRITTEN, C.MASK_NOT_OFFSET, C.NO_MASK, C.MISSING_SCALE, C.NO_PROJ,
+     C.MERGE_ORDER, C.WRONG_VALUES, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 
 
@@ -561,27 +554,31 @@ def _variant_attention(
         k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
     cache["k"], cache["v"] = (new_k, new_v) if mistake == "cache-overwritten" else (k, v)
     past = k.size(2) - T
-    att = q @ k.transpose(-2, -1) / (1.0 if mistake == "no-scale" else math.sqrt(C_ // nh))
+    att = q @ k.transpose(-2, -1) / (1.0 if mistake == "missing-scale" else math.sqrt(C_ // nh))
     if mistake != "no-mask":
         allowed = torch.ones(T, past + T, dtype=torch.bool).tril(
             diagonal=0 if mistake == "mask-not-offset" else past
         )
         att = att.masked_fill(~allowed, NEG_INF)
     y = att.softmax(dim=-1) @ v  # (B, nh, T, hs)
-    y = y.reshape(B, T, C_) if mistake == "heads-merged-wrong" else y.transpose(1, 2).reshape(B, T, C_)
+    y = y.reshape(B, T, C_) if mistake == "merge-order" else y.transpose(1, 2).reshape(B, T, C_)
     return y if mistake == "no-proj" else attn.proj(y)
 
 
-_KV_ATT_MISTAKES = {
-    "cache-not-used": "new positions attending only to each other, never to the cached keys and values",
-    "cache-overwritten": "a cache that keeps only the last call's keys and values",
-    "mask-not-offset": "a causal mask that is not shifted by the number of cached positions (is_causal=True, "
-    "or tril on the new positions only), so query i sees keys 0..i instead of 0..past + i",
-    "no-mask": "no causal mask (positions in one call see the ones after them)",
-    "no-scale": "scores not scaled by 1/sqrt(head_size)",
-    "no-proj": "the output projection attn.proj left out",
-    "heads-merged-wrong": "heads merged by reshape without the transpose",
-}
+_KV_ATT_MISTAKES = [
+    Mistake(C.CACHE_NOT_USED, "new positions attending only to each other, never to the cached keys and "
+            "values", {"mistake": "cache-not-used"}),
+    Mistake(C.CACHE_OVERWRITTEN, "a cache that keeps only the last call's keys and values",
+            {"mistake": "cache-overwritten"}),
+    Mistake(C.MASK_NOT_OFFSET, "a causal mask that is not shifted by the number of cached positions "
+            "(is_causal=True, or tril on the new positions only), so query i sees keys 0..i instead of "
+            "0..past + i", {"mistake": "mask-not-offset"}),
+    Mistake(C.NO_MASK, "no causal mask (positions in one call see the ones after them)",
+            {"mistake": "no-mask"}),
+    Mistake(C.MISSING_SCALE, "scores not scaled by 1/sqrt(head_size)", {"mistake": "missing-scale"}),
+    Mistake(C.NO_PROJ, "the output projection attn.proj left out", {"mistake": "no-proj"}),
+    Mistake(C.MERGE_ORDER, "heads merged by reshape without the transpose", {"mistake": "merge-order"}),
+]  # fmt: skip
 _SCHEDULES: list[tuple[str, list[int]]] = [
     ("all 12 positions in one call (empty cache)", [12]),
     ("one position per call", [1] * 12),
@@ -611,7 +608,7 @@ def _learner_schedule(
                 # A cache of the wrong layout explains the crash better than the crash itself.
                 _check_cache(stored, attn, x, b, b - a, what, layout_only=True)
             raise
-        _unchanged(ex, "attention_with_cache", call.changed)
+        untouched(ex, "attention_with_cache", call, "its input tensor", _IN_PLACE)
         outs.append(_tensor_out(ex, what, call.value, (B, b - a, C_)))
         _check_cache(learner.backend().fetch(cache), attn, x, b, b - a, what)
     return torch.cat(outs, dim=1)
@@ -679,9 +676,15 @@ def check_kv_cache_attention(fn: Ref) -> None:
         if torch.allclose(out, full, atol=1e-5, rtol=1e-4):
             continue
         what = f"attention_with_cache with {label}"
-        for mistake, says in _KV_ATT_MISTAKES.items():
-            if torch.allclose(out, _reference_schedule(attn, x, sizes, mistake), atol=1e-4, rtol=1e-3):
-                raise ex.fail(mistake, f"{what} matches {says}.")
+        found = match(
+            out,
+            partial(_reference_schedule, attn, x, sizes),
+            _KV_ATT_MISTAKES,
+            pairs=False,
+            same=lambda ref, got: torch.allclose(got, ref, atol=1e-4, rtol=1e-3),
+        )
+        if found:
+            raise matched(ex, what, found)
         bad = (out - full).abs().amax(dim=(0, 2)) > 1e-4
         raise ex.fail(
             C.WRONG_VALUES,
@@ -699,7 +702,7 @@ def check_kv_cache_attention(fn: Ref) -> None:
 KV_GENERATE = Exercise(
     "kv_cache_generate",
     [C.NOT_CALLABLE, C.NOT_A_TENSOR, C.NAN, C.WRONG_SHAPE, C.WRONG_DTYPE, C.IN_PLACE, C.PROMPT_CHANGED,
-     C.USES_FINISHED_GENERATE, C.DROPOUT_ON, C.NOT_CROPPED, C.WINDOW_FULL, C.FRESH_CACHE, C.PREFILL_NOT_CACHED,
+     C.USES_FINISHED_GENERATE, C.TRAIN_MODE, C.NOT_CROPPED, C.WINDOW_FULL, C.FRESH_CACHE, C.PREFILL_NOT_CACHED,
      C.WINDOW_SHORT, C.FIRST_POSITION, C.SAMPLING_IGNORED, C.TOKEN_TWICE, C.NO_SPEEDUP, C.RECOMPUTE_EARLY,
      C.EXTRA_WORK, C.WRONG_TOKENS, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
@@ -749,13 +752,16 @@ def _variant_generate(
     return idx, run
 
 
-_KV_GEN_MISTAKES = {
-    "fresh-cache": "running each new token with no cache (or a new one), as if it stood at position 0 with "
-    "nothing before it",
-    "prefill-not-cached": "running the prompt without the cache, so the new tokens never see it",
-    "window-short": "recomputing a window of block_size - 1 tokens once the cache is full",
-    "first-position": "choosing each token from the logits of the FIRST position instead of the last",
-}
+_KV_GEN_MISTAKES = [
+    Mistake(C.FRESH_CACHE, "running each new token with no cache (or a new one), as if it stood at "
+            "position 0 with nothing before it", {"mistake": "fresh-cache"}),
+    Mistake(C.PREFILL_NOT_CACHED, "running the prompt without the cache, so the new tokens never see it",
+            {"mistake": "prefill-not-cached"}),
+    Mistake(C.WINDOW_SHORT, "recomputing a window of block_size - 1 tokens once the cache is full",
+            {"mistake": "window-short"}),
+    Mistake(C.FIRST_POSITION, "choosing each token from the logits of the FIRST position instead of the "
+            "last", {"mistake": "first-position"}),
+]  # fmt: skip
 # (what, batch of prompts (B, T), max_new_tokens, sampling options)
 _GEN_CASES: list[tuple[str, tuple[int, int], int, dict[str, Any]]] = [
     ("a 3-token prompt and 12 new tokens (the window slides past block_size = 8)", (2, 3), 12, {}),
@@ -849,7 +855,7 @@ def _learner_generate(
                 e.crash,
             ) from None
         raise
-    _unchanged(ex, "generate_with_cache", call.changed)
+    untouched(ex, "generate_with_cache", call, "its input tensor", _IN_PLACE)
     B, T = prompt.shape
     out = call.value
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (B, n) and n != T + n:
@@ -879,9 +885,15 @@ def _token_failure(
 ) -> CheckFailure:  # fmt: skip
     ex, T = KV_GENERATE, prompt.size(1)
     model.eval()
-    for mistake, says in _KV_GEN_MISTAKES.items():
-        if torch.equal(_variant_generate(model, prompt, n, mistake, **_seeded(sampling))[0], out):
-            return ex.fail(mistake, f"{what} matches {says}.")
+    found = find_mistake(
+        _KV_GEN_MISTAKES,
+        lambda mistake: torch.equal(
+            _variant_generate(model, prompt, n, mistake, **_seeded(sampling))[0], out
+        ),
+        pairs=False,
+    )
+    if found:
+        return matched(ex, what, found)
     if sampling and torch.equal(_variant_generate(model, prompt, n)[0], out):
         return ex.fail(
             C.SAMPLING_IGNORED, f"{what} gave the greedy tokens: the sampling options were not used."
@@ -945,7 +957,7 @@ def check_kv_cache_generate(fn: Ref) -> None:
             again, _ = _learner_generate(fn, learner_model, prompt, n, what, sampling)
             if not torch.equal(again, out):
                 raise ex.fail(
-                    C.DROPOUT_ON,
+                    C.TRAIN_MODE,
                     f"{what} gave different tokens on two runs with the same input: dropout is on (the "
                     "model is in training mode).",
                 )

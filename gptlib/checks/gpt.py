@@ -49,7 +49,15 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import expect_callable, expect_tensor, leaks
+from gptlib.checks.probes import (
+    deterministic,
+    dropout_active,
+    expect_callable,
+    expect_tensor,
+    gradients,
+    leaks,
+    untouched,
+)
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings as _RefEmbeddings
@@ -96,26 +104,25 @@ _CE_MISTAKES = [
     Mistake(C.NO_LOG, "-log(mean(p[target])): the log taken after the mean", {"kind": "-log(mean p)"}),
     Mistake(C.SIGN, "mean(log p[target]): the log-likelihood, without the minus sign", {"kind": "sign"}),
     Mistake(C.SUM_NOT_MEAN, "the SUM of -log p[target] over the rows instead of the mean", {"kind": "sum"}),
-    Mistake(
-        C.WRONG_AXIS, "a (log-)softmax over dim 0 (down the rows) instead of over each row", {"kind": "dim0"}
-    ),
-    Mistake(
-        C.WRONG_INDEX, "-logp[:, targets].mean(): every target's column for every row", {"kind": "columns"}
-    ),
+    Mistake(C.WRONG_AXIS, "a (log-)softmax over dim 0 (down the rows) instead of over each row",
+            {"kind": "dim0"}),
+    Mistake(C.WRONG_INDEX, "-logp[:, targets].mean(): every target's column for every row",
+            {"kind": "columns"}),
     Mistake(C.WRONG_INDEX, "-log p of each row's MOST LIKELY token, not of its target", {"kind": "argmax"}),
     Mistake(C.WRONG_INDEX, "the mean of -log p over every entry, not only the targets'", {"kind": "all"}),
     Mistake(C.NO_SOFTMAX, "-logits[target] averaged: the raw logits, with no log-softmax", {"kind": "raw"}),
-]
+]  # fmt: skip
 
 
 def _ce_run(fn: Ref, logits: torch.Tensor, targets: torch.Tensor, what: str, backward: Any = None) -> Any:
     call = CROSS_ENTROPY.run(what, fn, logits, targets, backward=backward)
-    if call.changed:
-        raise CROSS_ENTROPY.fail(
-            C.IN_PLACE,
-            f"{what} changed its input in place (e.g. logits -= logits.max(...)): the caller still needs the "
-            "logits. Make a new tensor: z = logits - ...",
-        )
+    untouched(
+        CROSS_ENTROPY,
+        what,
+        call,
+        advice=" The caller still needs the logits: make a new tensor, z = logits - ..., not "
+        "logits -= logits.max(...).",
+    )
     return call
 
 
@@ -539,23 +546,15 @@ def _gpt_variant(ref: _RefGPT, idx: torch.Tensor, kind: str) -> torch.Tensor:
 _GPT_MISTAKES = [
     Mistake(C.NO_POSITION, "no position embedding added to the token embedding", {"kind": "no-position"}),
     Mistake(C.NO_FINAL_LN, "the head applied without the final LayerNorm", {"kind": "no-final-ln"}),
-    Mistake(
-        C.LN_F_FIRST,
-        "the final LayerNorm applied BEFORE the blocks (to the embeddings) instead of after them, just before the "
-        "head",
-        {"kind": "ln-f-first"},
-    ),
-    Mistake(
-        C.BLOCKS_UNUSED, "the blocks never applied (`block(x)` without `x = `)", {"kind": "blocks-unused"}
-    ),
-    Mistake(
-        C.BLOCKS_NOT_CHAINED,
-        "only the last block applied to the embeddings (`y = block(x)` in the loop)",
-        {"kind": "blocks-not-chained"},
-    ),
+    Mistake(C.LN_F_FIRST, "the final LayerNorm applied BEFORE the blocks (to the embeddings) instead of "
+            "after them, just before the head", {"kind": "ln-f-first"}),
+    Mistake(C.BLOCKS_UNUSED, "the blocks never applied (`block(x)` without `x = `)",
+            {"kind": "blocks-unused"}),
+    Mistake(C.BLOCKS_NOT_CHAINED, "only the last block applied to the embeddings (`y = block(x)` in the "
+            "loop)", {"kind": "blocks-not-chained"}),
     Mistake(C.PROBABILITIES, "softmax(logits): probabilities instead of logits", {"kind": "probabilities"}),
     Mistake(C.LOG_PROBABILITIES, "log_softmax(logits) instead of the logits", {"kind": "log-probabilities"}),
-]
+]  # fmt: skip
 
 
 def _loss_variant(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
@@ -573,25 +572,15 @@ def _loss_variant(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> tor
 
 _LOSS_MISTAKES = [
     Mistake(C.LOSS_NOT_MEAN, "It is the SUM over the B*T positions, not the mean.", {"kind": "sum"}),
-    Mistake(
-        C.LOSS_ON_PROBABILITIES,
-        "It is F.cross_entropy of softmax(logits): the loss taken on probabilities. F.cross_entropy applies "
-        "log-softmax itself: give it the logits.",
-        {"kind": "probabilities"},
-    ),
-    Mistake(
-        C.LOSS_ON_PROBABILITIES,
-        "It is F.nll_loss of softmax(logits): nll_loss expects LOG-probabilities. Use F.cross_entropy on the "
-        "logits.",
-        {"kind": "nll-on-probabilities"},
-    ),
-    Mistake(
-        C.TARGETS_SHIFTED,
-        "It is the loss of logits[:, :-1] against targets[:, 1:]: the targets shifted one more time. get_batch "
-        "already made y the next token of each position (y[t] = x[t + 1]): compare logits[:, t] with targets[:, t].",
-        {"kind": "shifted"},
-    ),
-]
+    Mistake(C.LOSS_ON_PROBABILITIES, "It is F.cross_entropy of softmax(logits): the loss taken on "
+            "probabilities. F.cross_entropy applies log-softmax itself: give it the logits.",
+            {"kind": "probabilities"}),
+    Mistake(C.LOSS_ON_PROBABILITIES, "It is F.nll_loss of softmax(logits): nll_loss expects "
+            "LOG-probabilities. Use F.cross_entropy on the logits.", {"kind": "nll-on-probabilities"}),
+    Mistake(C.TARGETS_SHIFTED, "It is the loss of logits[:, :-1] against targets[:, 1:]: the targets "
+            "shifted one more time. get_batch already made y the next token of each position (y[t] = x[t + "
+            "1]): compare logits[:, t] with targets[:, t].", {"kind": "shifted"}),
+]  # fmt: skip
 
 
 def _loss_mistake(loss: Any, logits: torch.Tensor, targets: torch.Tensor) -> Mistake | None:
@@ -633,9 +622,7 @@ def check_gpt(cls: Ref) -> None:
                     e.crash,
                 ) from None
             raise
-        if call.changed:
-            raise ex.fail(C.IN_PLACE, f"{what} changed idx in place.")
-        return _unpack(call.value, what, inp.size(0), inp.size(1), config)
+        return _unpack(untouched(ex, what, call, "idx"), what, inp.size(0), inp.size(1), config)
 
     with torch.no_grad():
         logits, loss = forward(idx)
@@ -657,11 +644,7 @@ def check_gpt(cls: Ref) -> None:
             found = Counter(_shape_key(p.shape) for p in tree.params.values())
             expected = Counter(_shape_key(p.shape) for p in ref.parameters())
             _blocks_unregistered(expected - found, found - expected, ref, name, config.n_layer, "")
-            raise ex.fail(
-                C.DROPOUT_IN_EVAL,
-                f"two calls of {name}.forward on the same idx in eval mode gave different "
-                "logits: dropout is still on.",
-            )
+            deterministic(ex, f"{name}.forward(idx)", logits, logits2, "idx")
         want = _loss_variant(logits2, targets, "right")
         if not tensors_close(loss, want, atol=1e-5, rtol=1e-4):
             found = _loss_mistake(loss, logits2, targets)
@@ -719,16 +702,11 @@ def check_gpt(cls: Ref) -> None:
             )
         verified.append("same logits as gptlib.GPT with your weights for T = 1, 5 and 8")
 
-    grads = ex.run("loss.backward()", model, idx, targets, backward=Backward(output=1)).grads
-    missing = [n for n, g in grads.params.items() if g is None]
-    if missing:
-        raise ex.fail(C.NO_GRAD, f"no gradient reaches {missing[:6]}: forward never uses them.")
+    gradients(ex, "loss.backward()", model, idx, targets, backward=Backward(output=1))
     verified.append("gradients reach every parameter")
     train(ex, model, True)
     with seeded(4), torch.no_grad():
-        a, b = forward(idx)[0], forward(idx)[0]
-    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
-        raise ex.fail(C.NO_DROPOUT, f"{name} in train mode gave the same logits twice: no dropout anywhere.")
+        dropout_active(ex, name, forward(idx)[0], forward(idx)[0])
     verified.append("dropout in train mode only")
     ex.passed("; ".join(verified) + ".")
 
@@ -771,34 +749,28 @@ _COUNT_DELTAS = {
     "layer-more": lambda V, T, L, C_: 12 * C_ * C_ + 13 * C_,
 }
 _COUNT_MISTAKES = [
-    Mistake(
-        C.HEAD_MISSING, "one of the two V × C tables (token embedding, head) is missing", {"delta": "head"}
-    ),
+    Mistake(C.HEAD_MISSING, "one of the two V × C tables (token embedding, head) is missing",
+            {"delta": "head"}),
     Mistake(C.HEAD_BIAS, "the head counted with a bias (+V)", {"delta": "head-bias"}),
     Mistake(C.NO_POSITION, "the position table (T × C) is missing", {"delta": "position"}),
     Mistake(C.NO_FINAL_LN, "the final LayerNorm (2C) is missing", {"delta": "ln-f"}),
     Mistake(C.NO_FINAL_LN, "the final LayerNorm counted as C instead of 2C", {"delta": "ln-f-half"}),
     Mistake(C.LAYERNORM_COUNT, "the blocks' LayerNorms (4C per block) are missing", {"delta": "block-lns"}),
-    Mistake(
-        C.LAYERNORM_COUNT, "each block's LayerNorms counted as 2C instead of 4C", {"delta": "block-lns-half"}
-    ),
+    Mistake(C.LAYERNORM_COUNT, "each block's LayerNorms counted as 2C instead of 4C",
+            {"delta": "block-lns-half"}),
     Mistake(C.BIASES, "the attention's biases (4C per block) are missing", {"delta": "attn-biases"}),
     Mistake(C.BIASES, "the MLP's biases (5C per block) are missing", {"delta": "mlp-biases"}),
     Mistake(C.BIASES, "all the blocks' biases (9C per block) are missing", {"delta": "all-biases"}),
-    Mistake(
-        C.ATTENTION_COUNT,
-        "the attention's output projection (C² + C per block) is missing",
-        {"delta": "proj"},
-    ),
+    Mistake(C.ATTENTION_COUNT, "the attention's output projection (C² + C per block) is missing",
+            {"delta": "proj"}),
     Mistake(C.ATTENTION_COUNT, "the attention (4C² + 4C per block) is missing", {"delta": "attention"}),
     Mistake(C.MLP_COUNT, "the MLP (8C² + 5C per block) is missing", {"delta": "mlp"}),
     Mistake(C.MLP_COUNT, "an MLP with a hidden layer of C instead of 4C", {"delta": "mlp-width"}),
-    Mistake(
-        C.MLP_COUNT, "the MLP counted as 4C² + 5C (one C × 4C matrix, not two)", {"delta": "mlp-one-matrix"}
-    ),
+    Mistake(C.MLP_COUNT, "the MLP counted as 4C² + 5C (one C × 4C matrix, not two)",
+            {"delta": "mlp-one-matrix"}),
     Mistake(C.LAYER_COUNT, "one block too few (n_layer - 1)", {"delta": "layer-less"}),
     Mistake(C.LAYER_COUNT, "one block too many (n_layer + 1)", {"delta": "layer-more"}),
-]
+]  # fmt: skip
 _COUNT_POINTS = [
     (65, 8, 2, 32),
     (66, 8, 2, 32),

@@ -47,7 +47,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, Spec
-from gptlib.checks.probes import expect_callable, expect_tensor
+from gptlib.checks.probes import expect_callable, expect_tensor, untouched
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings
@@ -339,10 +339,9 @@ def _check_split_call(ex: Exercise, fn: Ref, W: torch.Tensor, b: torch.Tensor, d
                 e.crash,
             ) from None
         raise
-    if call.changed:
-        raise ex.fail(C.IN_PLACE, f"{what} changed the weight or bias it was given in place.")
+    value = untouched(ex, what, call, "the weight or bias it was given")
     try:
-        return _check_parts(ex, what, call.value, W, b)
+        return _check_parts(ex, what, value, W, b)
     except CheckFailure as e:
         if done and e.diagnosis in (C.WRONG_SHAPE, C.WRONG_RETURN, C.NOT_SPLIT, C.WRONG_AXIS):
             raise ex.fail(
@@ -455,27 +454,17 @@ CONVERT_BLOCK = Exercise(
 def _block_mistakes(hf_config: Any) -> list[Mistake]:
     eps, H, C_ = hf_config.layer_norm_epsilon, hf_config.n_head, hf_config.n_embd
     mistakes = [
-        Mistake(
-            C.EXACT_GELU,
-            "a block with the exact GELU (gelu_approximate='none') where GPT-2 uses the tanh approximation "
-            "('gelu_new')",
-            {"gelu": "none"},
-        ),
-        Mistake(
-            C.QKV_NOT_TRANSPOSED,
-            "query, key and value copied from c_attn without .t() (Conv1D keeps (in, out))",
-            {"qkv_t": False},
-        ),
+        Mistake(C.EXACT_GELU, "a block with the exact GELU (gelu_approximate='none') where GPT-2 uses the "
+                "tanh approximation ('gelu_new')", {"gelu": "none"}),
+        Mistake(C.QKV_NOT_TRANSPOSED, "query, key and value copied from c_attn without .t() (Conv1D keeps "
+                "(in, out))", {"qkv_t": False}),
         Mistake(C.PROJ_NOT_TRANSPOSED, "attn.c_proj's weight copied without .t()", {"proj_t": False}),
-        Mistake(
-            C.RESHAPE_NOT_TRANSPOSE,
-            "every Conv1D weight reshaped (.view/.reshape) to nn.Linear's shape instead of transposed",
-            {"reshape": True},
-        ),
+        Mistake(C.RESHAPE_NOT_TRANSPOSE, "every Conv1D weight reshaped (.view/.reshape) to nn.Linear's "
+                "shape instead of transposed", {"reshape": True}),
         Mistake(C.LN_SWAPPED, "ln_1 and ln_2 swapped (ln_2 before attention)", {"ln": "swapped"}),
         Mistake(C.LN_NOT_COPIED, "LayerNorms that were not copied (gain 1, bias 0)", {"ln": "default"}),
         Mistake(C.BIASES_MISSING, "the Linear layers' biases left at zero", {"biases": False}),
-    ]
+    ]  # fmt: skip
     if eps != 1e-5:
         says = (
             f"LayerNorm eps 1e-5 (gptlib's default) where this GPT-2's config says layer_norm_epsilon={eps:g}"

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from gptlib.checks import codes as C
-from gptlib.checks.engine import Exercise, close, seeded, tensors_close, type_name
-from gptlib.checks.learner import Call, Ref
+from gptlib.checks.engine import Exercise, close, parameters, seeded, tensors_close, type_name
+from gptlib.checks.learner import Backward, Call, Ref
 
 
 def expect_callable(ex: Exercise, fn: Ref, name: str) -> None:
@@ -67,10 +67,10 @@ def expect_tensor(
     return out
 
 
-def untouched(ex: Exercise, call: Call, message: str, code: str = C.IN_PLACE) -> Any:
-    """The call left its tensor arguments as they were; else `message`. Returns the call's value."""
+def untouched(ex: Exercise, what: str, call: Call, inputs: str = "its input", advice: str = "") -> Any:
+    """The call left its tensor arguments as they were (else IN_PLACE, naming `inputs`). Returns its value."""
     if call.changed:
-        raise ex.fail(code, message)
+        raise ex.fail(C.IN_PLACE, f"{what} changed {inputs} in place.{advice}")
     return call.value
 
 
@@ -108,9 +108,70 @@ def future_leak(
     )
 
 
-def deterministic(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Two calls on the same input in eval mode agree."""
-    return tensors_close(a, b, atol=1e-6, rtol=1e-5)
+EVAL_ADVICE = " nn.Dropout switches itself off in eval(); F.dropout needs training=self.training."
+
+
+def deterministic(
+    ex: Exercise, what: str, a: torch.Tensor, b: Any, inputs: str = "input", advice: str = EVAL_ADVICE
+) -> None:
+    """Two calls on the same input in eval mode agree (`b` not a tensor: left to the other probes)."""
+    if isinstance(b, torch.Tensor) and not tensors_close(a, b, atol=1e-6, rtol=1e-5):
+        raise ex.fail(
+            C.DROPOUT_IN_EVAL,
+            f"{what} gave different outputs for the same {inputs} in eval mode: dropout is still on.{advice}",
+        )
+
+
+def dropout_active(ex: Exercise, what: str, a: torch.Tensor, b: torch.Tensor, advice: str = "") -> None:
+    """Two calls on the same input in train mode differ: dropout is at work."""
+    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
+        raise ex.fail(
+            C.NO_DROPOUT,
+            f"{what} in train mode gave the same output twice for the same input: no dropout anywhere.{advice}",
+        )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
+def gradients(
+    ex: Exercise,
+    what: str,
+    module: Ref,
+    *args: Any,
+    backward: Backward,
+    names: list[str] | None = None,
+    input_name: str = "",
+    explain: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Backpropagate through module(*args): every parameter (of `names`, or all) gets a gradient, and the
+    first argument too when `input_name` names it. `explain(missing)` may raise a more precise failure.
+    Returns the number of parameter tensors."""
+    grads = ex.run(what, module, *args, backward=backward).grads
+    params = parameters(module)
+    frozen = [n for n, p in params.items() if not p.requires_grad and (names is None or n in names)]
+    if frozen:
+        raise ex.fail(
+            C.NO_GRAD, f"{_listed(frozen)}: requires_grad=False, so training could never change them."
+        )
+    missing = missing_grads(grads.params, names)
+    if missing:
+        if explain:
+            explain(missing)
+        raise ex.fail(
+            C.NO_GRAD,
+            f"no gradient reaches {_listed(missing)}: forward never uses {'it' if len(missing) == 1 else 'them'}, "
+            "or cuts the path to the output "
+            "(.detach(), .data, torch.no_grad(), .item() or numpy).",
+        )
+    if input_name and grads.inputs[0] is None:
+        raise ex.fail(
+            C.NO_GRAD,
+            f"no gradient flows back to the input {input_name}, so nothing before this layer could learn. "
+            f"Do not detach {input_name} (or use .data) inside forward.",
+        )
+    return len(params)
 
 
 def dropout_rate(

@@ -47,7 +47,15 @@ from gptlib.checks.engine import (
     train,
 )
 from gptlib.checks.learner import Backward, Ref
-from gptlib.checks.probes import expect_tensor, future_leak, leaks
+from gptlib.checks.probes import (
+    deterministic,
+    dropout_active,
+    expect_tensor,
+    future_leak,
+    gradients,
+    leaks,
+    untouched,
+)
 from gptlib.checks.reference_attention import find_projections, load_weights
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
@@ -60,41 +68,21 @@ _CLASS_CODES = (C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE)
 
 def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor) -> Any:
     """fn(x) with plain-words errors; fails if fn changed x in place."""
-    call = ex.run(what, fn, x)
-    if call.changed:
-        raise ex.fail(
-            C.IN_PLACE,
-            f"{what} changed its input x in place. The caller still needs x (the residual pathway adds it "
-            "back): write `x = x + ...`, not `x += ...`, and use out-of-place operations (x - mean, not x.sub_).",
-        )
-    return call.value
+    return untouched(
+        ex,
+        what,
+        ex.run(what, fn, x),
+        "its input x",
+        " The caller still needs x (the residual pathway adds it back): write `x = x + ...`, not `x += ...`, "
+        "and use out-of-place operations (x - mean, not x.sub_).",
+    )
 
 
-def _gradients(ex: Exercise, module: Ref, x: torch.Tensor, shape: tuple[int, ...]) -> int:
-    """Backpropagate a random loss: every parameter and x must get a gradient. Returns the parameter count."""
+def _gradients(ex: Exercise, module: Ref, x: torch.Tensor) -> int:
+    """Backpropagate a random cotangent: every parameter and x get a gradient. Returns the parameter count."""
     with seeded(5):
-        g = torch.randn(shape)
-    grads = ex.run("your module", module, x, backward=Backward(wrt=(0,), cotangent=g)).grads
-    named = parameters(module)
-    frozen = [n for n, p in named.items() if not p.requires_grad]
-    if frozen:
-        raise ex.fail(
-            C.NO_GRAD, f"parameters {frozen} have requires_grad=False: training could never change them."
-        )
-    missing = [n for n, gr in grads.params.items() if gr is None]
-    if missing:
-        raise ex.fail(
-            C.NO_GRAD,
-            f"no gradient reaches {missing}: forward never uses them, or cuts the path to the output "
-            "(.detach(), .data, torch.no_grad(), .item() or numpy).",
-        )
-    if grads.inputs[0] is None:
-        raise ex.fail(
-            C.NO_GRAD,
-            "no gradient flows back to the input x, so nothing below this layer could learn. Do not detach x "
-            "(or use .data) inside forward.",
-        )
-    return len(named)
+        g = torch.randn(x.shape)
+    return gradients(ex, "your module", module, x, backward=Backward(wrt=(0,), cotangent=g), input_name="x")
 
 
 # ==== 4.1 layer_norm ================================================================================
@@ -152,47 +140,29 @@ def _ln(
 
 
 _LN_MISTAKES = [
-    Mistake(
-        C.EPS_OUTSIDE,
-        "eps added outside the square root, (x - mean) / (sqrt(var) + eps)",
-        {"eps_where": "outside"},
-    ),
-    Mistake(
-        C.UNBIASED_VAR,
-        "the unbiased variance, which divides by C - 1 (torch.var's default), instead of dividing by C",
-        {"correction": 1},
-    ),
+    Mistake(C.EPS_OUTSIDE, "eps added outside the square root, (x - mean) / (sqrt(var) + eps)",
+            {"eps_where": "outside"}),
+    Mistake(C.UNBIASED_VAR, "the unbiased variance, which divides by C - 1 (torch.var's default), instead "
+            "of dividing by C", {"correction": 1}),
     Mistake(C.NO_EPS, "no eps at all, (x - mean) / sqrt(var)", {"eps_where": "none"}),
     Mistake(C.NO_SQRT, "dividing by the variance instead of its square root", {"eps_where": "no-sqrt"}),
     Mistake(C.NO_CENTERING, "no mean subtracted, x / sqrt(var + eps)", {"center": "none"}),
-    Mistake(
-        C.NO_CENTERING,
-        "RMS normalisation, x / sqrt(mean(x²) + eps), with no mean subtracted",
-        {"center": "rms"},
-    ),
-    Mistake(
-        C.WRONG_AXIS, "a mean and variance over the positions (dim 1) instead of the channels", {"dims": (1,)}
-    ),
-    Mistake(
-        C.WRONG_AXIS, "a mean and variance over the batch (dim 0) instead of the channels", {"dims": (0,)}
-    ),
-    Mistake(
-        C.WRONG_AXIS,
-        "a mean and variance over the positions and channels together (dims 1 and 2)",
-        {"dims": (1, 2)},
-    ),
+    Mistake(C.NO_CENTERING, "RMS normalisation, x / sqrt(mean(x²) + eps), with no mean subtracted",
+            {"center": "rms"}),
+    Mistake(C.WRONG_AXIS, "a mean and variance over the positions (dim 1) instead of the channels",
+            {"dims": (1,)}),
+    Mistake(C.WRONG_AXIS, "a mean and variance over the batch (dim 0) instead of the channels",
+            {"dims": (0,)}),
+    Mistake(C.WRONG_AXIS, "a mean and variance over the positions and channels together (dims 1 and 2)",
+            {"dims": (1, 2)}),
     Mistake(C.WRONG_AXIS, "a mean and variance over the whole tensor", {"dims": (0, 1, 2)}),
-    Mistake(
-        C.GAIN_UNUSED, "the normalised x plus the bias, with the gain never applied", {"use_gain": False}
-    ),
+    Mistake(C.GAIN_UNUSED, "the normalised x plus the bias, with the gain never applied",
+            {"use_gain": False}),
     Mistake(C.BIAS_UNUSED, "the normalised x times the gain, with the bias never added", {"use_bias": False}),
-    Mistake(
-        C.GAIN_BIAS_UNUSED,
-        "the normalised x alone: neither the gain nor the bias is applied",
-        {"use_gain": False, "use_bias": False},
-    ),
+    Mistake(C.GAIN_BIAS_UNUSED, "the normalised x alone: neither the gain nor the bias is applied",
+            {"use_gain": False, "use_bias": False}),
     Mistake(C.BIAS_BEFORE_GAIN, "(x_hat + bias) * gain: shifted before it is scaled", {"order": "bias-gain"}),
-]
+]  # fmt: skip
 _SWAPPED = Mistake(
     C.GAIN_BIAS_SWAPPED, "x_hat * bias + gain: the gain and the bias swap roles", {"order": "swapped"}
 )
@@ -381,7 +351,7 @@ def check_layer_norm(LayerNorm: Ref) -> None:
                 "dim=-1 (the last dim, whatever the rank), not dim=2.",
             )
     verified.append("works for (N, C) and (C,) inputs")
-    _gradients(ex, module, x, tuple(x.shape))
+    _gradients(ex, module, x)
     verified.append("gradients reach the gain, the bias and x; x left untouched")
     ex.passed("; ".join(verified) + ".")
 
@@ -552,54 +522,29 @@ def _compose(
 
 
 _BLOCK_MISTAKES = [
-    Mistake(
-        C.NO_RESIDUAL_ATTN,
-        "x = self.attn(self.ln1(x)): the attention's output REPLACES x instead of being added to it (no residual "
-        "around the attention)",
-        {"kind": "no-residual-attn"},
-    ),
-    Mistake(
-        C.NO_RESIDUAL_MLP,
-        "x = self.mlp(self.ln2(x)): the MLP's output replaces x (no residual around the MLP)",
-        {"kind": "no-residual-mlp"},
-    ),
-    Mistake(
-        C.NO_RESIDUAL, "a stack with no residual at all: mlp(ln2(attn(ln1(x))))", {"kind": "no-residual"}
-    ),
-    Mistake(
-        C.POST_NORM,
-        "post-norm, x = ln1(x + attn(x)) then ln2(x + mlp(x)): the LayerNorms sit on the residual pathway, after "
-        "the sums, instead of before each sub-layer",
-        {"kind": "post-norm"},
-    ),
-    Mistake(
-        C.NORM_IN_RESIDUAL,
-        "x = ln1(x); x = x + attn(x) (and the same for the MLP): x itself is replaced by its normalised copy, so "
-        "the pathway is normalised at every step",
-        {"kind": "norm-in-residual"},
-    ),
-    Mistake(
-        C.NO_LAYERNORM,
-        "x + attn(x), then + mlp(x): the sub-layers read x without a LayerNorm",
-        {"kind": "no-layernorm"},
-    ),
-    Mistake(
-        C.SAME_LAYERNORM,
-        "the same LayerNorm used before the attention AND before the MLP",
-        {"kind": "same-layernorm"},
-    ),
+    Mistake(C.NO_RESIDUAL_ATTN, "x = self.attn(self.ln1(x)): the attention's output REPLACES x instead of "
+            "being added to it (no residual around the attention)", {"kind": "no-residual-attn"}),
+    Mistake(C.NO_RESIDUAL_MLP, "x = self.mlp(self.ln2(x)): the MLP's output replaces x (no residual around "
+            "the MLP)", {"kind": "no-residual-mlp"}),
+    Mistake(C.NO_RESIDUAL, "a stack with no residual at all: mlp(ln2(attn(ln1(x))))",
+            {"kind": "no-residual"}),
+    Mistake(C.POST_NORM, "post-norm, x = ln1(x + attn(x)) then ln2(x + mlp(x)): the LayerNorms sit on the "
+            "residual pathway, after the sums, instead of before each sub-layer", {"kind": "post-norm"}),
+    Mistake(C.NORM_IN_RESIDUAL, "x = ln1(x); x = x + attn(x) (and the same for the MLP): x itself is "
+            "replaced by its normalised copy, so the pathway is normalised at every step",
+            {"kind": "norm-in-residual"}),
+    Mistake(C.NO_LAYERNORM, "x + attn(x), then + mlp(x): the sub-layers read x without a LayerNorm",
+            {"kind": "no-layernorm"}),
+    Mistake(C.SAME_LAYERNORM, "the same LayerNorm used before the attention AND before the MLP",
+            {"kind": "same-layernorm"}),
     Mistake(C.MLP_FIRST, "the MLP applied before the attention", {"kind": "mlp-first"}),
-    Mistake(
-        C.PARALLEL,
-        "x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads the block's input, not x after the attention's update",
-        {"kind": "parallel"},
-    ),
+    Mistake(C.PARALLEL, "x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads the block's input, not x after the "
+            "attention's update", {"kind": "parallel"}),
     Mistake(C.SUBLAYER_UNUSED, "x + attn(ln1(x)) alone: the MLP is never applied", {"kind": "mlp-unused"}),
-    Mistake(
-        C.SUBLAYER_UNUSED, "x + mlp(ln2(x)) alone: the attention is never applied", {"kind": "attn-unused"}
-    ),
+    Mistake(C.SUBLAYER_UNUSED, "x + mlp(ln2(x)) alone: the attention is never applied",
+            {"kind": "attn-unused"}),
     Mistake(C.SUBLAYER_UNUSED, "the input x, unchanged: neither sub-layer contributes", {"kind": "identity"}),
-]
+]  # fmt: skip
 
 
 def _gain_bias(
@@ -756,12 +701,7 @@ def check_block(Block: Ref) -> None:
 
     with torch.no_grad():
         out = forward(x)
-        if not tensors_close(out, forward(x), atol=1e-6, rtol=1e-5):
-            raise ex.fail(
-                C.DROPOUT_IN_EVAL,
-                f"{what} gave different outputs for the same x in eval mode: dropout is "
-                "still on. nn.Dropout switches itself off in eval(); F.dropout needs training=self.training.",
-            )
+        deterministic(ex, what, out, forward(x), "x")
     tree = Tree(block)
     parts = _find_parts(tree, C_, name)
     with seeded(
@@ -823,18 +763,19 @@ def check_block(Block: Ref) -> None:
                     f"{name}.forward(x) for x of shape {shape_str(inp)}: {fraction_close(got, want):.0%} of the "
                     f"values equal gptlib.Block holding your weights (largest difference {max_diff(got, want):.3g}).",
                 )
-    n_params = _gradients(ex, block, x, tuple(x.shape))
+    n_params = _gradients(ex, block, x)
 
     train(ex, block, True)
     with seeded(4), torch.no_grad():
         a, b = forward(x_full), forward(x_full)
-    if tensors_close(a, b, atol=1e-6, rtol=1e-5):
-        raise ex.fail(
-            C.NO_DROPOUT,
-            f"{name} in train mode gave the same output twice for the same x: no dropout anywhere. gptlib's "
-            "CausalSelfAttention and MLP drop out (attn_pdrop, resid_pdrop) in train mode; if you wrote your "
-            "own, give them nn.Dropout layers.",
-        )
+    dropout_active(
+        ex,
+        name,
+        a,
+        b,
+        " gptlib's CausalSelfAttention and MLP drop out (attn_pdrop, resid_pdrop) in train mode; if you wrote "
+        "your own, give them nn.Dropout layers.",
+    )
     ex.passed(
         "pre-norm wiring right (x + attn(ln1(x)), then x + mlp(ln2(x))); equals gptlib.Block with your weights "
         f"for T = 1, {config.block_size - 1} and {config.block_size}; causal; dropout in train mode only; "

@@ -25,7 +25,7 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, Spec
-from gptlib.checks.probes import expect_callable, expect_tensor
+from gptlib.checks.probes import expect_callable, expect_tensor, untouched
 from gptlib.checks.verdict import CheckFailure
 from gptlib.tokenizer import CharTokenizer as _RefTokenizer
 
@@ -245,7 +245,7 @@ def _method(obj: Any, name: str) -> Ref:
 BATCH = Exercise(
     "get_batch",
     [C.NOT_CALLABLE, C.NOT_A_PAIR, C.TRANSPOSED, C.NOT_A_SLICE, C.Y_NOT_SHIFTED, C.SHIFTED_WRONG_WAY,
-     C.SEPARATE_STARTS, C.SAME_WINDOW, C.IGNORES_GENERATOR, C.RESEEDS_GENERATOR, C.PAST_END,
+     C.SEPARATE_STARTS, C.SAME_WINDOW, C.GENERATOR_IGNORED, C.RESEEDS_GENERATOR, C.PAST_END,
      C.NEVER_LAST_WINDOW, C.NEVER_FIRST_WINDOW, C.IN_PLACE, C.NOT_A_TENSOR, C.WRONG_SHAPE, C.WRONG_DTYPE],
 )  # fmt: skip
 
@@ -260,9 +260,7 @@ def _pair(what: str, out: Any) -> tuple[Any, Any]:
 def _batch(fn: Ref, data: torch.Tensor, T: int, B: int, g: Ref) -> tuple[torch.Tensor, torch.Tensor]:
     what = f"get_batch(data, block_size={T}, batch_size={B}, generator)"
     call = BATCH.run(what, fn, data, T, B, g)
-    if call.changed:
-        raise BATCH.fail(C.IN_PLACE, "get_batch changed `data` in place.")
-    x, y = _pair(what, call.value)
+    x, y = _pair(what, untouched(BATCH, "get_batch", call, "`data`"))
     for label, t in (("x", x), ("y", y)):
         if isinstance(t, torch.Tensor) and tuple(t.shape) == (T, B):
             raise BATCH.fail(
@@ -336,7 +334,7 @@ def check_get_batch(fn: Ref) -> None:
     c = _batch(fn, data, T, B, _generator(8))
     if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
         raise ex.fail(
-            C.IGNORES_GENERATOR,
+            C.GENERATOR_IGNORED,
             "two generators seeded alike gave different batches: the windows come from some other random "
             "source (torch's global generator, or Python's random), not from `generator`.",
         )
@@ -428,7 +426,7 @@ _ENTROPY_MISTAKES = [
     Mistake(C.SIGN, "has the wrong sign", {"kind": "sign"}),
     Mistake(C.UNIFORM, "is ln(vocab_size): every token treated as equally likely", {"kind": "uniform"}),
     Mistake(C.COUNTS_NOT_PROBS, "uses raw counts instead of probabilities", {"kind": "counts"}),
-]
+]  # fmt: skip
 
 
 def _as_float(what: str, out: Any) -> float:
@@ -463,9 +461,7 @@ def check_unigram_entropy(fn: Ref) -> None:
         vals = data.tolist()
         what = f"unigram_entropy({f'tensor({vals})' if len(vals) <= 8 else f'<{len(vals)} ids>'}, vocab_size={V})"
         call = ex.run(what, fn, data, V)
-        if call.changed:
-            raise ex.fail(C.IN_PLACE, f"{what} changed `data` in place.")
-        got = _as_float(what, call.value)
+        got = _as_float(what, untouched(ex, what, call, "`data`"))
         if math.isnan(got):
             raise ex.fail(
                 C.NAN, f"{what} returned nan; ids {[i for i in range(V) if not full[i]]} never occur."

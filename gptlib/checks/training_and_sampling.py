@@ -29,7 +29,7 @@ from gptlib.checks import learner
 from gptlib.checks.builders import OddNames
 from gptlib.checks.engine import Exercise, build, first_line, parameters, seed_learner, type_name
 from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
-from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple
+from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 
@@ -452,9 +452,7 @@ def check_train_step(fn: Ref) -> None:
                 C.CRASHED, f"{what} raised {first_line(crash, 200)}{crash.where}. Fix that line and run the cell again.",
                 crash, what,
             )  # fmt: skip
-        if call.changed:
-            raise ex.fail(C.IN_PLACE, f"{what} changed the batch x or y in place.")
-        loss = _as_loss(call.value, what)
+        loss = _as_loss(untouched(ex, what, call, "the batch x or y"), what)
         params = parameters(model)
         if not _same_params(params, ref_snaps[i]):
             if i == 0:
@@ -488,7 +486,7 @@ SAMPLE = Exercise(
     "sample",
     [C.NOT_CALLABLE, C.WRONG_SHAPE, C.WRONG_DTYPE, C.IN_PLACE, C.GENERATOR_IGNORED, C.SAMPLED_LOGITS, C.ARGMAX,
      C.TEMPERATURE_MULTIPLIED, C.TEMPERATURE_IGNORED, C.TOPK_IGNORED, C.TOPK_ZERO, C.SOFTMAX_TWICE, C.TOPK_INDEX,
-     C.SOFTMAX_DIM, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION, C.RETURNED_NONE, C.RETURNED_TUPLE],
+     C.SOFTMAX_AXIS, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 # Two rows of logits (V = 8), with no ties, negative values and the maximum not at id 0.
 _ROWS = torch.tensor(
@@ -522,7 +520,7 @@ def _distributions(logits: torch.Tensor, T: float, k: int | None) -> dict[str, t
     }
     col = F.softmax(_mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
     if torch.isfinite(col).all() and (col.sum(-1) > 0).all():
-        out[C.SOFTMAX_DIM] = col / col.sum(-1, keepdim=True)
+        out[C.SOFTMAX_AXIS] = col / col.sum(-1, keepdim=True)
     if k is not None:
         out[C.TOPK_INDEX] = (
             out["ok"].sort(dim=-1, descending=True).values
@@ -547,12 +545,10 @@ def _sample_call(
                 "or their log, instead of probabilities.",
             )
         if "Dimension out of range" in crash.message:
-            raise ex.fail(C.SOFTMAX_DIM, f"{what} raised {where}.")
+            raise ex.fail(C.SOFTMAX_AXIS, f"{what} raised {where}.")
         raise ex.fail(C.CRASHED, f"{what} raised {where}. Fix that line and run the cell again.", crash, what)
-    if call.changed:
-        raise ex.fail(C.IN_PLACE, f"{what} changed the logits passed in.")
+    out = untouched(ex, what, call, "the logits")
     B, V = logits.shape
-    out = call.value
     reject_none_or_tuple(ex, what, out, "return the (B, 1) ids.")
     if not isinstance(out, torch.Tensor):
         raise ex.fail(C.WRONG_DTYPE, f"{what} returned a {type_name(out)}, not a tensor.")
@@ -582,7 +578,7 @@ _SAMPLE_WORDS = {
     C.TOPK_IGNORED: "softmax(logits / T) over all tokens: top_k is ignored",
     C.TOPK_ZERO: "the logits outside the top k set to 0 instead of -inf, so those tokens are still drawn",
     C.SOFTMAX_TWICE: "a softmax of the probabilities: softmax applied twice",
-    C.SOFTMAX_DIM: "a softmax over the batch (dim=0) instead of over the vocabulary",
+    C.SOFTMAX_AXIS: "a softmax over the batch (dim=0) instead of over the vocabulary",
     C.TOPK_INDEX: "the position within the top-k list instead of the token id",
     C.ARGMAX: "the most likely token every time: argmax, not a random draw",
 }
