@@ -214,3 +214,19 @@ def test_reports_for_a_class_of_two_lessons():
     text = summary([a, b, c])
     assert r"## 02\_y: 2 submissions, mean 0.5 / 1" in text and "| `e3` | 1/2 (50%) | 1 | — |" in text
     assert "| `e2` | 0/1 (0%) | 0 | d (1) |" in text
+
+
+def test_results_are_on_disk_as_soon_as_each_submission_is_graded(tmp_path):
+    from gptlib.course.report import Reports
+
+    a = _result("ann", "00_x", ("e1", 2, 2, "passed", "fine"))
+    b = _result("bob", "00_x", ("e1", 0, 2, "failed", "[e1] wrong"))
+    reports = Reports(tmp_path, ["ann", "bob"])
+    reports.add(1, b)  # bob finished first; ann's grading could still crash the run
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open(encoding="utf-8")))
+    assert [r["student"] for r in rows] == ["bob"] and (tmp_path / "feedback" / "bob.md").exists()
+    assert "1 submission, mean 0.0 / 2" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+    reports.add(0, a)
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open(encoding="utf-8")))
+    assert [r["student"] for r in rows] == ["ann", "bob"]  # input order
+    assert not list(tmp_path.rglob("*.tmp"))
