@@ -178,9 +178,8 @@ def set_limits(limits: dict) -> None:
         (resource.RLIMIT_NOFILE, 256),
         (resource.RLIMIT_CORE, 0),
     ):
-        high = (
-            value + 1 if which == resource.RLIMIT_CPU else value
-        )  # CPU: SIGXCPU, then SIGKILL a second later
+        # CPU: SIGXCPU at the soft limit, SIGKILL a second later
+        high = value + 1 if which == resource.RLIMIT_CPU else value
         _, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value, high = min(value, hard), min(high, hard)
