@@ -506,6 +506,74 @@ def test_the_view_withholds_the_exercises_answer_and_keeps_the_rest(tmp_path):
     assert b"forward" not in compiled.read_bytes()
 
 
+def _wheel_install(prefix: Path) -> Path:
+    """gptlib as a wheel installs it into `prefix`'s site-packages: the course's notebooks inside the package
+    (gptlib/solutions, gptlib/lessons), each holding the secret."""
+    package = prefix / "lib/python3.11/site-packages/gptlib"
+    shutil.copytree(ROOT / "gptlib", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("solutions", "lessons"):
+        (package / folder).mkdir()
+        (package / folder / "__init__.py").write_text(f"SECRET = {subs.SECRET!r}\n")
+        for nb in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"):
+            (package / folder / nb.name).write_text(nb.read_text(encoding="utf-8") + subs.SECRET)
+    return package
+
+
+def test_a_wheels_notebooks_are_neither_in_the_view_nor_visible_in_the_sandbox(tmp_path, monkeypatch):
+    """A wheel puts the solutions inside the package: the worker's copy leaves them out (and the hints), and
+    the installed package itself is covered by an empty folder where the sandbox mounts site-packages."""
+    from gptlib.course.view import answers, build_view
+
+    package = _wheel_install(tmp_path / "venv")
+    view = build_view(tmp_path / "view", answers("attention"), package=package)
+    copied = {p.relative_to(view / "gptlib").as_posix() for p in (view / "gptlib").rglob("*") if p.is_file()}
+    assert not [p for p in copied if p.startswith(("solutions/", "lessons/", "checks/hints/"))], copied
+    assert not [p for p in copied if p.endswith((".ipynb", ".md"))], copied
+    assert {"corpora/pydoc.txt.gz", "model.py", "checks/learner.py"} <= copied  # what the worker needs stays
+    for p in (view / "gptlib").rglob("*"):
+        assert not p.is_file() or subs.SECRET.encode() not in p.read_bytes(), p
+    roots = [*sandbox._python_roots(), str(tmp_path / "venv")]
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: roots)
+    argv = sandbox.bwrap_command(view, tmp_path / "empty", 1 << 20, ["python"])
+    binds = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind"]
+    mounted_at = [dest for _, dest in binds]
+    assert (str(tmp_path / "empty"), str(package)) in binds  # the installed copy covered ...
+    assert mounted_at.index(str(package)) > mounted_at.index(str(tmp_path / "venv"))  # ... after its venv
+
+
+@needs_sandbox
+def test_code_in_the_sandbox_finds_no_notebook_of_a_wheel_install(tmp_path):
+    """Run in the real sandbox with the view built from a wheel-like install: no course notebook anywhere it can
+    look (the view, the Python, the whole file system it sees), and the package's notebook folders do not import."""
+    import subprocess
+
+    from gptlib.course.view import answers, build_view
+
+    view = build_view(tmp_path / "view", answers("attention"), package=_wheel_install(tmp_path / "venv"))
+    (view / "empty").mkdir()
+    code = (
+        "import importlib, importlib.resources, os, sys\n"
+        "sys.path.insert(0, '/opt/gptlib-view')\n"
+        "import gptlib\n"
+        "found = []\n"
+        f"names = {sorted(p.name for p in SOLUTIONS.glob('[0-9][0-9]_*.ipynb'))!r}\n"
+        "for top in ('/opt/gptlib-view', sys.prefix, '/'):\n"
+        "    for d, dirs, files in os.walk(top):\n"
+        "        dirs[:] = [x for x in dirs if not (top == '/' and x in ('proc', 'sys', 'dev'))]\n"
+        "        found += [os.path.join(d, f) for f in files if f in names or ('gptlib' in d and\n"
+        "                  (f.endswith(('.ipynb', '.md')) or 'solutions' in d or 'lessons' in d))]\n"
+        "for name in ('gptlib.solutions', 'gptlib.lessons'):\n"
+        "    try:\n        found.append(importlib.import_module(name).SECRET)\n"
+        "    except ImportError:\n        pass\n"
+        "print('gptlib at', gptlib.__file__, 'found:', found)\n"
+    )
+    argv = sandbox.bwrap_command(view, view / "empty", 1 << 20, [sys.executable, "-I", "-c", code])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gptlib at /opt/gptlib-view/gptlib/__init__.py found: []" in done.stdout, done.stdout
+    assert subs.SECRET not in done.stdout + done.stderr
+
+
 def test_every_exercise_has_its_answers_listed_and_they_exist():
     from importlib import import_module
 

@@ -5,10 +5,12 @@ MLP: that is how the course is built. They may not hand in gptlib's own Block.
 So the sandbox does not show the worker the real gptlib: it shows a copy made
 here for one exercise, in which the objects that are that exercise's finished
 answer (`ANSWERS`) are stubs that say so when used, and which has no
-`gptlib.checks` (but the learner boundary's own side, which holds no answer)
-and none of the grader (but the worker). The originals are not in the copy at
-all, not even compiled: withholding them is a boundary of the file system, not
-a rule the student's code could walk around. What the check itself hands the
+`gptlib.checks` (but the learner boundary's own side, which holds no answer),
+none of the grader (but the worker), and only code and the offline corpora:
+no notebook (a wheel installs the solutions inside the package, as
+gptlib/solutions) and no hint. The originals are not in the copy at all, not
+even compiled: withholding them is a boundary of the file system, not a rule
+the student's code could walk around. What the check itself hands the
 student (a GPT whose `configure_optimizers` is lesson 06's answer, an attention
 module whose cache path is lesson 08's) cannot be withheld; `ANSWERS` says so.
 """
@@ -31,6 +33,11 @@ WORKER_MODULES = (
     "forks.py",
 )  # gptlib.course's part in the sandbox
 BOUNDARY_MODULES = ("learner.py", "builders.py")  # gptlib.checks' part: the learner side of the boundary
+DATA = ("corpora",)  # the only folders whose files other than modules the worker sees (the offline corpora)
+NOTEBOOKS = (
+    "solutions",
+    "lessons",
+)  # a wheel carries the course's notebooks inside the package: never copied
 
 _GENERATE = ("gptlib.generate.next_token", "gptlib.generate.top_k_filter", "gptlib.generate.top_p_filter")
 _GPT2 = ("gptlib.gpt2.state_dict_from_hf", "gptlib.gpt2.state_dict_to_hf", "gptlib.gpt2.from_hf_gpt2",
@@ -133,6 +140,8 @@ def build_view(dest: Path, withheld: tuple[str, ...], package: Path | None = Non
         rel = path.relative_to(package)
         target = root / rel
         module = ".".join(("gptlib", *rel.with_suffix("").parts)).removesuffix(".__init__")
+        if rel.parts[0] in NOTEBOOKS or (path.suffix != ".py" and rel.parts[0] not in DATA):
+            continue  # the solutions (a wheel's gptlib/solutions), the hints, anything else that is not code
         if rel.parts[0] == "course":  # of the grader, only what runs in the sandbox
             if len(rel.parts) == 2 and rel.name in WORKER_MODULES:
                 _copy(path, target)
