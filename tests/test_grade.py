@@ -151,6 +151,7 @@ def run(tmp_path_factory):
     cell = subs.cell_of(no_forward, "token_position_embedding")
     cell.source = cell.source.replace("def forward(", "def forwrd(")
     notebooks["n_no_forward"] = no_forward
+    notebooks["m2_wrapped_attention"] = subs.wrapped_attention(solutions)
     for name in subs.FORMULA_NAMES:
         notebooks[name] = subs.load(solutions)
     for name, nb in notebooks.items():  # each one a little different, as real students' are
@@ -245,7 +246,24 @@ def test_a_class_without_forward_is_told_so_not_to_replace_raise(run):
 
 # --- every attack ------------------------------------------------------------------------------------------------
 
+GRADED_AS_RETURNED = (
+    "returned 0.0000; the entropy of the token frequencies is 1.2130"  # what it really returned
+)
 EXPECT = {  # attack -> words its attacked exercise's message must hold
+    "lying_tensor": "returned a Liar, not a tensor",
+    "lying_int_and_str": "expected the int 38",
+    "lying_float": "returned a Close; expected a float",
+    "frames_through_stdlib": GRADED_AS_RETURNED,
+    "definition_time_code": GRADED_AS_RETURNED,
+    "sigalrm_handler": GRADED_AS_RETURNED,
+    "patch_and_restore": GRADED_AS_RETURNED,
+    "torch_file_writes": GRADED_AS_RETURNED,  # every write refused (the tree's digests say so too)
+    "kill_classmates": GRADED_AS_RETURNED,  # no classmate in sight (their scores say so too)
+    "fake_success": "returned 1.0000; the entropy of the token frequencies is 1.2130",
+    "torch_file_reads": "FileNotFoundError(2, 'No such file or directory')"
+    * 5,  # none of the five exists there
+    "memory_hog": "can't allocate memory",
+    "forged_feedback": "raised ValueError: ````",
     "copy_the_reference": "gptlib.data.get_batch is not available while this exercise is graded",
     "course_code_by_getattr": "no finished get_batch in here",
     "course_checks_reference": "gptlib.tokenizer.CharTokenizer is not available while this exercise is graded",
@@ -278,6 +296,18 @@ def test_an_attack_scores_zero_and_the_rest_of_its_notebook_keeps_its_points(run
 
 
 @needs_sandbox
+def test_gptlibs_finished_attention_wrapped_in_the_students_class_scores_zero(run):
+    r, feedback = row(run, "m2_wrapped_attention"), fb(run, "m2_wrapped_attention")
+    points, status, message = feedback["attention"]
+    assert (r["attention"], points, status) == ("0", 0, "failed"), message
+    assert "gptlib.attention.CausalSelfAttention is not available while this exercise is graded" in message
+    assert {e: r[e] for e in subs.FULL_02 if e != "attention"} == {
+        e: str(p) for e, p in subs.FULL_02.items() if e != "attention"
+    }
+    assert r["flags"] == "", r["flags"]
+
+
+@needs_sandbox
 def test_a_timeout_says_timed_out(run):
     _, status, message = fb(run, "m_infinite_loop")["unigram_entropy"]
     assert status == "timed out" and f"within {TIMEOUT} s" in message
@@ -288,12 +318,6 @@ def test_the_fill_stopped_at_the_private_tmp_limit(run):
     _, _, message = fb(run, "m_fill_the_disk")["unigram_entropy"]
     written = int(re.search(r"wrote (\d+) MB", message).group(1))
     assert written <= sandbox.Limits().disk >> 20
-
-
-@needs_sandbox
-def test_lying_values_are_named_not_compared(run):
-    assert "Liar" in fb(run, "m_lying_tensor")["get_batch"][2]
-    assert "Close" in fb(run, "m_lying_float")["unigram_entropy"][2]
 
 
 SANITISED = {  # malformed notebooks that can still be read: what their row says instead
@@ -368,6 +392,20 @@ def test_formula_like_names_are_text_in_scores_csv(run):
         assert row(run, "'" + name)["total"] == "7"
     for line in csv.reader(raw.splitlines()):
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in line), line
+
+
+def test_the_threat_table_names_every_attack_and_only_tests_that_exist():
+    """docs/teachers.md's threat model: every attack of tests/grading/submissions.py has its row, and every
+    test a row names is in this file or the file it names."""
+    text = (ROOT / "docs/teachers.md").read_text(encoding="utf-8")
+    table = text[text.index("### The threat model") : text.index("**What is not protected.**")]
+    named = set(re.findall(r"`(\w+)`", table))
+    assert set(subs.ATTACKS) <= named, set(subs.ATTACKS) - named
+    tests = {n for n in named if n.startswith("test_")}
+    here = set(re.findall(r"^def (test_\w+)", Path(__file__).read_text(encoding="utf-8"), re.M))
+    for path in re.findall(r"`(tests/test_\w+\.py)`", table):
+        here |= set(re.findall(r"^def (test_\w+)", (ROOT / path).read_text(encoding="utf-8"), re.M))
+    assert len(tests) >= 15 and tests <= here, tests - here
 
 
 # --- infrastructure failures: flagged and graded again, never the student's fault -------------------------------
@@ -445,7 +483,7 @@ def test_without_nested_namespaces_each_exercise_gets_a_bubblewrap_of_its_own(tm
     assert report["killed"] is True
 
 
-def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch):
+def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch, capsys):
     from gptlib.course.grade import Machinery
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
@@ -454,6 +492,18 @@ def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch)
         assert "bubblewrap" in (sandbox.unavailable() or "")
         with pytest.raises(sandbox.SandboxUnavailable, match="--unsafe"):
             Machinery(tmp_path, sandbox.Limits(), unsafe=False)
+        folder, out = (
+            tmp_path / "submissions",
+            tmp_path / "out",
+        )  # the command: refuses, says why, grades nothing
+        folder.mkdir()
+        nbformat.write(subs.solved(SOLUTIONS), folder / "ann.ipynb")
+        rc = main(["grade", str(folder), "--out", str(out), "--solutions", str(SOLUTIONS), "--no-progress"])
+        said = capsys.readouterr().err
+        assert (
+            rc == 2 and "cannot grade safely here: bubblewrap is not installed" in said and "--unsafe" in said
+        )
+        assert not (out / "scores.csv").exists() or "ann" not in (out / "scores.csv").read_text()
         m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=True)
         try:
             from gptlib.course.grade import run_exercise

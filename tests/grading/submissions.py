@@ -452,6 +452,43 @@ def _fake_success(solutions: Path) -> nbformat.NotebookNode:
     return nb
 
 
+# --- adversarial: lesson 02, the issue's own example ----------------------------------------------------------------
+
+LESSON_02 = "02_attention"
+FULL_02 = {"causal_average": 1, "masked_softmax": 2, "head": 3, "attention": 4}
+
+
+def wrapped_attention(solutions: Path) -> nbformat.NotebookNode:
+    """gptlib's finished CausalSelfAttention fetched by `operator.attrgetter` on a name built at run time (or,
+    failing that, `getattr` on `gptlib.attention`), wrapped inside the student's own class."""
+    nb = load(solutions, LESSON_02)
+    cell_of(nb, "attention").source = textwrap.dedent("""
+        import importlib
+        import operator
+
+        class CausalSelfAttention(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                errors = []
+                for find in (lambda: operator.attrgetter("attention." + "CausalSelf" + "Attention")(
+                                 importlib.import_module("gptlib")),
+                             lambda: getattr(importlib.import_module("gptlib.attention"), "CausalSelfAttention")):
+                    try:
+                        self.inner = find()(config)
+                        break
+                    except Exception as e:
+                        errors.append(e)
+                else:
+                    raise errors[-1]
+                self.query, self.key, self.value = self.inner.query, self.inner.key, self.inner.value
+                self.proj = self.inner.proj
+
+            def forward(self, x):
+                return self.inner(x)
+    """)  # fmt: skip
+    return nb
+
+
 # --- adversarial: the files themselves ----------------------------------------------------------------------------
 
 MALFORMED: dict[str, bytes] = {
