@@ -56,7 +56,7 @@ from gptlib.head import LMHead
 __all__ = ["check_split_c_attn", "check_convert_block", "check_convert_gpt2"]
 
 _ROLES = ("query", "key", "value")
-_INSTALL = "pip install 'gptlib[gpt2]'"
+_INSTALL = 'pip install "gptlib-course[gpt2]"'
 _SHARED = (C.NOT_CALLABLE, C.NO_TRANSFORMERS, C.RETURNED_NONE, C.WRONG_VALUES, C.IN_PLACE)
 
 
