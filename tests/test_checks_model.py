@@ -181,7 +181,7 @@ class GPTTransposedLoss(GPTSolution):
         self.blocks = nn.ModuleDict({f"layer{i}": block for i, block in enumerate(self.blocks)})
 
     def forward(self, idx, targets=None):
-        x = self.stem(idx)
+        x = self.embeddings(idx)
         for name in sorted(self.blocks):
             x = self.blocks[name](x)
         logits = self.head(self.ln_f(x))
@@ -340,7 +340,7 @@ def _targets_shifted(self, idx, targets):
 
 
 def _ln_f_first(self, idx, targets):
-    x = self.ln_f(self.stem(idx))
+    x = self.ln_f(self.embeddings(idx))
     for block in self.blocks:
         x = block(x)
     logits = self.head(x)
