@@ -99,14 +99,14 @@ def _init_weights(module):
 class GPTSolution(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.stem = Embeddings(config)
+        self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(_init_weights)
 
     def forward(self, idx, targets=None):
-        x = self.stem(idx)
+        x = self.embeddings(idx)
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
@@ -131,7 +131,7 @@ class GPTWithLMHead(nn.Module):
 
 
 class GPTEmbeddingPositions(nn.Module):
-    """Its own stem: token and position tables as nn.Embedding (nanoGPT's wte/wpe)."""
+    """Its own embeddings: token and position tables as nn.Embedding (nanoGPT's wte/wpe)."""
 
     def __init__(self, config):
         super().__init__()
@@ -155,7 +155,7 @@ class GPTEmbeddingPositions(nn.Module):
 
 
 class GPTParameterPositions(GPTEmbeddingPositions):
-    """minGPT's stem: positions as an nn.Parameter of zeros (1, T, C)."""
+    """minGPT's embeddings: positions as an nn.Parameter of zeros (1, T, C)."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -181,7 +181,7 @@ class GPTTransposedLoss(GPTSolution):
         self.blocks = nn.ModuleDict({f"layer{i}": block for i, block in enumerate(self.blocks)})
 
     def forward(self, idx, targets=None):
-        x = self.stem(idx)
+        x = self.embeddings(idx)
         for name in sorted(self.blocks):
             x = self.blocks[name](x)
         logits = self.head(self.ln_f(x))
@@ -222,7 +222,7 @@ def gpt_variant(body=None, init=None):
 class GPTNoInit(GPTSolution):
     def __init__(self, config):
         nn.Module.__init__(self)
-        self.stem = Embeddings(config)
+        self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -245,7 +245,7 @@ def _no_final_ln(self, config):
 
 
 def _tied(self, config):
-    self.head.weight = self.stem.tok_emb.weight
+    self.head.weight = self.embeddings.tok_emb.weight
 
 
 def _one_block_short(self, config):
@@ -269,7 +269,7 @@ def _loss(logits, targets, **kw):
 
 
 def _blocks_unused(self, idx, targets):
-    x = self.stem(idx)
+    x = self.embeddings(idx)
     for block in self.blocks:
         block(x)
     logits = self.head(self.ln_f(x))
@@ -277,7 +277,7 @@ def _blocks_unused(self, idx, targets):
 
 
 def _ln_f_unused(self, idx, targets):
-    x = self.stem(idx)
+    x = self.embeddings(idx)
     for block in self.blocks:
         x = block(x)
     logits = self.head(x)
@@ -285,7 +285,7 @@ def _ln_f_unused(self, idx, targets):
 
 
 def _leaky(self, idx, targets):
-    x = self.stem(idx)
+    x = self.embeddings(idx)
     x = x + x.mean(dim=1, keepdim=True)
     for block in self.blocks:
         x = block(x)
@@ -294,7 +294,7 @@ def _leaky(self, idx, targets):
 
 
 def _no_position(self, idx, targets):
-    x = self.stem.drop(self.stem.tok_emb(idx))
+    x = self.embeddings.drop(self.embeddings.tok_emb(idx))
     for block in self.blocks:
         x = block(x)
     logits = self.head(self.ln_f(x))
@@ -340,7 +340,7 @@ def _targets_shifted(self, idx, targets):
 
 
 def _ln_f_first(self, idx, targets):
-    x = self.ln_f(self.stem(idx))
+    x = self.ln_f(self.embeddings(idx))
     for block in self.blocks:
         x = block(x)
     logits = self.head(x)
@@ -381,7 +381,7 @@ GPT_MISTAKES = [
         "loss-without-targets",
     ),
     (gpt_variant(lambda s, idx, t: (GPTSolution.forward(s, idx)[0].flatten(0, 1), None)), "flattened-logits"),
-    (gpt_variant(lambda s, idx, t: (s.stem(idx), None)), "no-head"),
+    (gpt_variant(lambda s, idx, t: (s.embeddings(idx), None)), "no-head"),
     (gpt_variant(lambda s, idx, t: None), "returned-none"),
 ]
 

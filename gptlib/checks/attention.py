@@ -23,6 +23,7 @@ from gptlib.checks import codes as C
 from gptlib.checks.engine import (
     Exercise,
     Mistake,
+    attribute,
     close,
     fraction_close,
     match,
@@ -322,14 +323,14 @@ def _weights_failure(ex: Exercise, what: str, out: torch.Tensor, want: torch.Ten
 _LAYER_CODES = (
     *_RUN_CODES, C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.MISSING_SCALE, C.WRONG_SCALE,
     C.SOFTMAX_AXIS, C.NO_MASK, C.MASK_TRANSPOSED, C.MASK_INVERTED, C.MASK_FILL_ZERO, C.MASK_AFTER_SOFTMAX,
-    C.QK_SWAPPED, C.WRONG_PARAMS, C.DROPOUT_IN_EVAL, C.NO_GRAD, C.MASK_PARAMETER, C.FUTURE_LEAK,
+    C.QK_SWAPPED, C.WRONG_PARAMS, C.DROPOUT_IN_EVAL, C.NO_GRAD, C.MASK_PARAMETER, C.MASK_NOT_BUFFER, C.FUTURE_LEAK,
     C.RETURNED_WEIGHTS, C.WRONG_VALUES,
 )  # fmt: skip
 HEAD = Exercise("head", _LAYER_CODES)
 ATTENTION = Exercise(
     "attention",
     [*_LAYER_CODES, C.MERGE_ORDER, C.HEAD_SPLIT, C.ONE_HEAD, C.NO_PROJ, C.NO_DROPOUT, C.DROPOUT_RATE,
-     C.DROPOUT_ON_SCORES],
+     C.DROPOUT_ON_SCORES, C.DROPOUT_WRONG_PLACE, C.HARD_CODED],
 )  # fmt: skip
 
 _LAYER_MISTAKES = [
@@ -588,6 +589,7 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
         if moved:
             raise _leak_failure(ex, what, moved, x_full.size(1))
     n_params = _check_gradients(ex, module, x, "your layer", spec.config, spec.width)
+    _mask_is_a_buffer(ex, name, module, bs)
     reference = "gptlib.CausalSelfAttention" if spec.with_proj else "the reference"
     return [
         f"matches {reference} with your weights for T = 1, {bs - 1} and {bs}",
@@ -658,9 +660,49 @@ def _dropout_behaviour(cls: Ref, config: GPTConfig) -> str:
     return "dropout on the weights and the output in train mode only"
 
 
+def _mask_is_a_buffer(ex: Exercise, name: str, module: Ref, bs: int) -> None:
+    """A mask kept as a plain tensor attribute works on the CPU, but .to(device) and state_dict skip it."""
+    attrs = attribute(ex, f"{name}.__dict__", module, "__dict__")
+    plain = [
+        n
+        for n, v in (attrs.items() if isinstance(attrs, dict) else ())
+        if isinstance(v, torch.Tensor) and v.dim() >= 2 and tuple(v.shape[-2:]) == (bs, bs)
+    ]
+    if plain:
+        raise ex.fail(
+            C.MASK_NOT_BUFFER,
+            f"{name} keeps its mask as a plain tensor attribute (self.{plain[0]} = ...): model.to(device) does not "
+            "move it and state_dict() does not hold it, so the layer breaks on a GPU. Register it as a buffer: "
+            f"self.register_buffer('{plain[0]}', ...).",
+        )
+
+
+def _n_head_from_config(cls: Ref, config: GPTConfig) -> None:
+    """Another config.n_head must give that many heads (a layer right for 4 heads only reads a fixed number)."""
+    ex, n = ATTENTION, 2
+    name = cls.info.name or "your class"
+    cfg = config.replace(n_head=n, attn_pdrop=0.0, resid_pdrop=0.0)
+    with seeded(6):
+        module = ex.build(cls, cfg)
+        x = 2 * torch.randn(2, cfg.block_size, cfg.n_embd)
+    train(ex, module, False)
+    what = f"{name}(config with n_head = {n}).forward(x)"
+    out = _output(ex, what, _run(ex, what, module, x), tuple(x.shape), 1)
+    readings = find_projections(module, cfg.n_embd, cfg.n_embd, with_proj=True).candidates
+    if not readings or any(close(out, reference_attention(x, w, n), loose=True) for w in readings):
+        return
+    fixed = any(close(out, reference_attention(x, w, config.n_head), loose=True) for w in readings)
+    raise ex.fail(
+        C.HARD_CODED,
+        f"{what} {f'computes {config.n_head} heads' if fixed else f'is wrong, though n_head = {config.n_head} was right'}"
+        ": the number of heads (or the head size) is fixed in your code. Read it from the config: "
+        "self.n_head = config.n_head, head_size = C // self.n_head.",
+    )
+
+
 def _dropout_on_scores(module: Ref, what: str, x: torch.Tensor, out: Any, seed: int, cfg: GPTConfig) -> None:
-    """Dropout on the scores, before the softmax, instead of on the weights after it: NaN where it drops a
-    masked -inf (0 * -inf), or the output of the same drop applied to the scores."""
+    """Dropout on the scores, before the softmax (NaN where it drops a masked -inf: 0 * -inf), on the values
+    or on the input instead of on the weights after the softmax: the output of the same drop there."""
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         return
     words = (
@@ -682,6 +724,18 @@ def _dropout_on_scores(module: Ref, what: str, x: torch.Tensor, out: Any, seed: 
                 C.DROPOUT_ON_SCORES,
                 f"{what} matches dropout applied to the scores before the softmax.{words}",
             )
+        for where, says in (
+            ("values", "to the values (att @ drop(v))"),
+            ("input", "to the input x, before the query, key and value projections"),
+        ):
+            with seeded(seed):
+                ref = reference_attention(x, w, cfg.n_head, dropout=where, p=cfg.attn_pdrop)
+            if close(out, ref, loose=True):
+                raise ATTENTION.fail(
+                    C.DROPOUT_WRONG_PLACE,
+                    f"{what} matches attn_pdrop's dropout applied {says} instead of on the attention weights "
+                    "after the softmax: self.attn_drop(F.softmax(att, dim=-1)).",
+                )
 
 
 @ATTENTION.check
@@ -698,4 +752,6 @@ def check_attention(CausalSelfAttention: Ref) -> None:
     spec = _LayerSpec(ATTENTION, config, (), config.n_embd, config.n_head, True, mistakes)
     verified = _check_layer(spec, CausalSelfAttention)
     verified.insert(3, _dropout_behaviour(CausalSelfAttention, config))
+    _n_head_from_config(CausalSelfAttention, config)
+    verified.insert(1, "right for n_head = 2 too")
     ATTENTION.passed("; ".join(verified) + ".")

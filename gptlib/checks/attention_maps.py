@@ -130,7 +130,7 @@ def _peaked_gpt(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, block_size:
     )  # fmt: skip
     model = GPT(config).eval()
     with torch.no_grad():
-        next(p for p in model.parameters() if p.dim() == 3).normal_(0.0, 0.5)  # the position table
+        model.embeddings.pos_emb.normal_(0.0, 0.5)
         for block in model.blocks:
             for lin in (block.attn.query, block.attn.key, block.attn.value):
                 lin.weight.normal_(0.0, 0.25)

@@ -233,7 +233,7 @@ GPT = Exercise(
      C.LOSS_ON_PROBABILITIES, C.TARGETS_SHIFTED, C.DROPOUT_IN_EVAL, C.HEAD_BIAS, C.NO_FINAL_LN, C.LN_F_FIRST,
      C.NO_POSITION, C.TIED_WEIGHTS, C.N_LAYER, C.BLOCKS_NOT_REGISTERED, C.WRONG_PARAMS, C.INITIAL_LOSS, C.INIT,
      C.FUTURE_LEAK, C.BLOCKS_UNUSED, C.BLOCKS_NOT_CHAINED, C.PROBABILITIES, C.LOG_PROBABILITIES, C.WRONG_VALUES,
-     C.NO_DROPOUT, C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
+     C.HARD_CODED, C.NO_DROPOUT, C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
 )  # fmt: skip
 # The check's config: V != block_size, so the token and position tables have different shapes.
 _GPT_CONFIG = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=4, n_embd=32)
@@ -708,7 +708,28 @@ def check_gpt(cls: Ref) -> None:
     with seeded(4), torch.no_grad():
         dropout_active(ex, name, forward(idx)[0], forward(idx)[0])
     verified.append("dropout in train mode only")
+    _sizes_from_config(cls, config, name)
     ex.passed("; ".join(verified) + ".")
+
+
+def _sizes_from_config(cls: Ref, config: GPTConfig, name: str) -> None:
+    """Another vocabulary size must give that many scores (a size written into the code does not follow)."""
+    ex, V = GPT, 23
+    cfg = config.replace(vocab_size=V)
+    with seeded(7):
+        model = ex.build(cls, cfg)
+        idx = torch.randint(V, (2, 5))
+    train(ex, model, False)
+    what = f"{name}(config with vocab_size = {V}).forward(idx)"
+    out = ex.call(what, model, idx)
+    logits = out[0] if isinstance(out, (tuple, list)) and out else out
+    if isinstance(logits, torch.Tensor) and tuple(logits.shape) != (2, 5, V):
+        raise ex.fail(
+            C.HARD_CODED,
+            f"{what} gives logits of shape {shape_str(logits)}, not {(2, 5, V)}: a size is fixed in your code "
+            f"(the {config.vocab_size} of the check's first config?). Read every size from the config: "
+            "config.vocab_size, config.n_embd, config.block_size.",
+        )
 
 
 # ==== 5.3 count_parameters ==========================================================================

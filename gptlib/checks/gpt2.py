@@ -56,7 +56,7 @@ from gptlib.head import LMHead
 __all__ = ["check_split_c_attn", "check_convert_block", "check_convert_gpt2"]
 
 _ROLES = ("query", "key", "value")
-_INSTALL = "pip install 'gptlib[gpt2]'"
+_INSTALL = 'pip install "gptlib-course[gpt2]"'
 _SHARED = (C.NOT_CALLABLE, C.NO_TRANSFORMERS, C.RETURNED_NONE, C.WRONG_VALUES, C.IN_PLACE)
 
 
@@ -700,7 +700,7 @@ def check_convert_gpt2(fn: Ref) -> None:
     """Check `convert_gpt2(hf_model) -> GPT`: Hugging Face GPT-2's logits, attention maps and greedy tokens."""
     ex = CONVERT_GPT2
     expect_callable(ex, fn, "convert_gpt2")
-    gpt2 = _random_gpt2(ex, 5, n_layer=3)
+    gpt2 = _random_gpt2(ex, 5, n_layer=3, layer_norm_epsilon=1e-4)  # not GPTConfig's default eps
     hf, cfg = gpt2.hf, gpt2.hf.config
     V, T = cfg.vocab_size, cfg.n_positions
     idx = torch.randint(V, (2, T))
@@ -731,6 +731,7 @@ def check_convert_gpt2(fn: Ref) -> None:
             "n_layer": cfg.n_layer,
             "n_head": cfg.n_head,
             "n_embd": cfg.n_embd,
+            "layer_norm_eps": cfg.layer_norm_epsilon,
         }
         mine = (
             {k: attribute(ex, f"model.config.{k}", config, k) for k in sizes}
@@ -739,7 +740,12 @@ def check_convert_gpt2(fn: Ref) -> None:
         )
         off = {k: (mine.get(k), v) for k, v in sizes.items() if mine.get(k, v) != v}
         if off or len(parts.blocks) != cfg.n_layer:
-            listing = ", ".join(f"{k}={a} (GPT-2: {b})" for k, (a, b) in off.items())
+            listing = ", ".join(
+                f"{k}={a:g} (GPT-2's layer_norm_epsilon: {b:g})"
+                if k == "layer_norm_eps"
+                else f"{k}={a} (GPT-2: {b})"
+                for k, (a, b) in off.items()
+            )
             raise ex.fail(
                 C.CONFIG,
                 f"your model's config does not match GPT-2's: {listing or f'{len(parts.blocks)} blocks'}.",

@@ -157,14 +157,18 @@ def reference_attention(
     With the defaults this is gptlib.CausalSelfAttention in eval mode. scale=None means
     1/sqrt(head_size); the other keywords each switch on one mistake: heads (the number of heads used,
     e.g. 1: one head of full width), output="weights" (the weights returned instead of the output).
-    dropout="weights" (right in train mode) or "scores" (a mistake) drops with rate p, drawing its mask
-    from torch's RNG as nn.Dropout does."""
+    dropout="weights" (right in train mode), or a mistake: "scores", "values", "input", drops with rate p,
+    drawing its mask from torch's RNG as nn.Dropout does."""
     n_head = heads or n_head
     if swap_qk:
         w = w.swapped_qk()
+    if dropout == "input":
+        x = F.dropout(x, p)
     q = split_heads(F.linear(x, w.wq, w.bq), n_head, split)  # (B, nh, T, hs)
     k = split_heads(F.linear(x, w.wk, w.bk), n_head, split)  # (B, nh, T, hs)
     v = split_heads(F.linear(x, w.wv, w.bv), n_head, split)  # (B, nh, T, hs)
+    if dropout == "values":
+        v = F.dropout(v, p)
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T)

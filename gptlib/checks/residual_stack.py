@@ -40,6 +40,7 @@ from gptlib.checks.engine import (
     matched,
     max_diff,
     parameters,
+    seed_learner,
     seeded,
     set_parameters,
     shape_str,
@@ -92,7 +93,7 @@ LAYER_NORM = Exercise(
     [*_CLASS_CODES, C.EPS_OUTSIDE, C.UNBIASED_VAR, C.NO_EPS, C.EPS_VALUE, C.EPS_IGNORED, C.NO_SQRT, C.NO_CENTERING,
      C.WRONG_AXIS, C.NO_KEEPDIM, C.FIXED_RANK, C.GAIN_UNUSED, C.BIAS_UNUSED, C.GAIN_BIAS_UNUSED,
      C.BIAS_BEFORE_GAIN, C.GAIN_BIAS_SWAPPED, C.MISSING_GAIN_BIAS, C.WRONG_PARAMS, C.INIT, C.IN_PLACE, C.NO_GRAD,
-     C.WRONG_VALUES, *C.TENSOR],
+     C.WRONG_GRAD, C.WRONG_VALUES, *C.TENSOR],
 )  # fmt: skip
 _GAIN_NAME = re.compile(r"weight|gain|gamma|scale|^w$|^g$|^w_|^g_|_w$|_g$")
 _BIAS_NAME = re.compile(r"bias|beta|shift|offset|^b$|^b_|_b$")
@@ -352,8 +353,25 @@ def check_layer_norm(LayerNorm: Ref) -> None:
             )
     verified.append("works for (N, C) and (C,) inputs")
     _gradients(ex, module, x)
-    verified.append("gradients reach the gain, the bias and x; x left untouched")
+    _input_gradient(module, x, gain, bias, what)
+    verified.append("gradients reach the gain, the bias and x (the same as nn.LayerNorm's); x left untouched")
     ex.passed("; ".join(verified) + ".")
+
+
+def _input_gradient(module: Ref, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, what: str) -> None:
+    """The gradient reaching x is nn.LayerNorm's: a mean or variance cut off from autograd changes it."""
+    with seeded(5):
+        g = torch.randn(x.shape)
+    got = LAYER_NORM.run(what, module, x, backward=Backward(wrt=(0,), cotangent=g)).grads.inputs[0]
+    xr = x.clone().requires_grad_(True)
+    (F.layer_norm(xr, x.shape[-1:], gain.reshape(-1), bias.reshape(-1)) * g).sum().backward()
+    if got is not None and not tensors_close(got, xr.grad, atol=1e-4, rtol=1e-3):
+        raise LAYER_NORM.fail(
+            C.WRONG_GRAD,
+            f"{what} is right, but the gradient it sends back to x is not nn.LayerNorm's (largest difference "
+            f"{max_diff(got, xr.grad):.3g}): the mean or the variance is detached (.detach(), .data, .item() or "
+            "numpy), so backpropagation ignores how x moves them. Compute both from x with torch operations.",
+        )
 
 
 def _ln_matches(
@@ -388,7 +406,7 @@ BLOCK = Exercise(
     [*_CLASS_CODES, C.NO_RESIDUAL_ATTN, C.NO_RESIDUAL_MLP, C.NO_RESIDUAL, C.POST_NORM, C.NORM_IN_RESIDUAL,
      C.NO_LAYERNORM, C.SAME_LAYERNORM, C.MLP_FIRST, C.PARALLEL, C.SUBLAYER_UNUSED, C.FUTURE_LEAK,
      C.ATTENTION_DIFFERS, C.MLP_DIFFERS, C.LAYERNORM_DIFFERS, C.WRONG_PARAMS, C.IN_PLACE, C.NO_DROPOUT,
-     C.DROPOUT_IN_EVAL, C.NO_GRAD, C.WRONG_VALUES, *C.TENSOR],
+     C.DROPOUT_IN_EVAL, C.DROPOUT_WRONG_PLACE, C.NO_GRAD, C.WRONG_VALUES, *C.TENSOR],
 )  # fmt: skip
 
 
@@ -776,6 +794,18 @@ def check_block(Block: Ref) -> None:
         " gptlib's CausalSelfAttention and MLP drop out (attn_pdrop, resid_pdrop) in train mode; if you wrote "
         "your own, give them nn.Dropout layers.",
     )
+    with torch.no_grad():  # the same dropout masks: the block must be its sub-modules, nothing more
+        seed_learner(6)
+        a = forward(x_full)
+        seed_learner(6)
+        b = _compose(x_full, A, M, L[order[0]], L[order[1]])
+    if not tensors_close(a, b, atol=1e-5, rtol=1e-4):
+        raise ex.fail(
+            C.DROPOUT_WRONG_PLACE,
+            f"{name} in train mode differs from your own sub-modules wired the right way with the same dropout "
+            "masks, though eval mode agrees: the block adds randomness of its own. The attention and the MLP "
+            "already end with dropout; a second nn.Dropout around them in the block drops their output twice.",
+        )
     ex.passed(
         "pre-norm wiring right (x + attn(ln1(x)), then x + mlp(ln2(x))); equals gptlib.Block with your weights "
         f"for T = 1, {config.block_size - 1} and {config.block_size}; causal; dropout in train mode only; "

@@ -1,5 +1,6 @@
-"""Teacher and maintainer commands: python -m gptlib.course {build,store,release,grade} ...
+"""The course's commands: gptlib-course {start,build,store,release,grade} ... (or python -m gptlib.course)
 
+start    copy the lessons into a folder of your own and open JupyterLab there (for learners)
 build    write lessons/ (learner notebooks) from solutions/
 store    run solution notebooks and store their outputs (for nbval)
 release  write the student notebooks of an assignment into a folder to hand out
@@ -12,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptlib.course.notebooks import build_lessons
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -23,6 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    st = sub.add_parser("start", help="copy the lessons into a folder of your own and open JupyterLab there")
+    st.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="where to put the lessons (default: gptlib-lessons in the current folder); files already there "
+        "are kept, never overwritten",
+    )
+    st.add_argument("--no-open", action="store_true", help="copy the lessons only; do not start JupyterLab")
+    st.epilog = "Other options go to JupyterLab, e.g. --port 8890 or --no-browser."
+
     b = sub.add_parser("build", help="write lessons/ (learner notebooks) from solutions/")
     b.add_argument("--solutions", type=Path, default=Path("solutions"))
     b.add_argument("--lessons", type=Path, default=Path("lessons"))
@@ -31,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("store", help="run solution notebooks and store their outputs (for nbval)")
     s.add_argument("notebooks", nargs="+", type=Path)
     s.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    s.add_argument(
+        "--ignore-pins",
+        action="store_true",
+        help="store even when the installed versions differ from constraints.txt (CI's nbval will then fail)",
+    )
 
     r = sub.add_parser("release", help="write student notebooks to hand out (some or all lessons)")
     r.add_argument("out", type=Path, help="folder to write the notebooks into")
@@ -82,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    args = parser.parse_args(argv)
+    args, lab_options = parser.parse_known_args(argv)
+    if args.command == "start":
+        from gptlib.course.start import DEFAULT_FOLDER, start
+
+        return start(args.folder or DEFAULT_FOLDER, open_lab=not args.no_open, lab_options=lab_options)
+    if lab_options:
+        parser.error(f"unrecognized arguments: {' '.join(lab_options)}")
     if args.command in ("release", "grade"):
         try:
             return _teacher(args)
@@ -90,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     if args.command == "build":
+        from gptlib.course.notebooks import build_lessons
+
         stale = build_lessons(args.solutions, args.lessons, check=args.check)
         if args.check:
             for p in stale:
@@ -100,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "store":
         from gptlib.course.execute import store
+        from gptlib.course.pins import pins_problem
+
+        problem = None if args.ignore_pins else pins_problem(args.notebooks[0].parent)
+        if problem:
+            print(f"error: {problem}\nOr pass --ignore-pins to store anyway.", file=sys.stderr)
+            return 2
 
         for nb in args.notebooks:
             seconds = store(nb, timeout=args.timeout)
