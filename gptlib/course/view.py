@@ -34,10 +34,8 @@ WORKER_MODULES = (
 )  # gptlib.course's part in the sandbox
 BOUNDARY_MODULES = ("learner.py", "builders.py")  # gptlib.checks' part: the learner side of the boundary
 DATA = ("corpora",)  # the only folders whose files other than modules the worker sees (the offline corpora)
-NOTEBOOKS = (
-    "solutions",
-    "lessons",
-)  # a wheel carries the course's notebooks inside the package: never copied
+# A wheel carries the course's notebooks inside the package (gptlib/solutions, gptlib/lessons): never copied.
+NOTEBOOKS = ("solutions", "lessons")
 
 _GENERATE = ("gptlib.generate.next_token", "gptlib.generate.top_k_filter", "gptlib.generate.top_p_filter")
 _GPT2 = ("gptlib.gpt2.state_dict_from_hf", "gptlib.gpt2.state_dict_to_hf", "gptlib.gpt2.from_hf_gpt2",
