@@ -3,6 +3,8 @@
 text -> tokenizer -> batches -> Embeddings -> Block(CausalSelfAttention, MLP) x n -> LMHead -> loss
 """
 
+# First, before anything imports torch: how torch's threads wait is read once, when torch loads.
+from gptlib import threads  # noqa: F401
 from gptlib.attention import CausalSelfAttention
 from gptlib.block import Block
 from gptlib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
