@@ -76,11 +76,11 @@ _HIDE_PICTURE = (
     " { display: none; }"
 )
 # ... and without a kernel the picture (when trusted, with its style element) hides the explorer's
-# "Error displaying widget: model not found", a widget output with text and no elements.
+# "Loading widget..." and then "Error displaying widget: model not found": an output of bare text.
+# (No :has() inside another :has(): browsers drop such a rule.)
 _HIDE_DEAD_WIDGET = (
-    ".jp-OutputArea-child:has(.gptlib-attn-static) + .jp-OutputArea-child:has("
-    f'> .jp-OutputArea-output[data-mime-type="{_WIDGET_VIEW}"]:not(:has(*)))'
-    " { display: none; }"
+    ".jp-OutputArea-child:has(.gptlib-attn-static)"
+    " + .jp-OutputArea-child > .jp-OutputArea-output:not(:has(*)) { display: none; }"
 )
 
 
@@ -167,39 +167,22 @@ class AttentionExplorer(widgets.VBox):
         if view not in dict(views).values():
             raise ValueError(f"view must be one of {[v for _, v in views]}, got {view!r}.")
         compact = {"description_width": "initial"}
+        # No descriptions on the buttons (ToggleButtons puts one on a line of its own): a label before them.
         self._checkpoint = widgets.ToggleButtons(
-            options=names, value=names[0], description="checkpoint", style={**compact, "button_width": "auto"}
+            options=names, value=names[0], style={"button_width": "auto"}
         )
-        self._view = widgets.ToggleButtons(
-            options=views, value=view, description="view", style={**compact, "button_width": "auto"}
-        )
-        slider = widgets.Layout(width="250px")
-        self._layer = widgets.IntSlider(
-            value=0,
-            min=0,
-            max=L - 1,
-            description="layer",
-            continuous_update=False,
-            style=compact,
-            layout=slider,
-        )
-        self._head = widgets.IntSlider(
-            value=0,
-            min=0,
-            max=H - 1,
-            description="head",
-            continuous_update=False,
-            style=compact,
-            layout=slider,
-        )
-        self._query = widgets.IntSlider(
-            value=T - 1,
-            min=0,
-            max=T - 1,
-            description="query",
-            continuous_update=False,
-            style=compact,
-            layout=slider,
+        self._view = widgets.ToggleButtons(options=views, value=view, style={"button_width": "auto"})
+        self._layer, self._head, self._query = (
+            widgets.IntSlider(
+                value=value,
+                min=0,
+                max=n - 1,
+                description=name,
+                continuous_update=False,
+                style=compact,
+                layout=widgets.Layout(width="250px"),  # one Layout each: the query slider hides on its own
+            )
+            for name, value, n in (("layer", 0, L), ("head", 0, H), ("query", T - 1, T))
         )
         self._query_token = widgets.Label()
         # One line: Enter sends the text to the kernel, which runs it (see the module docstring).
@@ -253,11 +236,14 @@ class AttentionExplorer(widgets.VBox):
         picture = widgets.Box(
             [self._image], layout=widgets.Layout(height=f"{height + 4}px", overflow="hidden")
         )
-        views_row = [self._view] + ([self._checkpoint] if len(names) > 1 else [])
+        views_row = [widgets.Label("view"), self._view]
+        if len(names) > 1:
+            self._checkpoint_label = widgets.Label("checkpoint", layout=widgets.Layout(margin="0 0 0 1em"))
+            views_row += [self._checkpoint_label, self._checkpoint]
         super().__init__(
             [
                 widgets.HBox([self._prompt, self._run_button, self._save]),
-                widgets.HBox(views_row),
+                widgets.HBox(views_row, layout=widgets.Layout(align_items="center")),
                 widgets.HBox([self._layer, self._head, self._query, self._query_token]),
                 widgets.HBox([self._state, self._help]),
                 self._message,
@@ -394,7 +380,8 @@ class AttentionExplorer(widgets.VBox):
         """The last view as a picture, and what brings the explorer back: HTML, and the words as plain text."""
         s = self.state
         shown = f"{s['checkpoint']}, " if len(self.maps) > 1 else ""
-        shown += f"view {s['view']}, layer {s['layer']}, head {s['head']}"
+        label = next(k for k, v in VIEWS.items() if v == s["view"])
+        shown += f"{label}, layer {s['layer']}, head {s['head']}"
         seconds = cell_clock.seconds_to_rerun()
         took = f"; they took {cell_clock.about(seconds)} when this notebook last ran" if seconds else ""
         note = (
@@ -490,7 +477,10 @@ class AttentionExplorer(widgets.VBox):
         # Controls the view ignores are hidden, but keep their place (nothing below them moves).
         query = "visible" if s["view"] == "query" else "hidden"
         self._query.layout.visibility = self._query_token.layout.visibility = query
-        self._checkpoint.layout.visibility = "hidden" if s["view"] == "compare" else "visible"
+        checkpoint = "hidden" if s["view"] == "compare" else "visible"
+        self._checkpoint.layout.visibility = checkpoint
+        if hasattr(self, "_checkpoint_label"):
+            self._checkpoint_label.layout.visibility = checkpoint
         self._query_token.value = f"token: {self.tokens[s['query']]}"
         self._image.value = self._current_png()
         self._renders += 1
