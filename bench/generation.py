@@ -17,8 +17,8 @@ from gptlib.model import GPT
 
 def weight_bytes_per_token(model: GPT) -> int:
     """Bytes of parameters one generation step reads: every weight, but one row of each embedding table."""
-    stem = model.stem
-    skipped = stem.tok_emb.weight.numel() + stem.pos_emb.numel() - 2 * model.config.n_embd
+    emb = model.embeddings
+    skipped = emb.tok_emb.weight.numel() + emb.pos_emb.numel() - 2 * model.config.n_embd
     return (model.num_parameters() - skipped) * 4
 
 

@@ -154,22 +154,3 @@ class SeedGPT(nn.Module):
             ix = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (b, 1)
             idx = torch.cat((idx, ix), dim=1)
         return idx
-
-
-def gptlib_state_dict(seed_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a SeedGPT state dict to gptlib.GPT's parameter names (the shapes are the same)."""
-    out = {}
-    for name, tensor in seed_state.items():
-        if name.endswith("attn.mask"):
-            continue  # gptlib's mask is a non-persistent buffer
-        new = name
-        if name in ("tok_emb.weight", "pos_emb"):
-            new = "stem." + name
-        elif name.startswith("ln_f.") or name == "head.weight":
-            new = "head." + name
-        elif ".mlp.0." in name:
-            new = name.replace(".mlp.0.", ".mlp.fc.")
-        elif ".mlp.2." in name:
-            new = name.replace(".mlp.2.", ".mlp.proj.")
-        out[new] = tensor
-    return out

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from bench.nanogpt_style import NanoGPT
-from bench.seed_model import SeedConfig, SeedGPT, gptlib_state_dict
+from bench.seed_model import SeedConfig, SeedGPT
 from bench.timing import interleaved
 from gptlib.config import GPTConfig
+from gptlib.interop import from_mingpt
 from gptlib.model import GPT
 
 
@@ -65,7 +66,7 @@ SMOKE = BenchConfig("smoke", n_layer=2, n_head=2, n_embd=32, block_size=16, batc
 
 def matmul_params(model: GPT) -> int:
     """Parameters used in matmuls: all but the token and position embedding tables."""
-    return model.num_parameters() - model.stem.tok_emb.weight.numel() - model.stem.pos_emb.numel()
+    return model.num_parameters() - model.embeddings.tok_emb.weight.numel() - model.embeddings.pos_emb.numel()
 
 
 def flops_per_token(model: GPT) -> int:
@@ -78,8 +79,7 @@ def build_pair(cfg: BenchConfig, dropout: float, seed: int = 0) -> tuple[GPT, Se
     """A seed-style model and a gptlib model holding the very same weights."""
     torch.manual_seed(seed)
     seed_model = SeedGPT(cfg.seed_config(dropout))
-    model = GPT(cfg.gpt_config(dropout))
-    model.load_state_dict(gptlib_state_dict(seed_model.state_dict()))
+    model = from_mingpt(seed_model.state_dict(), cfg.gpt_config(dropout)).train()  # gptlib.interop's renaming
     return model, seed_model
 
 

@@ -35,7 +35,6 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        config.validate()
         # key, query, value projections for all heads (named as in minGPT, so its checkpoints map 1:1)
         self.key = nn.Linear(config.n_embd, config.n_embd)
         self.query = nn.Linear(config.n_embd, config.n_embd)

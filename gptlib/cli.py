@@ -24,9 +24,10 @@ from gptlib.checkpoint import load_checkpoint, load_model
 from gptlib.config import PRESETS, GPTConfig
 from gptlib.corpus import DEFAULT_CORPUS, CorpusUnavailableError, load_corpus
 from gptlib.data import train_val_split
+from gptlib.device import pick_device
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
-from gptlib.train import TrainConfig, Trainer, resolve_device
+from gptlib.train import TrainConfig, Trainer
 
 # The default recipe (the no-argument main job): nanoGPT's small CPU model with a higher peak
 # learning rate and 3000 steps. On "pydoc" its validation loss ends near 1.26 (the unigram
@@ -254,9 +255,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         trainer.run()
     except KeyboardInterrupt:
         if out.is_file():
-            where = (
-                f"the checkpoint {out} holds step {load_checkpoint(out)['step']}; --resume continues from it"
-            )
+            where = f"the checkpoint {out} holds step {load_checkpoint(out)['trainer']['step']}; --resume continues from it"
         else:
             where = "no checkpoint was saved yet"
         print(f"\ninterrupted at step {trainer.step}: {where}.", file=sys.stderr)
@@ -277,7 +276,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model, tokenizer = load_model(args.checkpoint, device=device)
     if tokenizer is None:
         raise ValueError(

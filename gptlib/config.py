@@ -1,16 +1,20 @@
-"""GPTConfig: every size and rate that defines a GPT, checked when it is made.
+"""GPTConfig: every size and rate that defines a GPT, checked once, when it is made, and frozen.
 
 The fields follow minGPT's GPTConfig (vocab_size, block_size, n_layer, n_head,
 n_embd and the three dropout rates). Presets give names to the sizes that
 minGPT and the GPT papers use, so `GPTConfig.preset("gpt-micro", ...)` means
 the same model everywhere in the course.
+
+FrozenConfig is what GPTConfig and TrainConfig (train.py) share: frozen
+dataclasses, checked in `__post_init__`, with one `replace` / `to_dict` /
+`from_dict`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 # name -> (n_layer, n_head, n_embd). The GPT-2 sizes are those of OpenAI's
 # checkpoints; the small ones are minGPT's ("gpt-mini" and below train on a CPU).
@@ -29,10 +33,39 @@ PRESETS: dict[str, tuple[int, int, int]] = {
 
 GELU_KINDS = ("none", "tanh")
 
+C = TypeVar("C", bound="FrozenConfig")
 
-@dataclass
-class GPTConfig:
-    """The hyperparameters of a GPT.
+
+class FrozenConfig:
+    """What gptlib's config dataclasses share: they are frozen, and copy and serialise the same way.
+
+    A subclass is a `@dataclass(frozen=True)` that checks its fields in
+    `__post_init__`, so a config that exists is a valid one: nothing that
+    receives it needs to check it again, and nothing can change it afterwards
+    (make a changed copy with `replace`).
+    """
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (what checkpoints store)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+        """A config from to_dict()'s dict; ValueError names any field this class does not have."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class GPTConfig(FrozenConfig):
+    """The hyperparameters of a GPT, checked when it is made (ValueError saying what to change).
 
     vocab_size: number of distinct tokens; block_size: the longest context the
     model can see (its learned position table has this many rows); n_layer
@@ -53,10 +86,6 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError, saying what to change, if the sizes cannot make a GPT."""
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -98,18 +127,3 @@ class GPTConfig:
         sizes = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         sizes.update(overrides)
         return cls(vocab_size=vocab_size, block_size=block_size, **sizes)
-
-    def replace(self, **changes: Any) -> GPTConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}.")
-        return cls(**d)

@@ -1,4 +1,4 @@
-"""The embedding stem: token embedding + learned position embedding, then dropout.
+"""The embeddings (minGPT's "input embedding stem"): token embedding + learned position embedding, then dropout.
 
 Attention by itself is blind to order (it mixes a *set* of vectors), so each
 position gets a learned vector of its own that is added to the token's vector.

@@ -13,8 +13,8 @@ positions, biases in every Linear and LayerNorm). Only the storage differs:
 - GELU: GPT-2 uses the tanh approximation ("gelu_new") -> gelu_approximate="tanh";
   layer_norm_epsilon -> layer_norm_eps; n_positions -> block_size.
 
-Names: wte -> stem.tok_emb, wpe -> stem.pos_emb, h.i.ln_1/ln_2 -> blocks.i.ln1/ln2,
-attn.c_proj -> attn.proj, mlp.c_fc/c_proj -> mlp.fc/proj, ln_f -> head.ln_f, lm_head -> head.head.
+Names: wte -> embeddings.tok_emb, wpe -> embeddings.pos_emb, h.i.ln_1/ln_2 -> blocks.i.ln1/ln2,
+attn.c_proj -> attn.proj, mlp.c_fc/c_proj -> mlp.fc/proj, ln_f -> head.ln_f, lm_head -> head.proj.
 
 The conversion needs only torch. `transformers` is needed for to_hf_gpt2 and for
 the downloads (from_pretrained, gpt2_tokenizer), which go through huggingface_hub
@@ -27,7 +27,6 @@ Taught in lesson 09: lessons/09_gpt2.ipynb.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,7 @@ import torch.nn as nn
 
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
+from gptlib.tokenizer import checked_ids
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
@@ -259,14 +259,14 @@ def state_dict_from_hf(
         used.add(key)
         return t
 
-    out["stem.tok_emb.weight"] = take("wte.weight", (config.vocab_size, C))
+    out["embeddings.tok_emb.weight"] = take("wte.weight", (config.vocab_size, C))
     n_positions = sd["wpe.weight"].shape[0] if "wpe.weight" in sd else T
     if n_positions < T:
         raise ValueError(
             f"wpe has {n_positions} positions but block_size is {T}; use block_size <= {n_positions}."
         )
     wpe = take("wpe.weight", (n_positions, C))
-    out["stem.pos_emb"] = wpe[:T].unsqueeze(0)  # (n_positions, C) -> (1, block_size, C)
+    out["embeddings.pos_emb"] = wpe[:T].unsqueeze(0)  # (n_positions, C) -> (1, block_size, C)
     for i in range(config.n_layer):
         h, b = f"h.{i}.", f"blocks.{i}."
         for hf_ln, ln in (("ln_1", "ln1"), ("ln_2", "ln2")):
@@ -288,7 +288,7 @@ def state_dict_from_hf(
     out["head.ln_f.bias"] = take("ln_f.bias", (C,))
     # GPT2LMHeadModel's state dict lists the tied head as lm_head.weight; GPT2Model's and the Hub's omit it.
     head_key = "lm_head.weight" if "lm_head.weight" in sd else "wte.weight"
-    out["head.head.weight"] = take(head_key, (config.vocab_size, C))
+    out["head.proj.weight"] = take(head_key, (config.vocab_size, C))
     extra = sorted(set(sd) - used)
     if extra:
         raise ValueError(
@@ -303,8 +303,8 @@ def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
     """A GPT2LMHeadModel state dict ('transformer.' keys and lm_head.weight) from a gptlib GPT."""
     sd = model.state_dict()
     out = {
-        "transformer.wte.weight": sd["stem.tok_emb.weight"],
-        "transformer.wpe.weight": sd["stem.pos_emb"][0],  # (1, T, C) -> (T, C)
+        "transformer.wte.weight": sd["embeddings.tok_emb.weight"],
+        "transformer.wpe.weight": sd["embeddings.pos_emb"][0],  # (1, T, C) -> (T, C)
     }
     for i in range(model.config.n_layer):
         h, b = f"transformer.h.{i}.", f"blocks.{i}."
@@ -324,7 +324,7 @@ def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
         out[f"{h}mlp.c_proj.bias"] = sd[f"{b}mlp.proj.bias"]
     out["transformer.ln_f.weight"] = sd["head.ln_f.weight"]
     out["transformer.ln_f.bias"] = sd["head.ln_f.bias"]
-    out["lm_head.weight"] = sd["head.head.weight"]
+    out["lm_head.weight"] = sd["head.proj.weight"]
     return {k: v.contiguous() for k, v in out.items()}
 
 
@@ -394,7 +394,7 @@ def to_hf_gpt2(model: GPT) -> GPT2LMHeadModel:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError as e:
         raise ImportError(f"to_hf_gpt2 needs the 'transformers' package: {INSTALL_HINT}") from e
-    tied = torch.equal(model.head.head.weight, model.stem.tok_emb.weight)
+    tied = torch.equal(model.head.proj.weight, model.embeddings.tok_emb.weight)
     hf = GPT2LMHeadModel(GPT2Config(**config_to_hf(model.config, tie_word_embeddings=tied)))
     with torch.no_grad():
         hf.load_state_dict(state_dict_to_hf(model), strict=True)
@@ -507,7 +507,7 @@ def from_pretrained(
     try:
         from safetensors.torch import load_file
     except ImportError as e:
-        raise ImportError(f"GPT.from_pretrained needs the 'safetensors' package: {INSTALL_HINT}") from e
+        raise ImportError(f"from_pretrained needs the 'safetensors' package: {INSTALL_HINT}") from e
     hf_config = json.loads(hub_file(repo_id, "config.json", cache_dir).read_text(encoding="utf-8"))
     config_from_hf(hf_config, **overrides)  # reject a non-GPT-2 repository before the big download
     state = load_file(hub_file(repo_id, "model.safetensors", cache_dir))
@@ -564,38 +564,7 @@ class GPT2Tokenizer:
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """The text of a list/tuple of ids or a 1-D integer tensor."""
-        if isinstance(ids, torch.Tensor):
-            if (
-                ids.dim() != 1
-                or ids.dtype.is_floating_point
-                or ids.dtype.is_complex
-                or ids.dtype == torch.bool
-            ):
-                raise ValueError(
-                    f"decode needs a 1-D integer tensor, got shape {tuple(ids.shape)} of {ids.dtype}; "
-                    "decode one row at a time, e.g. tokenizer.decode(idx[0])."
-                )
-            ids = ids.tolist()
-        elif isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise ValueError(
-                f"decode needs a list/tuple of ints or a 1-D integer tensor, got {type(ids).__name__}."
-            )
-        n = self.vocab_size
-        checked = []
-        for pos, i in enumerate(ids):
-            try:
-                if isinstance(i, bool):
-                    raise TypeError
-                i = operator.index(i)
-            except TypeError:
-                raise ValueError(f"id at position {pos} is {i!r}, not an int.") from None
-            if not 0 <= i < n:
-                raise ValueError(
-                    f"id {i} at position {pos} is out of range: GPT-2's ids are 0..{n - 1}. "
-                    "Were these ids made by a different tokenizer?"
-                )
-            checked.append(i)
-        return self._tok.decode(checked, skip_special_tokens=False)
+        return self._tok.decode(checked_ids(ids, self.vocab_size, "GPT-2's"), skip_special_tokens=False)
 
 
 def gpt2_tokenizer(cache_dir: str | os.PathLike[str] | None = None) -> GPT2Tokenizer:

@@ -22,12 +22,14 @@ class LMHead(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
-        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.proj = nn.Linear(
+            config.n_embd, config.vocab_size, bias=False
+        )  # minGPT's `head`, GPT-2's `lm_head`
 
     def forward(
         self, x: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
+        logits = self.proj(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
             # Targets of -1 are ignored (the synthetic tasks mark the prompt part this way).

@@ -1,10 +1,13 @@
 """Interop with minGPT: load the seed's checkpoints into gptlib's GPT, and write them back.
 
-gptlib splits minGPT's model into one module per part, so its parameter names
-differ from a checkpoint's (`stem.tok_emb.weight` here, `tok_emb.weight` in
-minGPT). The functions below rename, check every key and shape, and load; a
-checkpoint that does not fit the config is refused with a list of what differs.
-GPT-2 (Hugging Face) checkpoints are handled by gptlib.gpt2.
+gptlib matches minGPT's first (2020) model.py, the seed: the same parameters
+with the same shapes. It groups them into one module per part, so a name gains
+the part it lives in (`embeddings.tok_emb.weight` here, `tok_emb.weight` in
+minGPT; `head.proj.weight` here, `head.weight` there), and the MLP's Linears are
+named (`mlp.fc`, `mlp.proj`) rather than numbered (`mlp.0`, `mlp.2`). The
+functions below rename, check every key and shape, and load; a checkpoint that
+does not fit the config is refused with a list of what differs. GPT-2 (Hugging
+Face) checkpoints are handled by gptlib.gpt2.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import torch
 
 from gptlib.config import GPTConfig
-from gptlib.model import GPT
+from gptlib.model import FORMER_NAMES, GPT
 
 # ---------------------------------------------------------------------------------------------------------
 # minGPT (the seed's model.py): same architecture, same parameter shapes, different names.
@@ -47,12 +50,12 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 def mingpt_names(n_layer: int) -> dict[str, str]:
     """minGPT parameter name -> gptlib parameter name for a model of n_layer blocks, in minGPT's order."""
-    names = {"pos_emb": "stem.pos_emb", "tok_emb.weight": "stem.tok_emb.weight"}
+    names = {"pos_emb": "embeddings.pos_emb", "tok_emb.weight": "embeddings.tok_emb.weight"}
     for i in range(n_layer):
         for theirs, ours in _MINGPT_BLOCK_NAMES:
             names[f"blocks.{i}.{theirs}"] = f"blocks.{i}.{ours}"
     names.update(
-        {"ln_f.weight": "head.ln_f.weight", "ln_f.bias": "head.ln_f.bias", "head.weight": "head.head.weight"}
+        {"ln_f.weight": "head.ln_f.weight", "ln_f.bias": "head.ln_f.bias", "head.weight": "head.proj.weight"}
     )
     return names
 
@@ -162,7 +165,7 @@ def _mismatch_message(
             f"The checkpoint's shapes suggest {found}: check n_layer, n_embd, vocab_size and "
             "block_size in the config."
         )
-    if any(k.startswith(("stem.", "head.ln_f")) for k in theirs):
+    if any(k.startswith(("embeddings.", "head.ln_f", *FORMER_NAMES)) for k in theirs):
         lines.append("These look like gptlib's own names: load them with GPT(config).load_state_dict(...).")
     elif any(k.startswith(("transformer.", "h.", "wte.")) for k in theirs):
         lines.append("These look like GPT-2 (Hugging Face) names: load them with gptlib.gpt2.from_hf_gpt2.")

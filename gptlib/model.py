@@ -1,10 +1,21 @@
-"""GPT: the stem, a stack of blocks on the residual pathway, and the softmax head.
+"""GPT: the embeddings, a stack of blocks on the residual pathway, and the softmax head.
 
     idx (B, T) -> Embeddings -> Block x n_layer -> LMHead -> logits (B, T, vocab_size)
 
-This is minGPT's model, split into one file per part (embeddings.py,
-attention.py, mlp.py, block.py, head.py); this file puts them together, sets
-the initial weights, and checks the input so mistakes read as plain errors.
+This is minGPT's model in its first (2020) layout, split into one file per part
+(embeddings.py, attention.py, mlp.py, block.py, head.py): separate key, query,
+value and proj Linears in the attention, the position table pos_emb a bare
+nn.Parameter of shape (1, block_size, n_embd) starting at zero, an untied output
+head without bias, and minGPT's N(0, 0.02) init and AdamW split. (minGPT's 2022
+rewrite fused q, k, v into one c_attn and moved to GPT-2's names; gptlib keeps the
+2020 layout and converts GPT-2 checkpoints in gpt2.py.) This file puts the parts
+together, sets the initial weights, and checks the input so mistakes read as
+plain errors.
+
+Parameter names read as paths: embeddings.tok_emb, embeddings.pos_emb,
+blocks.i.{ln1, attn.{key, query, value, proj}, ln2, mlp.{fc, proj}}, head.ln_f,
+head.proj. Checkpoints written before these names (with stem.* and head.head.*)
+still load: GPT.load_state_dict renames FORMER_NAMES.
 
 Taught in lesson 05: lessons/05_gpt.ipynb.
 """
@@ -12,6 +23,7 @@ Taught in lesson 05: lessons/05_gpt.ipynb.
 from __future__ import annotations
 
 import logging
+import numbers
 from typing import Any
 
 import torch
@@ -20,10 +32,61 @@ import torch.nn as nn
 from gptlib.block import Block
 from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings
+from gptlib.generate import generate
 from gptlib.head import LMHead
 from gptlib.kvcache import KVCache
 
 logger = logging.getLogger(__name__)
+
+# AdamW's settings, stated once: configure_optimizers' defaults, and TrainConfig's (train.py).
+# beta2 = 0.99 rather than minGPT's 0.95: nanoGPT's character-level recipe, made for batches of a
+# few hundred tokens like the course's, whose squared gradients are noisy enough that a longer
+# average (about 100 steps rather than 20) gives each parameter a steadier step size. The Trainer
+# (the main job, lessons 06-08) trained with it before this was the one default.
+WEIGHT_DECAY = 0.1
+LEARNING_RATE = 1e-3
+BETAS = (0.9, 0.99)
+
+# Parameter-name prefixes of earlier gptlib versions -> today's. One table, read by
+# GPT.load_state_dict, so an old checkpoint (or a saved state_dict) loads as it is.
+FORMER_NAMES = {"stem.": "embeddings.", "head.head.": "head.proj."}
+
+
+def current_name(name: str) -> str:
+    """Today's name of a parameter that may carry a former name ("stem.pos_emb" -> "embeddings.pos_emb")."""
+    for old, new in FORMER_NAMES.items():
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
+def former_name(name: str) -> str:
+    """The name a parameter had before FORMER_NAMES' renames (the inverse of current_name)."""
+    for old, new in FORMER_NAMES.items():
+        if name.startswith(new):
+            return old + name[len(new) :]
+    return name
+
+
+def check_optimizer_args(weight_decay: Any, learning_rate: Any, betas: Any, owner: str = "") -> None:
+    """Raise ValueError, saying what to change, unless AdamW can run with these settings.
+
+    owner, e.g. "TrainConfig.", prefixes the names in the messages.
+    """
+
+    def is_number(x: Any) -> bool:
+        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+    if not is_number(weight_decay) or not weight_decay >= 0:
+        raise ValueError(f"{owner}weight_decay must be a number >= 0, got {weight_decay!r}.")
+    if not is_number(learning_rate) or not learning_rate > 0:
+        raise ValueError(f"{owner}learning_rate must be a number > 0, got {learning_rate!r}.")
+    if (
+        not isinstance(betas, (tuple, list))
+        or len(betas) != 2
+        or not all(is_number(b) and 0 <= b < 1 for b in betas)
+    ):
+        raise ValueError(f"{owner}betas must be two numbers in [0, 1), e.g. {BETAS}; got {betas!r}.")
 
 
 class GPT(nn.Module):
@@ -33,10 +96,9 @@ class GPT(nn.Module):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}.")
-        config.validate()
-        self.config = config
+        self.config = config  # frozen, and checked when it was made
         self.block_size = config.block_size
-        self.stem = Embeddings(config)
+        self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.head = LMHead(config)
         self.apply(self._init_weights)
@@ -53,6 +115,14 @@ class GPT(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # torch's hook for loading older layouts of a module: rename FORMER_NAMES' keys, then load as usual.
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = prefix + current_name(key[len(prefix) :])
+            if new != key and new not in state_dict:
+                state_dict[new] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def num_parameters(self) -> int:
         """All parameters (the position table included), as the seed counts them."""
@@ -130,7 +200,7 @@ class GPT(nn.Module):
         self.check_input(idx, past)
         if targets is not None:
             self.check_targets(idx, targets)
-        x = self.stem(idx, start=past)  # (B, T, C)
+        x = self.embeddings(idx, start=past)  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, cache=cache.layers[i] if cache is not None else None)
         return self.head(x, targets)
@@ -144,7 +214,7 @@ class GPT(nn.Module):
         first to see the weights without dropout.
         """
         self.check_input(idx)
-        x = self.stem(idx)
+        x = self.embeddings(idx)
         maps = []
         for block in self.blocks:
             x, w = block(x, return_weights=True)
@@ -153,16 +223,18 @@ class GPT(nn.Module):
 
     def configure_optimizers(
         self,
-        weight_decay: float = 0.1,
-        learning_rate: float = 3e-4,
-        betas: tuple[float, float] = (0.9, 0.95),
+        weight_decay: float = WEIGHT_DECAY,
+        learning_rate: float = LEARNING_RATE,
+        betas: tuple[float, float] = BETAS,
     ) -> torch.optim.AdamW:
         """AdamW with minGPT's split: Linear weights decay; biases, LayerNorm, embeddings and positions don't.
 
         Weight decay pulls weights toward zero. That regularises the matrices that
         mix channels, but on a bias, a LayerNorm gain or an embedding row it only
-        fights the values the model needs.
+        fights the values the model needs. Settings AdamW cannot use raise
+        ValueError here, not at the first step.
         """
+        check_optimizer_args(weight_decay, learning_rate, betas)
         decay, no_decay = set(), set()
         for mn, m in self.named_modules():
             for pn, _ in m.named_parameters(recurse=False):
@@ -189,31 +261,7 @@ class GPT(nn.Module):
         # The fused AdamW updates every tensor in one kernel. On a CPU torch's default otherwise loops over
         # the tensors in Python, ~10 small ops each: fused is ~7% of a small model's training step.
         fused = all(p.device.type in ("cpu", "cuda") for p in params.values())
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=tuple(betas), fused=fused)
 
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        do_sample: bool = False,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens sampled tokens; see gptlib.generate.generate."""
-        from gptlib.generate import generate
-
-        return generate(self, idx, max_new_tokens, temperature, do_sample, top_k, top_p, use_cache, generator)
-
-    @classmethod
-    def from_pretrained(cls, name: str = "gpt2", **kwargs: Any) -> GPT:
-        """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') as a GPT, in eval mode.
-
-        Needs `pip install 'gptlib[gpt2]'` and, the first time, the internet (the Hugging
-        Face cache after that); see gptlib.gpt2.from_pretrained for the keyword arguments.
-        """
-        from gptlib.gpt2 import from_pretrained
-
-        return from_pretrained(name, **kwargs)
+    # model.generate(idx, max_new_tokens, ...), as in minGPT: gptlib.generate.generate with the model as self.
+    generate = generate

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import operator
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gptlib.files import atomic_file
 
 FORMAT = "gptlib.CharTokenizer"
 FORMAT_VERSION = 1
@@ -32,6 +33,42 @@ _MAX_POSITIONS = 5  # positions named in an error message
 
 class UnknownCharacterError(ValueError):
     """encode() met characters that are not in the tokenizer's vocabulary."""
+
+
+def checked_ids(ids: Sequence[int] | torch.Tensor, vocab_size: int, whose: str) -> list[int]:
+    """ids as a list of ints in 0 .. vocab_size - 1, for a decode; ValueError saying what is wrong otherwise.
+
+    ids: a list/tuple of ints or a 1-D integer tensor. whose names the vocabulary in
+    the messages ("this tokenizer's", "GPT-2's").
+    """
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(
+                f"decode needs a 1-D tensor of ids, got shape {tuple(ids.shape)}; "
+                "decode one row at a time, e.g. tokenizer.decode(idx[0])."
+            )
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"decode needs integer ids, got a tensor of dtype {ids.dtype}.")
+        ids = ids.tolist()
+    elif isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise ValueError(
+            f"decode needs a list/tuple of ints or a 1-D integer tensor, got {type(ids).__name__}."
+        )
+    out = []
+    for pos, i in enumerate(ids):
+        if isinstance(i, bool):
+            raise ValueError(f"id at position {pos} is a bool ({i}); ids are ints.")
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise ValueError(f"id at position {pos} is {i!r}, not an int.") from None
+        if not 0 <= i < vocab_size:
+            raise ValueError(
+                f"id {i} at position {pos} is out of range: {whose} ids are 0..{vocab_size - 1} "
+                f"(vocab_size={vocab_size}). Were these ids made by a different tokenizer?"
+            )
+        out.append(i)
+    return out
 
 
 class CharTokenizer:
@@ -105,35 +142,7 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """The text that the ids stand for; accepts a list/tuple of ints or a 1-D integer tensor."""
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(
-                    f"decode needs a 1-D tensor of ids, got shape {tuple(ids.shape)}; "
-                    "decode one row at a time, e.g. tokenizer.decode(idx[0])."
-                )
-            if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-                raise ValueError(f"decode needs integer ids, got a tensor of dtype {ids.dtype}.")
-            ids = ids.tolist()
-        elif isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise ValueError(
-                f"decode needs a list/tuple of ints or a 1-D integer tensor, got {type(ids).__name__}."
-            )
-        out = []
-        n = len(self._chars)
-        for pos, i in enumerate(ids):
-            if isinstance(i, bool):
-                raise ValueError(f"id at position {pos} is a bool ({i}); ids are ints.")
-            try:
-                i = operator.index(i)
-            except TypeError:
-                raise ValueError(f"id at position {pos} is {i!r}, not an int.") from None
-            if not 0 <= i < n:
-                raise ValueError(
-                    f"id {i} at position {pos} is out of range: this tokenizer's ids are 0..{n - 1} "
-                    f"(vocab_size={n}). Were these ids made by a different tokenizer?"
-                )
-            out.append(self._chars[i])
-        return "".join(out)
+        return "".join(self._chars[i] for i in checked_ids(ids, len(self._chars), "this tokenizer's"))
 
     def _unknown_error(self, text: str) -> UnknownCharacterError:
         unknown: dict[str, list[int]] = {}
@@ -180,17 +189,9 @@ class CharTokenizer:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the tokenizer as UTF-8 JSON, atomically (a crash never leaves half a file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, ensure_ascii=False, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        with atomic_file(path) as f:
+            f.write(json.dumps(self.to_dict(), ensure_ascii=False, indent=1).encode("utf-8"))
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CharTokenizer:

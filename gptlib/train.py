@@ -7,16 +7,17 @@ steps the mean loss over `eval_iters` batches of the training and validation
 data is measured in eval mode (no dropout).
 
 Runs are reproducible: `seed` seeds a dedicated generator for the batches and
-torch's global generator (which dropout draws from). A checkpoint stores both
-generators' states with the weights and the optimizer, so a resumed run goes on
-with exactly the losses an uninterrupted one would have had (see checkpoint.py).
+torch's global generator (which dropout draws from). `Trainer.state_dict()`
+holds both generators' states, the optimizer's, the step and the history; a
+checkpoint (checkpoint.py) stores it beside the weights, so a resumed run goes on
+with exactly the losses an uninterrupted one would have had.
 
 Taught in lesson 06: lessons/06_training_and_sampling.ipynb.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,29 +29,44 @@ import torch
 from tqdm.auto import tqdm
 
 from gptlib import distributed
-from gptlib.checkpoint import resume_trainer, save_checkpoint
+from gptlib.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from gptlib.config import FrozenConfig
 from gptlib.data import get_batch
 from gptlib.device import pick_device
-from gptlib.model import GPT
+from gptlib.model import (
+    BETAS,
+    GPT,
+    LEARNING_RATE,
+    WEIGHT_DECAY,
+    check_optimizer_args,
+    current_name,
+    former_name,
+)
 from gptlib.tokenizer import CharTokenizer
 
 # A callback is called as callback(trainer, event) with event "step" after every
 # optimizer step and "eval" after every evaluation; it may call trainer.stop().
 Callback = Callable[["Trainer", str], Any]
 
+logger = logging.getLogger(__name__)
+
 # TrainConfig.seed seeds torch's global generator (dropout); the batches and the evaluation
 # batches get generators of their own, seeded at these offsets so no two streams are the same.
 _BATCH_SEED_OFFSET = 1
 _EVAL_SEED_OFFSET = 2
 
+# TrainConfig fields that say where and how a run reports, not what it computes.
+_BOOKKEEPING = {"progress", "log", "checkpoint_path", "resume_from", "device"}
 
-@dataclass
-class TrainConfig:
-    """The settings of a training run; checked when made.
+
+@dataclass(frozen=True)
+class TrainConfig(FrozenConfig):
+    """The settings of a training run; checked when made, and frozen (change a copy with `replace`).
 
     learning_rate is the peak: it rises linearly over warmup_iters steps, then
     decays along a cosine to min_lr at lr_decay_iters (None: at max_iters) and
     stays there. decay_lr=False keeps it at learning_rate throughout.
+    weight_decay, learning_rate and betas default to GPT.configure_optimizers' (model.py).
     grad_clip=None turns clipping off; eval_interval=None turns evaluation off.
     With checkpoint_path set, a checkpoint is written (atomically) at every
     evaluation and at the end; resume_from continues a run from a checkpoint.
@@ -60,13 +76,13 @@ class TrainConfig:
 
     max_iters: int = 2000
     batch_size: int = 12
-    learning_rate: float = 1e-3
+    learning_rate: float = LEARNING_RATE
     min_lr: float = 1e-4
     warmup_iters: int = 100
     lr_decay_iters: int | None = None
     decay_lr: bool = True
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = WEIGHT_DECAY
+    betas: tuple[float, float] = BETAS
     grad_clip: float | None = 1.0
     eval_interval: int | None = 250
     eval_iters: int = 20
@@ -79,12 +95,8 @@ class TrainConfig:
     resume_from: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.betas, list):
-            self.betas = tuple(self.betas)
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError, saying what to change, for settings that cannot train."""
+        if isinstance(self.betas, list):  # as a dict read back from JSON has it
+            object.__setattr__(self, "betas", tuple(self.betas))
         _whole("max_iters", self.max_iters, minimum=0)
         _whole("batch_size", self.batch_size, minimum=1)
         _whole("warmup_iters", self.warmup_iters, minimum=0)
@@ -94,25 +106,13 @@ class TrainConfig:
             _whole("lr_decay_iters", self.lr_decay_iters, minimum=1)
         if self.eval_interval is not None:
             _whole("eval_interval", self.eval_interval, minimum=1, hint=" Use None for no evaluation.")
-        for name in ("learning_rate", "min_lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {value!r}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate!r}.")
+        check_optimizer_args(self.weight_decay, self.learning_rate, self.betas, owner="TrainConfig.")
+        if isinstance(self.min_lr, bool) or not isinstance(self.min_lr, (int, float)) or not self.min_lr >= 0:
+            raise ValueError(f"TrainConfig.min_lr must be a number >= 0, got {self.min_lr!r}.")
         if self.decay_lr and self.min_lr > self.learning_rate:
             raise ValueError(
                 f"TrainConfig.min_lr ({self.min_lr}) is above learning_rate ({self.learning_rate}): the "
                 "schedule decays from learning_rate down to min_lr. Lower min_lr or set decay_lr=False."
-            )
-        betas = self.betas
-        if (
-            not isinstance(betas, tuple)
-            or len(betas) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
-        ):
-            raise ValueError(
-                f"TrainConfig.betas must be two numbers in [0, 1), e.g. (0.9, 0.99); got {betas!r}."
             )
         if self.grad_clip is not None and (
             isinstance(self.grad_clip, bool)
@@ -129,21 +129,6 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.device must be a name like 'cpu', 'cuda' or 'auto'; got {self.device!r}."
             )
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}.")
-        return cls(**d)
 
 
 def _whole(name: str, value: Any, minimum: int, hint: str = "") -> None:
@@ -170,11 +155,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     progress = (step - cfg.warmup_iters) / (end - cfg.warmup_iters)  # 0 -> 1
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda, then mps, else cpu; a named device must be available (see gptlib.device)."""
-    return pick_device(name)
 
 
 @torch.no_grad()
@@ -231,7 +211,7 @@ class Trainer:
             if data is not None:
                 _check_data(name, data, model.block_size)
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = pick_device(config.device)
         self.model = model.to(self.device)
         # Under torchrun each process trains on its slice of every batch, through DDP (gptlib/distributed.py);
         # train_model is what the training step calls: the model, maybe wrapped in DDP and compiled.
@@ -378,27 +358,85 @@ class Trainer:
         elif "mps" in state and self.device.type == "mps":
             torch.mps.set_rng_state(state["mps"])
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights that a resumed run needs, as plain data: what a checkpoint stores."""
+        return {
+            "step": self.step,
+            "history": list(self.history),
+            "train_config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "optimizer_params": self._optimizer_param_names(),
+            "rng_state": self.rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take up a state_dict(): the next step is the one the saved run would have taken (weights apart)."""
+        saved_cfg = state.get("train_config") or {}
+        changed = sorted(
+            k
+            for k, v in self.config.to_dict().items()
+            if k not in _BOOKKEEPING and k in saved_cfg and saved_cfg[k] != v
+        )
+        if changed:
+            logger.warning(
+                "resuming with changed training settings %s: the run will not match an uninterrupted one.",
+                changed,
+            )
+        self._load_optimizer_state(state["optimizer"], state.get("optimizer_params"))
+        self.step = state["step"]
+        self.history = list(state["history"])
+        self.set_rng_state(state["rng_state"])
+
+    def _optimizer_param_names(self) -> list[list[str]]:
+        """Each optimizer group's parameters by name, in the group's order (the order its state lists them)."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return [[names[id(p)] for p in group["params"]] for group in self.optimizer.param_groups]
+
+    def _load_optimizer_state(self, state: dict[str, Any], saved_names: list[list[str]] | None) -> None:
+        # torch matches an optimizer's state to parameters by position; match by name instead, so a
+        # state stays with its parameter whatever order the groups list them in.
+        now = self._optimizer_param_names()
+        if saved_names is None:  # format 1 listed each group sorted by the names of the time
+            saved_names = [sorted(group, key=former_name) for group in now]
+        saved_names = [[current_name(n) for n in group] for group in saved_names]
+        if [sorted(g) for g in saved_names] != [sorted(g) for g in now]:
+            raise CheckpointError(
+                "the saved optimizer state is for other parameters than this model's: "
+                f"{sorted(set().union(*saved_names) ^ set().union(*now))[:6]}."
+            )
+        groups = []
+        for saved_group, names, current in zip(state["param_groups"], saved_names, now, strict=True):
+            position = dict(zip(names, saved_group["params"], strict=True))
+            groups.append({**saved_group, "params": [position[n] for n in current]})
+        self.optimizer.load_state_dict({**state, "param_groups": groups})
+
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write everything a resume needs (weights, optimizer, step, RNG states, history), atomically."""
+        """Write the weights, the tokenizer and state_dict() to one file, atomically."""
         written = Path(path)
         if self.dist.is_main:  # with several processes, rank 0 writes and the others wait for it
-            written = save_checkpoint(
-                path,
-                self.model,
-                self.optimizer,
-                step=self.step,
-                tokenizer=self.tokenizer,
-                train_config=self.config,
-                rng_state=self.rng_state(),
-                history=self.history,
-            )
+            written = save_checkpoint(path, self.model, tokenizer=self.tokenizer, trainer=self.state_dict())
         distributed.barrier(self.dist)
         self._saved_step = self.step
         return written
 
     def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint: load weights, optimizer, step, history and RNG states."""
-        resume_trainer(self, path)
+        """Continue from a checkpoint: its weights, and the step, history, optimizer and RNG states."""
+        ckpt = load_checkpoint(path)
+        saved_tok, tok = ckpt.get("tokenizer"), self.tokenizer
+        if saved_tok is not None and tok is not None and CharTokenizer.from_dict(saved_tok) != tok:
+            raise CheckpointError(
+                f"the checkpoint {path} was trained with a different tokenizer ({len(saved_tok['chars'])} "
+                f"characters) than this trainer's ({tok.vocab_size}): the token ids would mean other characters."
+            )
+        if ckpt["trainer"] is None:
+            raise CheckpointError(
+                f"{path} holds a model but no training state (optimizer, random generators); it can be "
+                "loaded with load_model() but not resumed."
+            )
+        load_weights(self.model, ckpt, path)
+        self.load_state_dict(ckpt["trainer"])
+        if self.tokenizer is None and saved_tok is not None:
+            self.tokenizer = CharTokenizer.from_dict(saved_tok)
         self._saved_step = self.step  # the file on disk already holds this state
 
 

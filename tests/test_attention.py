@@ -72,7 +72,7 @@ def test_whole_model_fast_equals_explicit():
             p.add_(0.3 * torch.randn_like(p))
         idx = torch.randint(0, CONFIG.vocab_size, (2, 8))
         fast, _ = model(idx)
-        x = model.stem(idx)
+        x = model.embeddings(idx)
         for block in model.blocks:
             x, _ = block(x, return_weights=True)
         explicit, _ = model.head(x)
@@ -91,9 +91,9 @@ def test_attention_maps():
         assert not w.requires_grad
         torch.testing.assert_close(w.sum(-1), torch.ones(2, CONFIG.n_head, 6))
         assert (w[..., upper] == 0).all()
-    # the first layer's map is the first block's attention on ln1 of the stem's output
+    # the first layer's map is the first block's attention on ln1 of the embeddings' output
     with torch.no_grad():
-        _, first = model.blocks[0].attn(model.blocks[0].ln1(model.stem(idx)), return_weights=True)
+        _, first = model.blocks[0].attn(model.blocks[0].ln1(model.embeddings(idx)), return_weights=True)
     torch.testing.assert_close(maps[0], first)
     assert not model.training
     model.train()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,7 +56,7 @@ def test_load_model_gives_back_the_same_model_and_tokenizer(tmp_path, data):
     tok, train, val = data
     model = tiny_model(tok.vocab_size, dropout=0.1)
     Trainer(model, train, val, tiny_config(max_iters=3)).run()
-    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, tokenizer=tok, step=3)
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, tokenizer=tok)
     assert path == tmp_path / "sub" / "m.pt"
     loaded, loaded_tok = load_model(path)
     assert loaded_tok == tok
@@ -71,12 +73,14 @@ def test_a_checkpoint_is_plain_data_that_loads_with_weights_only(tmp_path, data)
     trainer.run()
     path = trainer.save_checkpoint(tmp_path / "c.pt")
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["format"] == "gptlib.checkpoint"
-    assert ckpt["step"] == 4 and len(ckpt["history"]) == 4
+    assert ckpt["format"] == "gptlib.checkpoint" and ckpt["version"] == 2
     assert ckpt["model_config"] == trainer.model.config.to_dict()
     assert ckpt["tokenizer"] == tok.to_dict()
-    assert TrainConfig.from_dict(ckpt["train_config"]) == trainer.config
-    assert set(ckpt["rng_state"]) >= {"torch", "batch"}
+    state = ckpt["trainer"]
+    assert state["step"] == 4 and len(state["history"]) == 4
+    assert TrainConfig.from_dict(state["train_config"]) == trainer.config
+    assert set(state["rng_state"]) >= {"torch", "batch"}
+    assert state["optimizer_params"][0][0] == "blocks.0.attn.key.weight"  # the state says whose it is
 
 
 def test_load_model_without_a_tokenizer_gives_none(tmp_path, data):
@@ -88,7 +92,7 @@ def test_load_model_without_a_tokenizer_gives_none(tmp_path, data):
 def test_a_failed_save_leaves_the_previous_checkpoint_intact_and_no_temp_file(tmp_path, data, monkeypatch):
     tok, _, _ = data
     path = tmp_path / "m.pt"
-    save_checkpoint(path, tiny_model(tok.vocab_size), step=1)
+    save_checkpoint(path, tiny_model(tok.vocab_size), trainer={"step": 1})
     before = path.read_bytes()
 
     def save_half_then_fail(obj, f, *args, **kwargs):
@@ -97,10 +101,10 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact_and_no_temp_file(tm
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, tiny_model(tok.vocab_size, seed=1), step=2)
+        save_checkpoint(path, tiny_model(tok.vocab_size, seed=1), trainer={"step": 2})
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert load_checkpoint(path)["step"] == 1
+    assert load_checkpoint(path)["trainer"]["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
@@ -153,12 +157,12 @@ def test_resume_from_in_the_config_and_checkpoints_written_while_training(tmp_pa
 
     stops = [lambda t, e: t.stop() if t.step == 5 else None]
     Trainer(tiny_model(tok.vocab_size, 0.1), train, val, cfg, callbacks=stops).run()
-    assert load_checkpoint(path)["step"] == 5  # the end of a stopped run is saved too
+    assert load_checkpoint(path)["trainer"]["step"] == 5  # the end of a stopped run is saved too
 
     resumed = Trainer(tiny_model(tok.vocab_size, 0.1, seed=3), train, val, cfg.replace(resume_from=str(path)))
     assert resumed.step == 5
     assert resumed.run() == expected
-    assert load_checkpoint(path)["step"] == 12
+    assert load_checkpoint(path)["trainer"]["step"] == 12
 
 
 def test_checkpoints_are_saved_at_each_evaluation(tmp_path, data):
@@ -171,7 +175,9 @@ def test_checkpoints_are_saved_at_each_evaluation(tmp_path, data):
         train,
         val,
         cfg,
-        callbacks=[lambda t, e: saved.append(load_checkpoint(path)["step"]) if e == "eval" else None],
+        callbacks=[
+            lambda t, e: saved.append(load_checkpoint(path)["trainer"]["step"]) if e == "eval" else None
+        ],
     ).run()
     assert saved == [4, 8, 12]
 
@@ -253,4 +259,63 @@ def test_keys_of_a_compiled_model_load_into_a_plain_one(tmp_path, data):
     torch.save(ckpt, path)
     loaded, _ = load_model(path)
     for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+# --- checkpoints of gptlib 0.1 (format 1) -----------------------------------------------------------------
+# tests/data/gptlib_v1_checkpoint.pt was written by gptlib 0.1.0 (commit 8adee64): a 1-layer GPT (n_embd 16,
+# dropout 0.1) trained on OLD_TEXT for 3 of 6 steps (lr 1e-2 -> 1e-3, warmup 2, batch 4, evaluations at steps 3
+# and 6 of 2 batches), with the parameter names of the time (stem.*, head.head.*) and the Trainer's entries
+# at the top level. gptlib_v1_expected.pt holds what that version computed: the logits of the saved model on
+# `idx`, and the history of the uninterrupted 6-step run.
+
+DATA = Path(__file__).parent / "data"
+OLD_TEXT = "the cat sat on the mat. the dog sat on the log. " * 40
+
+
+def test_a_checkpoint_of_gptlib_0_1_loads_with_its_old_parameter_names():
+    ckpt = torch.load(DATA / "gptlib_v1_checkpoint.pt", weights_only=True)
+    assert ckpt["version"] == 1 and "stem.pos_emb" in ckpt["model"] and "head.head.weight" in ckpt["model"]
+    expected = torch.load(DATA / "gptlib_v1_expected.pt", weights_only=True)
+    model, tok = load_model(DATA / "gptlib_v1_checkpoint.pt")
+    assert tok.decode(expected["idx"][0]) == "the cat"
+    with torch.no_grad():
+        logits, _ = model(expected["idx"])
+    torch.testing.assert_close(logits, expected["logits"], atol=1e-6, rtol=1e-6)
+    upgraded = load_checkpoint(DATA / "gptlib_v1_checkpoint.pt")
+    assert upgraded["version"] == 2 and upgraded["trainer"]["step"] == 3 and "step" not in upgraded
+
+
+def test_a_run_of_gptlib_0_1_resumes_where_it_stopped():
+    # Its optimizer state lists the parameters in the order of their old names: a resume must give
+    # each parameter its own moments, so the losses of steps 4-6 are those the old run had.
+    expected = torch.load(DATA / "gptlib_v1_expected.pt", weights_only=True)["history"]
+    tok = CharTokenizer.from_text(OLD_TEXT)
+    ids = tok.encode_tensor(OLD_TEXT)
+    n = int(0.9 * len(ids))
+    model = tiny_model(tok.vocab_size, dropout=0.1)  # the saved run's model, its weights to be replaced
+    cfg = tiny_config(
+        max_iters=6, warmup_iters=2, eval_interval=3, resume_from=str(DATA / "gptlib_v1_checkpoint.pt")
+    )
+    trainer = Trainer(model, ids[:n], ids[n:], cfg, tokenizer=tok)
+    assert trainer.step == 3
+    history = trainer.run()
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]
+    for got, want in zip(history, expected, strict=True):
+        assert got.keys() == want.keys()
+        for key in got:
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
+
+
+def test_a_saved_state_dict_in_the_old_names_loads_into_gpt(data):
+    tok, _, _ = data
+    model = tiny_model(tok.vocab_size)
+    old = {
+        k.replace("embeddings.", "stem.").replace("head.proj.", "head.head."): v
+        for k, v in model.state_dict().items()
+    }
+    assert "stem.tok_emb.weight" in old and "head.head.weight" in old
+    other = tiny_model(tok.vocab_size, seed=1)
+    other.load_state_dict(old)  # strict: every key found, under its new name
+    for a, b in zip(model.parameters(), other.parameters(), strict=True):
         assert torch.equal(a, b)

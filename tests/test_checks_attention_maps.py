@@ -106,7 +106,7 @@ def test_reference_equals_gptlib_maps():
     torch.manual_seed(0)
     model = _peaked_gpt()
     idx = torch.randint(13, (1, 8))
-    x = model.blocks[0].ln1(model.stem(idx))[0]
+    x = model.blocks[0].ln1(model.embeddings(idx))[0]
     with torch.no_grad():
         assert torch.allclose(
             weights_by_hand(model.blocks[0].attn, x), model.attention_maps(idx)[0][0], atol=1e-6

@@ -383,11 +383,11 @@ def make_convert_gpt2(
         model = GPT(config)
         t = hf_model.transformer
         with torch.no_grad():
-            model.stem.tok_emb.weight.copy_(t.wte.weight)
+            model.embeddings.tok_emb.weight.copy_(t.wte.weight)
             if wpe == "copy":
-                model.stem.pos_emb.copy_(t.wpe.weight.unsqueeze(0))
+                model.embeddings.pos_emb.copy_(t.wpe.weight.unsqueeze(0))
             elif wpe == "assign":
-                model.stem.pos_emb = nn.Parameter(t.wpe.weight.clone())  # (T, C): gptlib's is (1, T, C)
+                model.embeddings.pos_emb = nn.Parameter(t.wpe.weight.clone())  # (T, C): gptlib's is (1, T, C)
             for i, hf_block in enumerate(t.h):
                 if blocks == "convert":
                     model.blocks[i] = good_block(hf_block, c)
@@ -397,11 +397,11 @@ def make_convert_gpt2(
                 model.head.ln_f.weight.copy_(t.ln_f.weight)
                 model.head.ln_f.bias.copy_(t.ln_f.bias)
             if head == "copy":
-                model.head.head.weight.copy_(hf_model.lm_head.weight)
+                model.head.proj.weight.copy_(hf_model.lm_head.weight)
             elif head == "tie":
-                model.head.head.weight = model.stem.tok_emb.weight
+                model.head.proj.weight = model.embeddings.tok_emb.weight
             elif head == "transposed":
-                model.head.head.weight = nn.Parameter(t.wte.weight.t().clone())
+                model.head.proj.weight = nn.Parameter(t.wte.weight.t().clone())
             if touch_hf:
                 t.ln_f.bias.zero_()
         return model.train(train)
@@ -462,7 +462,7 @@ def test_handing_back_hugging_faces_model_is_refused():
 def test_convert_gpt2_with_a_wrong_config_names_it():
     def convert_gpt2(hf_model):
         model = make_convert_gpt2()(hf_model)
-        model.config.n_head = 1  # a model whose config says other sizes than GPT-2's
+        model.config = model.config.replace(n_head=1)  # a model whose config says other sizes than GPT-2's
         return model
 
     with pytest.raises(CheckFailure, match="n_head=1") as excinfo:

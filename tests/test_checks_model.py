@@ -100,14 +100,14 @@ def _init_weights(module):
 class GPTSolution(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.stem = Embeddings(config)
+        self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(_init_weights)
 
     def forward(self, idx, targets=None):
-        x = self.stem(idx)
+        x = self.embeddings(idx)
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
@@ -132,7 +132,7 @@ class GPTWithLMHead(nn.Module):
 
 
 class GPTEmbeddingPositions(nn.Module):
-    """Its own stem: token and position tables as nn.Embedding (nanoGPT's wte/wpe)."""
+    """Its own embeddings: token and position tables as nn.Embedding (nanoGPT's wte/wpe)."""
 
     def __init__(self, config):
         super().__init__()
@@ -156,7 +156,7 @@ class GPTEmbeddingPositions(nn.Module):
 
 
 class GPTParameterPositions(GPTEmbeddingPositions):
-    """minGPT's stem: positions as an nn.Parameter of zeros (1, T, C)."""
+    """minGPT's embeddings: positions as an nn.Parameter of zeros (1, T, C)."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -205,7 +205,7 @@ def gpt_variant(body=None, init=None):
 class GPTNoInit(GPTSolution):
     def __init__(self, config):
         nn.Module.__init__(self)
-        self.stem = Embeddings(config)
+        self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -228,7 +228,7 @@ def _no_final_ln(self, config):
 
 
 def _tied(self, config):
-    self.head.weight = self.stem.tok_emb.weight
+    self.head.weight = self.embeddings.tok_emb.weight
 
 
 def _one_block_short(self, config):
@@ -252,7 +252,7 @@ def _loss(logits, targets, **kw):
 
 
 def _blocks_unused(self, idx, targets):
-    x = self.stem(idx)
+    x = self.embeddings(idx)
     for block in self.blocks:
         block(x)
     logits = self.head(self.ln_f(x))
@@ -260,7 +260,7 @@ def _blocks_unused(self, idx, targets):
 
 
 def _ln_f_unused(self, idx, targets):
-    x = self.stem(idx)
+    x = self.embeddings(idx)
     for block in self.blocks:
         x = block(x)
     logits = self.head(x)
@@ -268,7 +268,7 @@ def _ln_f_unused(self, idx, targets):
 
 
 def _leaky(self, idx, targets):
-    x = self.stem(idx)
+    x = self.embeddings(idx)
     x = x + x.mean(dim=1, keepdim=True)
     for block in self.blocks:
         x = block(x)
@@ -277,7 +277,7 @@ def _leaky(self, idx, targets):
 
 
 def _no_position(self, idx, targets):
-    x = self.stem.drop(self.stem.tok_emb(idx))
+    x = self.embeddings.drop(self.embeddings.tok_emb(idx))
     for block in self.blocks:
         x = block(x)
     logits = self.head(self.ln_f(x))
@@ -323,7 +323,7 @@ GPT_MISTAKES = [
         "loss-without-targets",
     ),
     (gpt_variant(lambda s, idx, t: (GPTSolution.forward(s, idx)[0].flatten(0, 1), None)), "flattened-logits"),
-    (gpt_variant(lambda s, idx, t: (s.stem(idx), None)), "no-head"),
+    (gpt_variant(lambda s, idx, t: (s.embeddings(idx), None)), "no-head"),
     (gpt_variant(lambda s, idx, t: None), "returned-none"),
 ]
 

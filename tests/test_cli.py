@@ -72,7 +72,7 @@ def test_train_reports_and_saves_a_checkpoint_that_sample_reads(capsys, corpus, 
     assert "step 5: train loss" in out and "step 10: train loss" in out
     assert "final validation loss" in out and "2 sample(s) of 20 characters:" in out
     ckpt = load_checkpoint(checkpoint)
-    assert ckpt["step"] == 10
+    assert ckpt["trainer"]["step"] == 10
     assert ckpt["model_config"]["n_layer"] == 1 and ckpt["model_config"]["n_embd"] == 12
     model, tok = load_model(checkpoint)
     assert set(tok.chars) == set(TEXT)
@@ -151,12 +151,12 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_matches_an_uninterrupted_ru
     assert cli.main([*argv, "--resume", "--out", str(broken)]) == 0
     assert "resumed from" in capsys.readouterr().out
     resumed, expected = load_checkpoint(broken), load_checkpoint(straight)
-    assert resumed["step"] == 20
-    assert resumed["history"] == expected["history"]
+    assert resumed["trainer"]["step"] == 20
+    assert resumed["trainer"]["history"] == expected["trainer"]["history"]
     assert all(resumed["model"][k].equal(v) for k, v in expected["model"].items())
 
     assert cli.main([*argv[:-1], "25", "--resume", "--out", str(broken)]) == 0  # train on past the old end
-    assert load_checkpoint(broken)["step"] == 25
+    assert load_checkpoint(broken)["trainer"]["step"] == 25
 
 
 def test_resume_with_other_model_options_is_refused(capsys, corpus, checkpoint):
@@ -168,7 +168,7 @@ def test_resume_with_other_model_options_is_refused(capsys, corpus, checkpoint):
 def test_default_checkpoint_goes_to_runs_in_the_current_folder(monkeypatch, tmp_path, corpus):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--corpus", str(corpus), *TINY, *FAST, "--max-iters", "2"]) == 0
-    assert load_checkpoint(tmp_path / "runs" / "fox.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "runs" / "fox.pt")["trainer"]["step"] == 2
 
 
 def test_python_dash_m_gptlib_runs_the_command_line(tmp_path):

@@ -1,8 +1,11 @@
 """GPTConfig: validation with messages that say what to change, presets, and dict round trips."""
 
+import dataclasses
+
 import pytest
 
 from gptlib.config import PRESETS, GPTConfig
+from gptlib.train import TrainConfig
 
 SIZES = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
@@ -112,3 +115,18 @@ def test_dict_round_trip_and_unknown_fields():
         GPTConfig.from_dict({**SIZES, "n_heads": 2})
     with pytest.raises(ValueError, match="must be positive"):
         GPTConfig.from_dict({**SIZES, "vocab_size": 0})
+
+
+@pytest.mark.parametrize("config", [GPTConfig(**SIZES), TrainConfig()], ids=["GPTConfig", "TrainConfig"])
+def test_configs_are_frozen_and_share_one_way_to_copy_and_serialise(config):
+    field = dataclasses.fields(config)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(config, field, getattr(config, field))  # changed copies come from replace()
+    assert type(config).from_dict(config.to_dict()) == config
+    assert hash(config) == hash(type(config).from_dict(config.to_dict()))  # usable as a dict key
+    assert type(config).replace is GPTConfig.replace and type(config).to_dict is GPTConfig.to_dict
+
+
+def test_train_config_betas_from_a_list_become_a_tuple():
+    assert TrainConfig(betas=[0.8, 0.9]).betas == (0.8, 0.9)
+    assert TrainConfig.from_dict({"betas": [0.8, 0.9]}) == TrainConfig(betas=(0.8, 0.9))

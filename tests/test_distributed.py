@@ -136,6 +136,6 @@ def test_torchrun_dash_m_gptlib_train_matches_a_single_process_run(tmp_path):
     assert cli.main([*args, "--out", str(tmp_path / "one.pt")]) == 0
 
     two, one = load_checkpoint(tmp_path / "two.pt"), load_checkpoint(tmp_path / "one.pt")
-    assert two["step"] == one["step"] == 4
+    assert two["trainer"]["step"] == one["trainer"]["step"] == 4
     for name, p in one["model"].items():
         torch.testing.assert_close(two["model"][name], p, rtol=1e-5, atol=1e-5, msg=f"{name} differs")

@@ -22,6 +22,7 @@ from gptlib.gpt2 import (
     HubUnavailableError,
     config_from_hf,
     from_hf_gpt2,
+    from_pretrained,
     gpt2_tokenizer,
     to_hf_gpt2,
 )
@@ -107,11 +108,11 @@ def test_weights_are_split_transposed_and_the_head_untied() -> None:
     assert torch.equal(b0.attn.value.weight, w[:, 2 * C :].t())
     assert torch.equal(b0.attn.value.bias, h0.attn.c_attn.bias[2 * C :])
     assert torch.equal(b0.mlp.fc.weight, h0.mlp.c_fc.weight.t())
-    assert torch.equal(model.stem.pos_emb[0], hf.transformer.wpe.weight)
+    assert torch.equal(model.embeddings.pos_emb[0], hf.transformer.wpe.weight)
     # GPT-2 ties the head to wte; the converted model holds an equal but separate copy.
-    assert torch.equal(model.head.head.weight, model.stem.tok_emb.weight)
-    assert model.head.head.weight is not model.stem.tok_emb.weight
-    assert model.head.head.weight.data_ptr() != model.stem.tok_emb.weight.data_ptr()
+    assert torch.equal(model.head.proj.weight, model.embeddings.tok_emb.weight)
+    assert model.head.proj.weight is not model.embeddings.tok_emb.weight
+    assert model.head.proj.weight.data_ptr() != model.embeddings.tok_emb.weight.data_ptr()
 
 
 def test_configure_optimizers_puts_each_parameter_in_one_group() -> None:
@@ -120,12 +121,12 @@ def test_configure_optimizers_puts_each_parameter_in_one_group() -> None:
     ids = [id(p) for group in opt.param_groups for p in group["params"]]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))
     decay = {id(p) for p in opt.param_groups[0]["params"]}
-    assert id(model.head.head.weight) in decay and id(model.stem.tok_emb.weight) not in decay
+    assert id(model.head.proj.weight) in decay and id(model.embeddings.tok_emb.weight) not in decay
     logits, loss = model(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long))
     loss.backward()
-    before = model.head.head.weight.detach().clone()
+    before = model.head.proj.weight.detach().clone()
     opt.step()
-    assert not torch.equal(before, model.head.head.weight)
+    assert not torch.equal(before, model.head.proj.weight)
 
 
 def test_config_fields_are_carried_over(idx: torch.Tensor) -> None:
@@ -249,7 +250,7 @@ def test_export_of_a_gptlib_model_with_its_own_head(idx: torch.Tensor) -> None:
     exported = to_hf_gpt2(model)
     assert not exported.config.tie_word_embeddings
     assert exported.config.activation_function == "gelu"
-    assert torch.equal(exported.lm_head.weight, model.head.head.weight)
+    assert torch.equal(exported.lm_head.weight, model.head.proj.weight)
     assert (hf_logits(exported, idx) - gpt_logits(model, idx)).abs().max() < 1e-4
     assert torch.equal(gpt_logits(from_hf_gpt2(exported), idx), gpt_logits(model, idx))
     with pytest.raises(ValueError, match="gptlib GPT"):
@@ -266,7 +267,7 @@ def test_state_dict_conversion_needs_only_torch(monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
     model = from_hf_gpt2(sd, config).eval()
     assert (gpt_logits(model, idx) - expected).abs().max() < 1e-4
-    for call in (lambda: to_hf_gpt2(model), lambda: GPT.from_pretrained("gpt2"), gpt2_tokenizer):
+    for call in (lambda: to_hf_gpt2(model), lambda: from_pretrained("gpt2"), gpt2_tokenizer):
         with pytest.raises(ImportError, match=r"pip install 'gptlib\[gpt2\]'"):
             call()
 
@@ -298,7 +299,7 @@ def put_in_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes]) -> None
 
 def test_from_pretrained_offline_without_cache_fails_clearly(offline: Path) -> None:
     with pytest.raises(HubUnavailableError) as err:
-        GPT.from_pretrained("gpt2")
+        from_pretrained("gpt2")
     assert isinstance(err.value, RuntimeError)
     message = str(err.value)
     for part in ("openai-community/gpt2", "HF_HUB_OFFLINE", "internet once", str(offline), "from_hf_gpt2"):
@@ -319,12 +320,12 @@ def test_unreachable_hub_fails_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path
         port = s.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(HubUnavailableError, match="could not be reached"):
-        GPT.from_pretrained("gpt2", cache_dir=tmp_path)
+        from_pretrained("gpt2", cache_dir=tmp_path)
 
 
 def test_unknown_model_name_is_refused_before_any_download() -> None:
     with pytest.raises(ValueError, match="gpt2-medium"):
-        GPT.from_pretrained("gpt3")
+        from_pretrained("gpt3")
 
 
 def test_from_pretrained_reads_the_cache_offline(offline: Path, idx: torch.Tensor) -> None:
@@ -335,7 +336,7 @@ def test_from_pretrained_reads_the_cache_offline(offline: Path, idx: torch.Tenso
     save_file(weights, str(path))
     files = {"config.json": hf.config.to_json_string().encode(), "model.safetensors": path.read_bytes()}
     put_in_hub_cache(offline, "someone/tiny-gpt2", files)
-    model = GPT.from_pretrained("someone/tiny-gpt2")
+    model = from_pretrained("someone/tiny-gpt2")
     assert not model.training
     assert (gpt_logits(model, idx) - hf_logits(hf, idx)).abs().max() < 1e-4
 

@@ -9,8 +9,8 @@ import math
 import torch
 
 from gptlib.config import GPTConfig
-from gptlib.data import SortDataset
 from gptlib.model import GPT
+from gptlib.tasks import SortDataset
 
 
 def test_tiny_gpt_learns_to_sort():

@@ -85,7 +85,7 @@ def test_from_mingpt_copies_rather_than_shares():
     model = from_mingpt(reference.state_dict(), GPTConfig(**SIZES))
     with torch.no_grad():
         reference.tok_emb.weight.zero_()
-    assert model.stem.tok_emb.weight.abs().sum() > 0
+    assert model.embeddings.tok_emb.weight.abs().sum() > 0
 
 
 def test_to_mingpt_round_trip():
@@ -178,3 +178,14 @@ def test_bad_config_and_bad_state_dict():
     assert "mapping" in error_for([1, 2, 3], GPTConfig(**SIZES))
     with pytest.raises(ValueError, match="gptlib GPT"):
         to_mingpt(trained_looking_reference())
+
+
+def test_the_converters_are_at_the_top_level():
+    import gptlib
+    from gptlib import gpt2, interop
+
+    assert gptlib.from_mingpt is interop.from_mingpt and gptlib.to_mingpt is interop.to_mingpt
+    assert gptlib.from_hf_gpt2 is gpt2.from_hf_gpt2 and gptlib.from_pretrained is gpt2.from_pretrained
+    assert {"from_mingpt", "to_mingpt", "from_hf_gpt2", "to_hf_gpt2", "from_pretrained"} <= set(
+        gptlib.__all__
+    )

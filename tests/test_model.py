@@ -11,22 +11,23 @@ from gptlib.config import GPTConfig
 from gptlib.embeddings import Embeddings
 from gptlib.head import LMHead
 from gptlib.mlp import MLP
-from gptlib.model import GPT
+from gptlib.model import BETAS, FORMER_NAMES, GPT, LEARNING_RATE, WEIGHT_DECAY, current_name, former_name
+from gptlib.train import TrainConfig
 
 B, T = 3, 5
 
 
 def test_embeddings_shape_and_positions(tiny_config):
     torch.manual_seed(0)
-    stem = Embeddings(tiny_config).eval()
+    emb = Embeddings(tiny_config).eval()
     with torch.no_grad():
-        stem.pos_emb.normal_()
+        emb.pos_emb.normal_()
     idx = torch.randint(0, tiny_config.vocab_size, (B, T))
-    x = stem(idx)
+    x = emb(idx)
     assert x.shape == (B, T, tiny_config.n_embd)
-    torch.testing.assert_close(x, stem.tok_emb(idx) + stem.pos_emb[:, :T])
+    torch.testing.assert_close(x, emb.tok_emb(idx) + emb.pos_emb[:, :T])
     # `start` shifts the position rows: tokens 2..4 seen as a continuation
-    torch.testing.assert_close(stem(idx[:, 2:], start=2), x[:, 2:])
+    torch.testing.assert_close(emb(idx[:, 2:], start=2), x[:, 2:])
 
 
 def test_mlp_shape_and_hidden_width(tiny_config):
@@ -120,7 +121,7 @@ def test_gradients_respect_causality(tiny_model, tiny_config):
     """The logit at position 3 has no gradient with respect to the embeddings of positions 4.."""
     model = randomized(tiny_model)
     idx = torch.randint(0, tiny_config.vocab_size, (1, tiny_config.block_size))
-    x = model.stem(idx).detach().requires_grad_(True)
+    x = model.embeddings(idx).detach().requires_grad_(True)
     h = x
     for block in model.blocks:
         h = block(h)
@@ -149,7 +150,7 @@ def test_initial_weights():
             assert abs(m.weight.mean().item()) < 0.002, name
             assert abs(m.weight.std().item() - 0.02) < 0.002, name
         if isinstance(m, nn.Linear):
-            assert m.bias is None if name == "head.head" else torch.equal(m.bias, torch.zeros_like(m.bias)), (
+            assert m.bias is None if name == "head.proj" else torch.equal(m.bias, torch.zeros_like(m.bias)), (
                 name
             )
         if isinstance(m, nn.LayerNorm):
@@ -157,7 +158,7 @@ def test_initial_weights():
                 m.bias, torch.zeros_like(m.bias)
             )
             assert m.eps == 1e-5
-    assert torch.equal(model.stem.pos_emb, torch.zeros(1, 16, 64))
+    assert torch.equal(model.embeddings.pos_emb, torch.zeros(1, 16, 64))
 
 
 def test_dropout_active_in_train_mode_only(tiny_config):
@@ -191,13 +192,13 @@ def test_configure_optimizers_split(tiny_model):
     linear_weights = {f"{mn}.weight" for mn, m in tiny_model.named_modules() if isinstance(m, nn.Linear)}
     assert decay == linear_weights
     assert (
-        "head.head.weight" in decay
+        "head.proj.weight" in decay
         and "blocks.0.attn.key.weight" in decay
         and "blocks.1.mlp.fc.weight" in decay
     )
     for n in (
-        "stem.pos_emb",
-        "stem.tok_emb.weight",
+        "embeddings.pos_emb",
+        "embeddings.tok_emb.weight",
         "head.ln_f.weight",
         "blocks.0.ln1.weight",
         "blocks.0.attn.key.bias",
@@ -208,6 +209,47 @@ def test_configure_optimizers_split(tiny_model):
     assert decay | no_decay == set(names.values())
     n_grouped = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert n_grouped == tiny_model.num_parameters() == sum(p.numel() for p in tiny_model.parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"weight_decay": "0.1"}, "weight_decay must be a number >= 0, got '0.1'"),
+        ({"weight_decay": None}, "weight_decay"),
+        ({"weight_decay": -0.1}, "weight_decay must be a number >= 0"),
+        ({"learning_rate": -1e-3}, "learning_rate must be a number > 0, got -0.001"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"learning_rate": True}, "learning_rate"),
+        ({"betas": 0.9}, r"betas must be two numbers in \[0, 1\)"),
+        ({"betas": (0.9,)}, "betas"),
+        ({"betas": (0.9, 0.95, 0.99)}, "betas"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"betas": (0.9, "0.95")}, "betas"),
+        ({"betas": (-0.1, 0.95)}, "betas"),
+    ],
+)
+def test_configure_optimizers_refuses_bad_settings_at_the_call(tiny_model, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        tiny_model.configure_optimizers(**kwargs)
+
+
+def test_one_set_of_adamw_defaults(tiny_model):
+    group = tiny_model.configure_optimizers().param_groups[0]
+    assert (group["weight_decay"], group["lr"], group["betas"]) == (WEIGHT_DECAY, LEARNING_RATE, BETAS)
+    cfg = TrainConfig()
+    assert (cfg.weight_decay, cfg.learning_rate, cfg.betas) == (WEIGHT_DECAY, LEARNING_RATE, BETAS)
+    assert tiny_model.configure_optimizers(betas=[0.8, 0.9]).param_groups[0]["betas"] == (0.8, 0.9)
+
+
+def test_former_parameter_names_map_both_ways():
+    assert current_name("stem.pos_emb") == "embeddings.pos_emb"
+    assert current_name("head.head.weight") == "head.proj.weight"
+    assert current_name("blocks.0.attn.key.weight") == "blocks.0.attn.key.weight"
+    names = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=4)).state_dict()
+    for name in names:
+        assert current_name(former_name(name)) == name
+    assert {former_name(n) for n in names} >= {"stem.tok_emb.weight", "stem.pos_emb", "head.head.weight"}
+    assert all(new.endswith(".") and old.endswith(".") for old, new in FORMER_NAMES.items())
 
 
 def test_configure_optimizers_trains(tiny_model, tiny_config):

@@ -139,7 +139,7 @@ def test_save_replaces_atomically_and_keeps_old_file_on_failure(tmp_path, monkey
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("gptlib.tokenizer.os.replace", boom)
+    monkeypatch.setattr("gptlib.files.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         CharTokenizer.from_text("new text").save(path)
     assert CharTokenizer.load(path) == old

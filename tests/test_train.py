@@ -10,7 +10,7 @@ import torch
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
-from gptlib.train import TrainConfig, Trainer, estimate_loss, lr_at, resolve_device
+from gptlib.train import TrainConfig, Trainer, estimate_loss, lr_at
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 40
 
@@ -274,16 +274,13 @@ def test_trainer_rejects_a_config_of_the_wrong_kind(data):
         Trainer(tiny_model(tok.vocab_size), train, val, {"max_iters": 3})
 
 
-def test_resolve_device(monkeypatch):
-    assert resolve_device("cpu") == torch.device("cpu")
+def test_trainer_picks_its_device_through_gptlib_device(data, monkeypatch):
+    tok, train, val = data
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert resolve_device("auto") == torch.device("cpu")
+    trainer = Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(device="auto"))
+    assert trainer.device == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA"):
-        resolve_device("cuda")
-    with pytest.raises(ValueError, match="MPS"):
-        resolve_device("mps")
+        Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(device="cuda"))
     with pytest.raises(ValueError, match="unknown device"):
-        resolve_device("gpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == torch.device("cuda")
+        Trainer(tiny_model(tok.vocab_size), train, val, tiny_config(device="gpu"))

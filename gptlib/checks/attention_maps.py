@@ -181,7 +181,7 @@ def _peaked_gpt(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, block_size:
     )
     model = GPT(config).eval()
     with torch.no_grad():
-        model.stem.pos_emb.normal_(0.0, 0.5)
+        model.embeddings.pos_emb.normal_(0.0, 0.5)
         for block in model.blocks:
             for lin in (block.attn.query, block.attn.key, block.attn.value):
                 lin.weight.normal_(0.0, 0.25)
@@ -192,7 +192,7 @@ def _peaked_gpt(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, block_size:
 def _layer_inputs(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
     """The input of every layer's attention, ln1(x), for one prompt: a list of (T, C)."""
     with torch.no_grad():
-        x = model.stem(idx)
+        x = model.embeddings(idx)
         inputs = []
         for block in model.blocks:
             inputs.append(block.ln1(x)[0])

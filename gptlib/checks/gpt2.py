@@ -751,13 +751,13 @@ def check_convert_block(convert_block: Any) -> None:
 _register(
     _MODEL,
     levels=[
-        "A GPT is the stem (token table wte, position table wpe), the blocks, and the head (ln_f and the "
-        "output layer). Build GPT(config) with a config read from hf_model.config, copy the stem and ln_f, "
+        "A GPT is the embeddings (token table wte, position table wpe), the blocks, and the head (ln_f and the "
+        "output layer). Build GPT(config) with a config read from hf_model.config, copy the embeddings and ln_f, "
         "put convert_block(...) in place of each block, and give the head GPT-2's output matrix. GPT-2 has "
         "no head matrix of its own: lm_head.weight IS wte (tied).",
         "hf = hf_model.transformer. tok_emb.weight <- hf.wte.weight (V, C). pos_emb is (1, T, C), wpe.weight "
         "(T, C): copy hf.wpe.weight.unsqueeze(0) (or into pos_emb[0]). model.blocks[i] = convert_block(hf.h[i], "
-        "hf_model.config). head.ln_f <- hf.ln_f. head.head.weight <- hf_model.lm_head.weight (= wte, "
+        "hf_model.config). head.ln_f <- hf.ln_f. head.proj.weight <- hf_model.lm_head.weight (= wte, "
         "(V, C), already nn.Linear's (out, in) layout: no transpose). Return model.eval().",
         "c = hf_model.config\n"
         "config = GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer,\n"
@@ -766,20 +766,20 @@ _register(
         "model = GPT(config)\n"
         "t = hf_model.transformer\n"
         "with torch.no_grad():\n"
-        "    model.stem.tok_emb.weight.copy_(t.wte.weight)\n"
-        "    model.stem.pos_emb.copy_(t.wpe.weight.unsqueeze(0))\n"
+        "    model.embeddings.tok_emb.weight.copy_(t.wte.weight)\n"
+        "    model.embeddings.pos_emb.copy_(t.wpe.weight.unsqueeze(0))\n"
         "    for i, hf_block in enumerate(t.h):\n"
         "        model.blocks[i] = convert_block(hf_block, c)\n"
         "    model.head.ln_f.weight.copy_(t.ln_f.weight); model.head.ln_f.bias.copy_(t.ln_f.bias)\n"
-        "    model.head.head.weight.copy_(hf_model.lm_head.weight)   # = wte: GPT-2 ties them\n"
+        "    model.head.proj.weight.copy_(hf_model.lm_head.weight)   # = wte: GPT-2 ties them\n"
         "return model.eval()",
     ],
     diagnoses={
         "head": "GPT-2's output layer is its token table: copy hf_model.lm_head.weight (the same tensor as "
-        "transformer.wte.weight) into model.head.head.weight, as it is: (V, C) is already nn.Linear's layout.",
+        "transformer.wte.weight) into model.head.proj.weight, as it is: (V, C) is already nn.Linear's layout.",
         "head-transposed": "wte is (V, C), which is already nn.Linear(C, V)'s weight layout: no .t() for the head.",
-        "wte": "copy hf_model.transformer.wte.weight into model.stem.tok_emb.weight.",
-        "wpe": "copy hf_model.transformer.wpe.weight (T, C) into model.stem.pos_emb (1, T, C): "
+        "wte": "copy hf_model.transformer.wte.weight into model.embeddings.tok_emb.weight.",
+        "wpe": "copy hf_model.transformer.wpe.weight (T, C) into model.embeddings.pos_emb (1, T, C): "
         "pos_emb.copy_(wpe.weight.unsqueeze(0)).",
         "pos-shape": "keep pos_emb's shape (1, T, C): copy into it with copy_ instead of replacing it.",
         "ln-f": "copy the final LayerNorm: hf_model.transformer.ln_f -> model.head.ln_f (weight and bias).",
@@ -793,7 +793,7 @@ _register(
         "not-a-module": "return the GPT you built.",
         "not-converted": "build gptlib's model (Block or GPT) and copy GPT-2's weights into it; returning "
         "Hugging Face's own model proves nothing.",
-        "wrong-values": "compare your model's logits with hf_model(idx).logits one part at a time: the stem, "
+        "wrong-values": "compare your model's logits with hf_model(idx).logits one part at a time: the embeddings, "
         "each block, the head.",
     },
 )
@@ -814,8 +814,8 @@ def _parts_of_gpt(
 ) -> Iterator[tuple[str, bool, CheckFailure]]:
     """For a model laid out like gptlib's GPT: (part, is it right, the failure if not), part by part."""
     t, C, T = hf.transformer, hf.config.n_embd, hf.config.n_positions
-    stem, head = model.stem, model.head
-    pos = stem.pos_emb
+    emb, head = model.embeddings, model.head
+    pos = emb.pos_emb
     if tuple(pos.shape) != (1, T, C):
         yield (
             "positions",
@@ -823,22 +823,24 @@ def _parts_of_gpt(
             CheckFailure(
                 ex,
                 "pos-shape",
-                f"model.stem.pos_emb has shape {shape_str(pos)}; gptlib keeps (1, {T}, {C}) (wpe.weight is ({T}, {C})). "
-                "Copy into it: model.stem.pos_emb.copy_(wpe.weight.unsqueeze(0)).",
+                f"model.embeddings.pos_emb has shape {shape_str(pos)}; gptlib keeps (1, {T}, {C}) (wpe.weight is ({T}, {C})). "
+                "Copy into it: model.embeddings.pos_emb.copy_(wpe.weight.unsqueeze(0)).",
             ),
         )
         return
     yield (
         "token table",
-        _close(stem.tok_emb.weight, t.wte.weight, 1e-6),
+        _close(emb.tok_emb.weight, t.wte.weight, 1e-6),
         CheckFailure(
-            ex, "wte", "model.stem.tok_emb.weight is not GPT-2's token table transformer.wte.weight."
+            ex, "wte", "model.embeddings.tok_emb.weight is not GPT-2's token table transformer.wte.weight."
         ),
     )
     yield (
         "position table",
         _close(pos[0], t.wpe.weight, 1e-6),
-        CheckFailure(ex, "wpe", "model.stem.pos_emb is not GPT-2's position table transformer.wpe.weight."),
+        CheckFailure(
+            ex, "wpe", "model.embeddings.pos_emb is not GPT-2's position table transformer.wpe.weight."
+        ),
     )
     for i, block in enumerate(model.blocks):
         with torch.no_grad():
@@ -875,7 +877,7 @@ def _parts_of_gpt(
             + ".",
         ),
     )
-    w = head.head.weight
+    w = head.proj.weight
     if w.shape == t.wte.weight.t().shape and w.shape != t.wte.weight.shape:
         code, extra = "head-transposed", " It is wte transposed: wte (V, C) is already nn.Linear's (out, in)."
     else:
@@ -886,7 +888,7 @@ def _parts_of_gpt(
         CheckFailure(
             ex,
             code,
-            "model.head.head.weight is not GPT-2's output matrix, which is its token table (lm_head.weight is "
+            "model.head.proj.weight is not GPT-2's output matrix, which is its token table (lm_head.weight is "
             f"transformer.wte.weight: tied).{extra}",
         ),
     )
@@ -932,7 +934,7 @@ def check_convert_gpt2(convert_gpt2: Any) -> None:
             f"{what} returned a model in training mode, with dropout on: two calls on the same idx give "
             "different logits. GPT-2 came in eval mode: return model.eval().",
         )
-    gpt_like = all(hasattr(model, n) for n in ("stem", "blocks", "head"))
+    gpt_like = all(hasattr(model, n) for n in ("embeddings", "blocks", "head"))
     if gpt_like:
         config = getattr(model, "config", None)
         sizes = {
@@ -986,6 +988,6 @@ def check_convert_gpt2(convert_gpt2: Any) -> None:
             raise CheckFailure(ex, "wrong-values", "greedy generation gives other tokens than GPT-2's.")
         verified.append("the same greedy tokens")
     if gpt_like:
-        tied = model.head.head.weight is model.stem.tok_emb.weight
+        tied = model.head.proj.weight is model.embeddings.tok_emb.weight
         verified.append("head tied to the token table, as in GPT-2" if tied else "head an equal copy of wte")
     passed(ex, "; ".join(verified) + "; GPT-2's weights left untouched.")

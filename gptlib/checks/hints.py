@@ -75,8 +75,8 @@ class HintsView:
 
 def show_hints(exercise: str) -> HintsView:
     """Hints for an exercise, folded until opened. Use as the last line of a cell."""
-    from gptlib import checks  # noqa: F401  (importing the checks registers every exercise's hints)
-
+    # Every exercise's hints are registered: importing this module ran gptlib/checks/__init__.py first,
+    # which imports every check module.
     if exercise not in _HINTS:
         raise ValueError(f"no hints for {exercise!r}; exercises with hints: {', '.join(exercises())}.")
     return HintsView(exercise, _HINTS[exercise])

@@ -6,7 +6,7 @@
 - `generate_with_cache(model, idx, max_new_tokens, **sampling)`: the same tokens as
   gptlib's generate (greedy and seeded sampling; prompts shorter than, equal to and longer
   than block_size), and no more positions run through the model than a cache needs
-  (counted by a hook on the model's embedding stem).
+  (counted by a hook on the model's embeddings).
 
 A wrong answer is matched against a reference with one known mistake switched on.
 """
@@ -372,7 +372,7 @@ def _counting(model: GPT) -> Iterator[list[int]]:
     def hook(module: Any, args: tuple[Any, ...]) -> None:
         counts.append(int(args[0].size(1)))
 
-    handle = model.stem.register_forward_pre_hook(hook)
+    handle = model.embeddings.register_forward_pre_hook(hook)
     try:
         yield counts
     finally:

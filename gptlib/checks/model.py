@@ -259,19 +259,19 @@ _GPT = "gpt"
 register_hints(
     _GPT,
     levels=[
-        "GPT is the parts you have, in a row: the stem (token + position embeddings), n_layer Blocks, a "
+        "GPT is the parts you have, in a row: the embeddings (token + position), n_layer Blocks, a "
         "final LayerNorm and a Linear head from n_embd channels to vocab_size scores. forward returns "
         "(logits, loss), with loss None when no targets are given. Then set the initial weights as minGPT "
         "does.",
-        "In __init__: self.stem = Embeddings(config); self.blocks = nn.ModuleList of config.n_layer "
+        "In __init__: self.embeddings = Embeddings(config); self.blocks = nn.ModuleList of config.n_layer "
         "Block(config); then either LMHead(config), or nn.LayerNorm(config.n_embd) and "
         "nn.Linear(config.n_embd, config.vocab_size, bias=False). Finish with self.apply(self._init_weights), "
         "where _init_weights(module) draws Linear and Embedding weights from N(0, 0.02) and zeroes Linear "
-        "biases. In forward: x = stem(idx), x = block(x) for each block, logits = head(ln_f(x)), and the "
+        "biases. In forward: x = embeddings(idx), x = block(x) for each block, logits = head(ln_f(x)), and the "
         "loss F.cross_entropy(logits.view(-1, V), targets.view(-1)) when targets is not None.",
         "__init__(self, config):\n"
         "    super().__init__()\n"
-        "    self.stem = Embeddings(config)\n"
+        "    self.embeddings = Embeddings(config)\n"
         "    self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])\n"
         "    self.ln_f = nn.LayerNorm(config.n_embd)\n"
         "    self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)\n"
@@ -282,7 +282,7 @@ register_hints(
         "    if isinstance(module, nn.Linear) and module.bias is not None:\n"
         "        nn.init.zeros_(module.bias)\n"
         "forward(self, idx, targets=None):\n"
-        "    x = self.stem(idx)                       # (B, T, C)\n"
+        "    x = self.embeddings(idx)                       # (B, T, C)\n"
         "    for block in self.blocks:\n"
         "        x = block(x)                         # (B, T, C)\n"
         "    logits = self.head(self.ln_f(x))         # (B, T, V)\n"
@@ -329,7 +329,7 @@ register_hints(
         "no-dropout": "gptlib's Embeddings and Blocks drop out in train mode; keep them (do not call eval() "
         "in __init__ or set p=0).",
         "no-grad": "every parameter must be used in forward, and nothing detached.",
-        "fixed-T": "slice what depends on T from idx.size(1): the stem does this for you.",
+        "fixed-T": "slice what depends on T from idx.size(1): the embeddings do this for you.",
     },
 )
 
@@ -542,7 +542,7 @@ def _find_gpt_parts(model: nn.Module, config: GPTConfig, ref_block: nn.Module) -
         tok, pos = toks[0].weight, pos_tables[0]
     heads = [m for m in mods if isinstance(m, _RefHead)]
     if heads:
-        ln_f, head = heads[0].ln_f, heads[0].head
+        ln_f, head = heads[0].ln_f, heads[0].proj
     else:
         norms = [m for m in mods if isinstance(m, nn.LayerNorm) and _outside(m, blocks)]
         outs = [
@@ -559,12 +559,12 @@ def _find_gpt_parts(model: nn.Module, config: GPTConfig, ref_block: nn.Module) -
 def _copy_into(ref: _RefGPT, parts: _GPTParts, config: GPTConfig) -> None:
     T, C = config.block_size, config.n_embd
     with torch.no_grad():
-        ref.stem.tok_emb.weight.copy_(parts.tok)
-        ref.stem.pos_emb.copy_(parts.pos.reshape(1, T, C))
+        ref.embeddings.tok_emb.weight.copy_(parts.tok)
+        ref.embeddings.pos_emb.copy_(parts.pos.reshape(1, T, C))
         for mine, theirs in zip(ref.blocks, parts.blocks, strict=True):
             mine.load_state_dict(dict(zip(mine.state_dict(), theirs.state_dict().values(), strict=True)))
         ref.head.ln_f.load_state_dict(parts.ln_f.state_dict())
-        ref.head.head.weight.copy_(parts.head.weight)
+        ref.head.proj.weight.copy_(parts.head.weight)
 
 
 def _randomise(model: nn.Module) -> None:
@@ -582,9 +582,9 @@ def _randomise(model: nn.Module) -> None:
 def _gpt_variants(ref: _RefGPT, idx: torch.Tensor) -> list[tuple[str, str, torch.Tensor]]:
     """Logits of known-wrong forwards, computed with gptlib's parts holding the learner's weights."""
     T = idx.size(1)
-    tok = ref.stem.tok_emb(idx)
-    pos = ref.stem.pos_emb[:, :T]
-    ln_f, head = ref.head.ln_f, ref.head.head
+    tok = ref.embeddings.tok_emb(idx)
+    pos = ref.embeddings.pos_emb[:, :T]
+    ln_f, head = ref.head.ln_f, ref.head.proj
 
     def run_blocks(x: torch.Tensor) -> torch.Tensor:
         for b in ref.blocks:

@@ -85,7 +85,7 @@ register_hints(
         "wrong-return": "return two sets of parameter names: `return decay, no_decay`.",
         "unknown-name": "use the full names that `model.named_parameters()` gives, e.g. "
         "'blocks.0.attn.key.weight': the module's name, a dot, the parameter's name.",
-        "pos-emb-name": "in gptlib's GPT the position table is 'stem.pos_emb', not the seed's root-level "
+        "pos-emb-name": "in gptlib's GPT the position table is 'embeddings.pos_emb', not the seed's root-level "
         "'pos_emb': find it while looping (a parameter whose own name is 'pos_emb') instead of adding a "
         "fixed name.",
         "in-both": "each parameter goes in exactly one group: use if / elif so a name lands in one set only.",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from gptlib.files import atomic_file
 from gptlib.viz.maps import as_maps, token_labels
 
 CMAP = "viridis"
@@ -64,16 +64,9 @@ def save_png(fig: Figure, path: str | os.PathLike[str], dpi: float = 150) -> Pat
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"save_png writes PNG files; give a path ending in .png, got {str(path)!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = figure_to_png(fig, dpi=dpi)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        f.write(data)
     return path
 
 
