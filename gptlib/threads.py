@@ -4,12 +4,11 @@ torch runs its CPU operations on a team of OpenMP threads. Between two
 operations an idle thread of the team, by default, keeps a core busy polling
 for the next one (it "spins"). On a quiet machine that saves a few
 microseconds; on a busy one (a browser, a video call, an IDE) the spinning
-threads take the cores the working threads and the other programs need, and a
-lesson ran 4-8 times slower on a 2-core machine with other work on it. With
-the passive wait policy idle threads sleep until there is work: measured on
-that machine with one competing process, a training step ran 5-13x sooner
-(bench/README.md, "Threads on a busy machine"). The results are bit-identical
-either way: the policy changes how threads wait, not how the work is split.
+threads take the cores the working threads and the other programs need. With
+the passive wait policy idle threads sleep until there is work: on a 2-core
+machine with other work on it, the lessons ran 3.6-11x sooner (bench/README.md,
+"Threads on a busy machine"). The results are bit-identical either way: the
+policy changes how threads wait, not how the work is split.
 
 The OpenMP runtime reads its settings once, when torch loads it. So this
 module imports nothing heavy, and gptlib/__init__.py imports it before

@@ -35,8 +35,9 @@ from gptlib.viz.maps import as_maps, token_labels
 
 CMAP = "viridis"
 # JupyterLab's output area in a 1400 x 900 window with its file browser open is 968 pixels wide:
-# a figure up to that width (at 100 dpi) shows at its size, a wider one is shrunk, text and all.
-MAX_WIDTH = 9.6  # inches: the widest default figure
+# a figure up to that width shows at its size, a wider one is shrunk, text and all. The inline
+# backend saves at 100 dpi with 0.1 in of padding around the drawing: 9.4 in makes at most 960 px.
+MAX_WIDTH = 9.4  # inches: the widest default figure
 MIN_FONT = 8.0  # points: no text is drawn smaller
 MAX_TICK_FONT = 10.0
 LABEL_SPACING = 1.3  # a tick label needs about this many times its font size
