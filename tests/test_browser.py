@@ -270,6 +270,18 @@ SHOWS_PROMPT = """(want) => {
     return !!s && s.getAttribute('data-prompt') === want && s.getAttribute('data-error') === '0';
 }"""
 
+# Scroll the notebook to the cell whose outputs hold the picture of the explorer's last view.
+SCROLL_TO_PICTURE = """async () => {
+    const nb = window.jupyterapp.shell.currentWidget.content;
+    const outputs = c => Array.from({length: c.model.outputs.length}, (_, i) => c.model.outputs.get(i));
+    const i = nb.widgets.findIndex(c => c.model.type === 'code' &&
+        outputs(c).some(o => JSON.stringify(o.data || {}).includes('gptlib-attn-static')));
+    if (i < 0) return false;
+    nb.activeCellIndex = i;
+    await nb.scrollToItem(i, 'start');
+    return true;
+}"""
+
 VISIBLE_TEXT = """(text) => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
     .filter(o => o.getClientRects().length > 0 && o.innerText.includes(text)).length"""
 HIDDEN_TEXT = """(text) => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
@@ -546,13 +558,13 @@ def _reopen_without_kernel(page, lab: Lab, rel: str, name: str) -> None:
 
 def _check_picture_instead_of_explorer(page, name: str) -> None:
     page.wait_for_function(WIDGETS_SETTLED, timeout=STEP_TIMEOUT_MS)
+    # JupyterLab renders only the cells near the screen: bring the explorer's cell to it.
+    assert page.evaluate(SCROLL_TO_PICTURE), "no cell holds a picture of the explorer's last view"
     try:
         page.wait_for_function(PICTURE_SHOWN, timeout=STEP_TIMEOUT_MS)
     except Exception as e:
-        raise AssertionError("no picture of the explorer's last view is shown") from e
-    picture = page.locator(".gptlib-attn-static").last
-    picture.scroll_into_view_if_needed()
-    note = picture.inner_text()
+        raise AssertionError("the picture of the explorer's last view is not shown") from e
+    note = page.locator(".gptlib-attn-static").last.text_content() or ""
     assert "run the cells above and this one again" in note and " s" in note, f"no way back is said: {note!r}"
     assert page.evaluate(VISIBLE_TEXT, "Error displaying widget") == 0, "a widget error is on screen"
     assert page.evaluate(VISIBLE_TEXT, "AttentionExplorer(") == 0, "the explorer's repr is on screen"
