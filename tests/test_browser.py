@@ -45,8 +45,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -316,14 +318,14 @@ def _browser(p, chromium: str, profile: Path):
     )
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_explorer_in_jupyterlab(lab: Lab, notebook: Path) -> None:
+@contextmanager
+def _notebook_page(lab: Lab, notebook: Path, name: str) -> Iterator[tuple[Any, str]]:
+    """A copy of the notebook open in Chromium: (page, its path in the lab). Failures keep a screenshot."""
     chromium = _require_browser()
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     rel = _place(notebook, lab.root)
-    timeout_ms = int(float(os.environ.get("GPTLIB_BROWSER_TIMEOUT", "300")) * 1000)
     page_errors: list[str] = []
     profile = Path(tempfile.mkdtemp(prefix="gptlib-chromium-"))
     with sync_playwright() as p:
@@ -331,50 +333,40 @@ def test_explorer_in_jupyterlab(lab: Lab, notebook: Path) -> None:
         page = None
         try:
             page = _open(context, lab, rel, page_errors)
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            try:
-                result = page.wait_for_function(RUN_FINISHED, timeout=timeout_ms).json_value()
-            except PlaywrightError as e:
-                raise AssertionError(
-                    f"the notebook did not finish running within {timeout_ms / 1000:.0f} s"
-                ) from e
-            assert result == "done", "a cell raised an error"
-            _drive_explorer(page)
-            _check_fits_the_window(page, notebook.stem)
-            _type_and_click_run(page, rounds=12)
-            _press_enter(page)
-            assert page.get_by_text("Error displaying widget").count() == 0, "a widget failed to display"
-            _reopen_without_kernel(page, lab, rel, notebook.stem)
+            yield page, rel
             assert not page_errors, f"JavaScript errors in the page: {page_errors}"
         except (AssertionError, PlaywrightError) as e:
-            raise _failure(page, lab, notebook.stem, rel, page_errors, e) from e
+            raise _failure(page, lab, name, rel, page_errors, e) from e
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_explorer_in_jupyterlab(lab: Lab, notebook: Path) -> None:
+    timeout_ms = int(float(os.environ.get("GPTLIB_BROWSER_TIMEOUT", "300")) * 1000)
+    with _notebook_page(lab, notebook, notebook.stem) as (page, rel):
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        try:
+            result = page.wait_for_function(RUN_FINISHED, timeout=timeout_ms).json_value()
+        except Exception as e:
+            raise AssertionError(
+                f"the notebook did not finish running within {timeout_ms / 1000:.0f} s"
+            ) from e
+        assert result == "done", "a cell raised an error"
+        _drive_explorer(page)
+        _check_fits_the_window(page, notebook.stem)
+        _type_and_click_run(page, rounds=12)
+        _press_enter(page)
+        assert page.get_by_text("Error displaying widget").count() == 0, "a widget failed to display"
+        _reopen_without_kernel(page, lab, rel, notebook.stem)
 
 
 def test_a_stored_solution_shows_the_explorers_picture_without_a_kernel(lab: Lab) -> None:
     """solutions/07 as shipped, opened and not run (untrusted): the picture and what brings it back."""
-    chromium = _require_browser()
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-
     notebook = NOTEBOOKS[-1]
-    rel = _place(notebook, lab.root)
-    page_errors: list[str] = []
-    profile = Path(tempfile.mkdtemp(prefix="gptlib-chromium-"))
-    with sync_playwright() as p:
-        context = _browser(p, chromium, profile)
-        page = None
-        try:
-            page = _open(context, lab, rel, page_errors)
-            _check_picture_instead_of_explorer(page, f"{notebook.stem}-stored")
-            assert not page_errors, f"JavaScript errors in the page: {page_errors}"
-        except (AssertionError, PlaywrightError) as e:
-            raise _failure(page, lab, f"{notebook.stem}-stored", rel, page_errors, e) from e
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    with _notebook_page(lab, notebook, f"{notebook.stem}-stored") as (page, _):
+        _check_picture_instead_of_explorer(page, f"{notebook.stem}-stored")
 
 
 def _failure(page, lab: Lab, name: str, rel: str, page_errors: list[str], e: Exception) -> AssertionError:
