@@ -195,12 +195,12 @@ def pydoc_text() -> str:
     except (OSError, EOFError) as e:
         raise CorpusUnavailableError(
             f"the 'pydoc' corpus that ships with gptlib ({PYDOC_SNAPSHOT}) cannot be read ({e}). "
-            "Reinstall gptlib (pip install -e . from the course folder)."
+            "Reinstall gptlib: pip install --force-reinstall --no-deps gptlib-course (in a clone: pip install -e .)."
         ) from e
     if hashlib.sha256(data).hexdigest() != PYDOC_SHA256:
         raise CorpusUnavailableError(
             f"the 'pydoc' corpus that ships with gptlib ({PYDOC_SNAPSHOT}) is damaged: its checksum is wrong. "
-            "Reinstall gptlib (pip install -e . from the course folder)."
+            "Reinstall gptlib: pip install --force-reinstall --no-deps gptlib-course (in a clone: pip install -e .)."
         )
     return data.decode("utf-8")
 

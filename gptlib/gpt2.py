@@ -19,7 +19,7 @@ attn.c_proj -> attn.proj, mlp.c_fc/c_proj -> mlp.fc/proj, ln_f -> head.ln_f, lm_
 The conversion needs only torch. `transformers` is needed for to_hf_gpt2 and for
 the downloads (from_pretrained, gpt2_tokenizer), which go through huggingface_hub
 and its cache: online once, offline afterwards. Install them with
-`pip install 'gptlib[gpt2]'`.
+`pip install "gptlib-course[gpt2]"`.
 
 Taught in lesson 09: lessons/09_gpt2.ipynb.
 """
@@ -43,7 +43,7 @@ from gptlib.tokenizer import checked_ids
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
-INSTALL_HINT = "pip install 'gptlib[gpt2]'"
+INSTALL_HINT = 'pip install "gptlib-course[gpt2]"'
 
 # Short names -> Hugging Face Hub repositories. All use GPT-2's tokenizer.
 PRETRAINED: dict[str, str] = {

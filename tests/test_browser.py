@@ -52,6 +52,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.notebooks  # runs solutions/07 in JupyterLab
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "browser" / "explorer_fixture.ipynb"
 NOTEBOOKS = [FIXTURE, *sorted((ROOT / "solutions").glob("07_*.ipynb"))]

@@ -476,7 +476,7 @@ def test_convert_gpt2_with_a_wrong_config_names_it():
 @pytest.mark.parametrize("check", [check_split_c_attn, check_convert_block, check_convert_gpt2])
 def test_without_transformers_the_check_says_so(check, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now raises ImportError
-    with pytest.raises(CheckFailure, match=r"pip install 'gptlib\[gpt2\]'") as excinfo:
+    with pytest.raises(CheckFailure, match=r'pip install "gptlib-course\[gpt2\]"') as excinfo:
         check(split_dict)
     assert excinfo.value.diagnosis == "no-transformers"
 

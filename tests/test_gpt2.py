@@ -268,7 +268,7 @@ def test_state_dict_conversion_needs_only_torch(monkeypatch: pytest.MonkeyPatch,
     model = from_hf_gpt2(sd, config).eval()
     assert (gpt_logits(model, idx) - expected).abs().max() < 1e-4
     for call in (lambda: to_hf_gpt2(model), lambda: from_pretrained("gpt2"), gpt2_tokenizer):
-        with pytest.raises(ImportError, match=r"pip install 'gptlib\[gpt2\]'"):
+        with pytest.raises(ImportError, match=r'pip install "gptlib-course\[gpt2\]"'):
             call()
 
 

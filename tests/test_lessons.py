@@ -5,13 +5,20 @@ error is an exercise stub's NotImplementedError or a check's "not done yet",
 never a NameError, an ImportError or any other crash.
 """
 
+import ast
+import contextlib
+import io
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from gptlib.course.execute import execute
-from gptlib.course.notebooks import build_lessons, student_version
+from gptlib.course.notebooks import INSTALL_CELL, INSTALL_LINE, INSTALL_TAG, build_lessons, student_version
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb"))
@@ -29,9 +36,9 @@ def test_every_solution_has_a_lesson():
     assert solutions == {p.name for p in LESSONS}
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_untouched_lesson_fails_only_with_not_done_yet(lesson):
-    nb, _ = execute(lesson, timeout=300, allow_errors=True)
+def untouched_lesson_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
+    """What is wrong with an untouched lesson, run with errors allowed: crashes other than the exercise stubs'
+    NotImplementedError and the checks' NotDoneYet, or check cells that did not say 'not done yet'."""
     errors = []
     not_done_checks = 0
     for i, cell in enumerate(nb.cells):
@@ -42,13 +49,23 @@ def test_untouched_lesson_fails_only_with_not_done_yet(lesson):
                 errors.append((i, out.ename, out.evalue))
                 if out.ename == "NotDoneYet" and "check" in cell.metadata.get("tags", []):
                     not_done_checks += 1
+    problems = []
     crashes = [e for e in errors if e[1] not in ALLOWED_ERRORS]
-    assert not crashes, f"{lesson.name}: cells that crash in the learner version: {crashes}"
+    if crashes:
+        problems.append(f"{name}: cells that crash in the learner version: {crashes}")
     checks = [c for c in nb.cells if "check" in c.metadata.get("tags", [])]
-    assert len(checks) >= 2, f"{lesson.name}: a lesson needs at least two checked exercises"
-    assert not_done_checks == len(checks), (
-        f"{lesson.name}: {len(checks)} check cells, but only {not_done_checks} said 'not done yet'"
-    )
+    if len(checks) < 2:
+        problems.append(f"{name}: a lesson needs at least two checked exercises")
+    if not_done_checks != len(checks):
+        problems.append(f"{name}: {len(checks)} check cells, but only {not_done_checks} said 'not done yet'")
+    return problems
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_untouched_lesson_fails_only_with_not_done_yet(lesson):
+    nb, _ = execute(lesson, timeout=300, allow_errors=True)
+    assert not untouched_lesson_problems(nb, lesson.name)
 
 
 def test_stub_replaces_solution_at_its_indentation():
@@ -58,7 +75,7 @@ def test_stub_replaces_solution_at_its_indentation():
             "class A:\n    def f(self):\n        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION\n"
         )
     )
-    out = student_version(nb).cells[0].source
+    out = student_version(nb).cells[-1].source  # after the install cell
     assert (
         out == "class A:\n    def f(self):\n        # YOUR CODE HERE\n        raise NotImplementedError()\n"
     )
@@ -137,3 +154,56 @@ def test_the_stored_explorer_shows_its_last_view_and_how_to_bring_it_back():
     assert "run the cells above and this one again" in picture.data["text/plain"]
     assert "application/vnd.jupyter.widget-view+json" in live.data and live.data["text/plain"] == ""
     assert "nbval-ignore-output" in cell.metadata.tags  # the picture and its measured time vary
+
+
+def test_every_lesson_says_how_to_install_the_course_on_a_hosted_service():
+    """After the title, each lesson has the same generated cell: where gptlib cannot be imported (a hosted
+    notebook service), it stops with the one line to run there. Checked by parsing: this machine is offline."""
+    for path in LESSONS:
+        nb = nbformat.read(path, as_version=4)
+        tagged = [i for i, c in enumerate(nb.cells) if INSTALL_TAG in c.metadata.get("tags", [])]
+        assert tagged == [1] and nb.cells[0].cell_type == "markdown", (
+            f"{path.name}: the install cell follows the title"
+        )
+        assert nb.cells[1].source == INSTALL_CELL
+    for path in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"):
+        assert INSTALL_CELL not in path.read_text(encoding="utf-8"), (
+            "generated into lessons/, not in the source"
+        )
+    ast.parse(INSTALL_CELL)
+    # the line is pip run in the notebook's own kernel, installing the course by its name on PyPI
+    name = re.search(r'^name = "([^"]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"), re.M).group(
+        1
+    )
+    assert INSTALL_LINE == f"%pip install {name}"
+    assert TransformerManager().transform_cell(INSTALL_LINE).strip() == (
+        f"get_ipython().run_line_magic('pip', 'install {name}')"
+    )
+
+
+def test_the_install_cell_is_silent_where_gptlib_is_installed_and_says_the_line_where_it_is_not():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        exec(INSTALL_CELL, {})
+    assert out.getvalue() == ""
+    blocked = "import sys; sys.modules['gptlib'] = None\n" + INSTALL_CELL  # import gptlib now fails
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-3:] == [
+        "ImportError: this lesson needs the course's library, gptlib. Run this line in a new cell:",
+        f"    {INSTALL_LINE}",
+        "then run the notebook again from the top (restart the kernel if pip asks you to).",
+    ]
+
+
+def test_no_lesson_calls_a_shell():
+    """Learners use Windows and macOS: no `!command` or shell cell magics in any notebook."""
+    for path in [*LESSONS, *(ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")]:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                shell = [
+                    ln
+                    for ln in cell.source.splitlines()
+                    if re.match(r"\s*(!|%%?(bash|sh|system|sx|script)\b)", ln)
+                ]
+                assert not shell, f"{path.name}: {shell}"

@@ -49,7 +49,7 @@ __all__ = ["check_split_c_attn", "check_convert_block", "check_convert_gpt2"]
 
 _SPLIT, _BLOCK, _MODEL = "split_c_attn", "convert_block", "convert_gpt2"
 _ROLES = ("query", "key", "value")
-_INSTALL = "pip install 'gptlib[gpt2]'"
+_INSTALL = 'pip install "gptlib-course[gpt2]"'
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> bool:

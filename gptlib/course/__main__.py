@@ -1,5 +1,6 @@
-"""Teacher and maintainer commands: python -m gptlib.course {build,store,time,release,grade} ...
+"""The course's commands: gptlib-course {start,build,store,release,grade} ... (or python -m gptlib.course)
 
+start    copy the lessons into a folder of your own and open JupyterLab there (for learners)
 build    write lessons/ (learner notebooks) from solutions/
 store    run solution notebooks and store their outputs (for nbval)
 time     time the solution notebooks as CI runs them, quiet and next to one CPU-bound process
@@ -13,9 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptlib.course.execute import NUM_THREADS
-from gptlib.course.notebooks import build_lessons
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -25,6 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    st = sub.add_parser("start", help="copy the lessons into a folder of your own and open JupyterLab there")
+    st.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="where to put the lessons (default: gptlib-lessons in the current folder); files already there "
+        "are kept, never overwritten",
+    )
+    st.add_argument("--no-open", action="store_true", help="copy the lessons only; do not start JupyterLab")
+    st.epilog = "Other options go to JupyterLab, e.g. --port 8890 or --no-browser."
+
     b = sub.add_parser("build", help="write lessons/ (learner notebooks) from solutions/")
     b.add_argument("--solutions", type=Path, default=Path("solutions"))
     b.add_argument("--lessons", type=Path, default=Path("lessons"))
@@ -33,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("store", help="run solution notebooks and store their outputs (for nbval)")
     s.add_argument("notebooks", nargs="+", type=Path)
     s.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    s.add_argument(
+        "--ignore-pins",
+        action="store_true",
+        help="store even when the installed versions differ from constraints.txt (CI's nbval will then fail)",
+    )
 
     t = sub.add_parser("time", help="time the solutions as CI runs them; --busy: also next to a busy process")
     t.add_argument("notebooks", nargs="*", type=Path, help="default: every solutions/NN_*.ipynb")
@@ -42,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         default=None,
         metavar="N",
-        help=f"torch threads in the kernels (default: as CI, {NUM_THREADS}; 'default': torch's own choice)",
+        help="torch threads in the kernels (default: as CI and store; 'default': torch's own choice)",
     )
     t.add_argument(
         "--env",
@@ -97,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing results")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    args = parser.parse_args(argv)
+    args, lab_options = parser.parse_known_args(argv)
+    if args.command == "start":
+        from gptlib.course.start import DEFAULT_FOLDER, start
+
+        return start(args.folder or DEFAULT_FOLDER, open_lab=not args.no_open, lab_options=lab_options)
+    if lab_options:
+        parser.error(f"unrecognized arguments: {' '.join(lab_options)}")
     if args.command in ("release", "grade"):
         try:
             return _teacher(args)
@@ -105,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     if args.command == "build":
+        from gptlib.course.notebooks import build_lessons
+
         stale = build_lessons(args.solutions, args.lessons, check=args.check)
         if args.check:
             for p in stale:
@@ -115,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "store":
         from gptlib.course.execute import store
+        from gptlib.course.pins import pins_problem
+
+        problem = None if args.ignore_pins else pins_problem(args.notebooks[0].parent)
+        if problem:
+            print(f"error: {problem}\nOr pass --ignore-pins to store anyway.", file=sys.stderr)
+            return 2
 
         for nb in args.notebooks:
             seconds = store(nb, timeout=args.timeout)
@@ -126,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _time(args: argparse.Namespace) -> int:
+    from gptlib.course.execute import NUM_THREADS
     from gptlib.course.timing import kernel_env, machine_line, table, time_notebooks
 
     notebooks = args.notebooks or sorted(Path("solutions").glob("[0-9][0-9]_*.ipynb"))

@@ -105,7 +105,7 @@ def load_lesson(path: Path) -> Lesson:
 
 
 def find_solutions(explicit: Path | None = None) -> Path:
-    """The solutions folder: the one given, else ./solutions, else the one beside the gptlib package."""
+    """The solutions folder: the one given, else ./solutions, else the installed course's."""
     if explicit is not None:
         explicit = Path(explicit)
         if not any(explicit.glob("[0-9][0-9]_*.ipynb")):
@@ -113,17 +113,14 @@ def find_solutions(explicit: Path | None = None) -> Path:
                 f"no solution notebooks (NN_name.ipynb) in {explicit}; pass the course's solutions/."
             )
         return explicit
-    import gptlib
+    if any(Path("solutions").glob("[0-9][0-9]_*.ipynb")):
+        return Path("solutions")
+    from gptlib.course.start import notebooks_folder
 
-    candidates = [Path("solutions"), Path(gptlib.__file__).resolve().parents[1] / "solutions"]
-    for c in candidates:
-        if any(c.glob("[0-9][0-9]_*.ipynb")):
-            return c
-    raise ValueError(
-        "cannot find the course's solution notebooks (looked in "
-        + ", ".join(str(c) for c in candidates)
-        + "); pass --solutions DIR."
-    )
+    try:
+        return notebooks_folder("solutions")
+    except FileNotFoundError as e:
+        raise ValueError(f"cannot find the course's solution notebooks: {e} Or pass --solutions DIR.") from e
 
 
 def load_course(solutions: Path) -> dict[str, Lesson]:

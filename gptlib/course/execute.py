@@ -64,7 +64,9 @@ def cell_seconds(nb: nbformat.NotebookNode) -> list[tuple[int, float]]:
         stamps = cell.get("metadata", {}).get("execution", {})
         start, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
         if cell.cell_type == "code" and start and end:
-            seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+            # "Z" for UTC: Python 3.10's fromisoformat wants "+00:00"
+            start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (start, end))
+            seconds = (end - start).total_seconds()
             times.append((i, seconds))
     return times
 

@@ -12,7 +12,9 @@ becomes, at the same indentation,
     # YOUR CODE HERE
     raise NotImplementedError()
 
-Markdown answers become "YOUR ANSWER HERE". Outputs are cleared, metadata kept.
+Markdown answers become "YOUR ANSWER HERE". Outputs are cleared, metadata kept. After the title comes one
+cell more, the same in every lesson: on a hosted notebook service, where gptlib is not installed yet, it
+stops with the one line to run there (INSTALL_CELL).
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 TEXT_STUB = ["YOUR ANSWER HERE"]
+INSTALL_LINE = "%pip install gptlib-course"
+INSTALL_CELL = f"""\
+# On a hosted notebook service (Colab, Kaggle, Binder, ...) the course's library may not be installed yet:
+# this cell then says what to run. Where gptlib is installed, it does nothing.
+try:
+    import gptlib
+except ImportError:
+    raise ImportError(
+        "this lesson needs the course's library, gptlib. Run this line in a new cell:\\n"
+        "    {INSTALL_LINE}\\n"
+        "then run the notebook again from the top (restart the kernel if pip asks you to)."
+    ) from None"""
+INSTALL_TAG = "install"
 
 
 class MarkerError(ValueError):
@@ -64,8 +79,16 @@ def strip_cell(source: str, cell_type: str, where: str, hidden_tests: bool = Tru
     return "\n".join(lines)
 
 
+def install_cell() -> nbformat.NotebookNode:
+    """The cell that tells a learner on a hosted service how to install the course (fixed id: stable output)."""
+    cell = nbformat.v4.new_code_cell(INSTALL_CELL, metadata={"tags": [INSTALL_TAG]})
+    cell.id = "install-gptlib"
+    return cell
+
+
 def student_version(nb: nbformat.NotebookNode, name: str = "notebook", hidden_tests: bool = True):
-    """A copy of a solution notebook with every solution replaced by a stub and no outputs."""
+    """A copy of a solution notebook with every solution replaced by a stub, no outputs, and the install
+    cell after the title."""
     nb = nbformat.from_dict(nb)  # deep copy
     for i, cell in enumerate(nb.cells):
         if cell.cell_type in ("code", "markdown"):
@@ -75,6 +98,8 @@ def student_version(nb: nbformat.NotebookNode, name: str = "notebook", hidden_te
             cell.outputs = []
             cell.execution_count = None
     nb.metadata.pop("widgets", None)
+    title = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    nb.cells.insert(title, install_cell())
     return nb
 
 

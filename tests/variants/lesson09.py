@@ -318,8 +318,8 @@ def _gpt(hf_model, blocks=True, ln_f=True, head=True, head_t=False, eval_mode=Tr
     model = GPT(GPTConfig(**kw))
     t = hf_model.transformer
     with torch.no_grad():
-        model.stem.tok_emb.weight.copy_(t.wte.weight)
-        model.stem.pos_emb.copy_(t.wpe.weight)  # (T, C) broadcasts into (1, T, C)
+        model.embeddings.tok_emb.weight.copy_(t.wte.weight)
+        model.embeddings.pos_emb.copy_(t.wpe.weight)  # (T, C) broadcasts into (1, T, C)
         if blocks:
             for i, hf_block in enumerate(t.h):
                 model.blocks[i] = convert_block_loops(hf_block, c)
@@ -328,7 +328,7 @@ def _gpt(hf_model, blocks=True, ln_f=True, head=True, head_t=False, eval_mode=Tr
             model.head.ln_f.bias.copy_(t.ln_f.bias)
         if head:
             w = hf_model.lm_head.weight
-            model.head.head.weight.copy_(w.t() if head_t else w)
+            model.head.proj.weight.copy_(w.t() if head_t else w)
     return model.eval() if eval_mode else model.train()
 
 
@@ -352,12 +352,12 @@ def convert_gpt2_state(hf_model):
         )
     )
     with torch.no_grad():
-        model.stem.tok_emb.weight.copy_(hf_model.transformer.wte.weight)
-        model.stem.pos_emb.copy_(hf_model.transformer.wpe.weight[None])
+        model.embeddings.tok_emb.weight.copy_(hf_model.transformer.wte.weight)
+        model.embeddings.pos_emb.copy_(hf_model.transformer.wpe.weight[None])
         for mine, theirs in zip(model.blocks, hf_model.transformer.h, strict=True):
             mine.load_state_dict(convert_block_state_dict(theirs, c).state_dict())
         model.head.ln_f.load_state_dict(hf_model.transformer.ln_f.state_dict())
-        model.head.head.weight.copy_(hf_model.transformer.wte.weight)  # lm_head is tied to wte
+        model.head.proj.weight.copy_(hf_model.transformer.wte.weight)  # lm_head is tied to wte
     return model.eval()
 
 
@@ -435,5 +435,5 @@ def convert_gpt2_no_blocks(hf_model):
 def convert_gpt2_no_pos(hf_model):
     model = _gpt(hf_model)
     with torch.no_grad():
-        model.stem.pos_emb.zero_()
+        model.embeddings.pos_emb.zero_()
     return model
