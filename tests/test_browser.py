@@ -575,3 +575,72 @@ def _wait_image(page, image, previous_src: str | None) -> None:
 
 def _message(explorer) -> str:
     return explorer.locator(".gptlib-attn-message").inner_text()
+
+
+# --- a failed check, as a learner sees it -------------------------------------------------------------
+
+WRONG_AVERAGE = (
+    "def causal_average(x: torch.Tensor) -> torch.Tensor:\n"
+    "    T = x.size(1)\n"
+    "    return torch.tril(torch.ones(T, T)) @ x  # the running sum: never divided\n"
+)
+
+
+def test_failed_check_is_visible_without_scrolling(lab: Lab) -> None:
+    """Lesson 02 with a wrong exercise 2.1, in a 1400x900 window: the learner runs the exercise (scrolled to
+    the top of the window), its hints cell and its check, and reads the verdict without scrolling."""
+    chromium = _require_browser()
+    import nbformat
+    from playwright.sync_api import sync_playwright
+
+    lesson = ROOT / "lessons" / "02_attention.ipynb"
+    rel = _place(lesson, lab.root)
+    nb = nbformat.read(lab.root / rel, as_version=4)
+    exercise = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if "exercise" in c.metadata.get("tags", []) and "causal_average" in c.source
+    )
+    nb.cells[exercise].source = WRONG_AVERAGE
+    nbformat.write(nb, lab.root / rel)
+    given = os.environ.get("GPTLIB_BROWSER_ARTIFACTS")
+    artifacts = Path(given) if given else Path(tempfile.mkdtemp(prefix="gptlib-browser-"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(prefix="gptlib-chromium-"))
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )  # fmt: skip
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}")
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            run = f"""async () => {{
+                const nb = window.jupyterapp.shell.currentWidget.content;
+                nb.activeCellIndex = {exercise};
+                await window.jupyterapp.commands.execute('notebook:run-all-above');
+            }}"""
+            page.evaluate(run)
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            page.evaluate(
+                f"() => window.jupyterapp.shell.currentWidget.content.scrollToItem({exercise}, 'start')"
+            )
+            page.wait_for_timeout(500)
+            for _ in range(3):  # the exercise, its hints, its check: shift-enter three times
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell-and-select-next')")
+                page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            verdict = page.locator(".jp-OutputArea-output", has_text="✗ causal_average").first
+            verdict.wait_for(timeout=STEP_TIMEOUT_MS)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(artifacts / "failed-check.png"))
+            box = verdict.bounding_box()
+            text = verdict.inner_text()
+            assert text.startswith("✗ causal_average: causal_average(x)"), text
+            assert "Hint:" in text and 'More help: show_hints("causal_average")' in text, text
+            assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 900, (
+                f"the verdict is not all on screen: {box} (screenshot: {artifacts / 'failed-check.png'})"
+            )
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)

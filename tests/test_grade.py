@@ -215,7 +215,7 @@ ATTACKED = {name: "unigram_entropy" for name in subs.ATTACKS} | {"copy_the_refer
 FULL = {"char_tokenizer": "2", "get_batch": "3", "unigram_entropy": "2"}
 EXPECT = {  # attack -> (status of the attacked exercise, words in its message)
     "patch_checks_from_a_cell": ("not attempted", "not done yet"),
-    "patch_checks_in_the_exercise": ("not graded", "`gptlib.checks.tokens`"),
+    "patch_checks_in_the_exercise": ("not graded", "`gptlib.checks.tokens_and_batches`"),
     "patch_checks_through_an_alias": ("failed", "cannot be changed"),
     "patch_a_library": ("not graded", "math.isclose"),
     "fake_success": ("failed", "returned 1.0000"),
@@ -480,10 +480,10 @@ def test_a_missing_or_unparsable_definition_is_not_found():
     [
         ("import gptlib.checks\ndef f():\n    return gptlib.checks", "imports `gptlib.checks`"),
         (
-            "def f():\n    from gptlib.checks.base import passed\n    return passed",
-            "imports `gptlib.checks.base",
+            "def f():\n    from gptlib.checks.verdict import passed\n    return passed",
+            "imports `gptlib.checks.verdict",
         ),
-        ("import gptlib\ndef f():\n    return gptlib.checks.tokens", "uses `gptlib.checks`"),
+        ("import gptlib\ndef f():\n    return gptlib.checks.tokens_and_batches", "uses `gptlib.checks`"),
         ("def f():\n    return f.__globals__", "uses `.__globals__`"),
         ("def f():\n    import sys\n    return sys.modules", "uses `sys.modules`"),
         ("def f():\n    return eval('1')", "uses `eval`"),

@@ -376,7 +376,7 @@ def run_job(job: dict, result_fd: int, snapshot: Snapshot) -> None:
     dumps, digest, write, exit_now = json.dumps, hmac.digest, os.write, os._exit
     sha256, monotonic = hashlib.sha256, time.monotonic
     from gptlib import checks
-    from gptlib.checks.base import CheckFailure, NotDoneYet
+    from gptlib.checks import CheckFailure, NotDoneYet
 
     trusted = {name: getattr(checks, name) for name in checks.__all__}
     check_code = compile(job["check"], "<check cell>", "exec")

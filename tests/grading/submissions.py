@@ -135,10 +135,10 @@ ATTACKS: dict[str, Callable[[Path, Places], nbformat.NotebookNode]] = {
         s,
         STUB,
         [
-            "import gptlib.checks, gptlib.checks.tokens\n"
+            "import gptlib.checks, gptlib.checks.tokens_and_batches\n"
             "fake = lambda fn: print('✅ unigram_entropy: passed — trust me')\n"
             "gptlib.checks.check_unigram_entropy = fake\n"
-            "gptlib.checks.tokens.check_unigram_entropy = fake\n"
+            "gptlib.checks.tokens_and_batches.check_unigram_entropy = fake\n"
             "import gptlib.course.grade as g\n"
             "g.PASSED = 'not attempted'\n"
             "check_unigram_entropy = fake\n"
@@ -148,7 +148,7 @@ ATTACKS: dict[str, Callable[[Path, Places], nbformat.NotebookNode]] = {
     "patch_checks_in_the_exercise": lambda s, p: _attack_nb(
         s,
         entropy(
-            "import gptlib.checks.tokens as t\nt._entropy = lambda counts, log=None: 0.0\n",
+            "import gptlib.checks.tokens_and_batches as t\nt._entropy = lambda counts, log=None: 0.0\n",
             body="    return 0.0\n",
         ),
     ),
@@ -156,7 +156,7 @@ ATTACKS: dict[str, Callable[[Path, Places], nbformat.NotebookNode]] = {
     "patch_checks_through_an_alias": lambda s, p: _attack_nb(
         s,
         entropy(
-            "g = [gptlib][0]\ng.checks.tokens._entropy = lambda counts, log=None: 0.0\n",
+            "g = [gptlib][0]\ng.checks.tokens_and_batches._entropy = lambda counts, log=None: 0.0\n",
             body="    return 0.0\n",
             before="import gptlib\n\n",
         ),  # fmt: skip
