@@ -189,6 +189,7 @@ WRONG_INDEX = "wrong-index"
 NO_SOFTMAX = "no-softmax"
 OVERFLOW = "overflow"
 RETURNS_TENSOR = "returns-tensor"
+RETURN_ORDER = "return-order"  # (loss, logits) instead of (logits, loss)
 WRONG_RETURN = "wrong-return"
 NO_HEAD = "no-head"
 FLATTENED_LOGITS = "flattened-logits"
