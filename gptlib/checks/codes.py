@@ -270,6 +270,9 @@ INCLUDES_FIRST_REPEAT = "includes-first-repeat"
 PREVIOUS_TOKEN = "previous-token"
 FIXED_SEQ_LEN = "fixed-seq-len"
 
+WEIGHT_NOT_TRANSPOSED = "weight-not-transposed"  # x @ weight with an (out, in) weight
+DIAGONAL_DIMS = "diagonal-dims"  # torch.diagonal over layers and heads
+
 # ---- 08 generation and speed ----------------------------------------------------------------------
 CROSSING_DROPPED = "crossing-dropped"
 KEEPS_NONE = "keeps-none"
@@ -281,6 +284,8 @@ UNSORT_GATHER = "unsort-gather"
 ZEROS_NOT_INF = "zeros-not-inf"
 NOTHING_DROPPED = "nothing-dropped"
 VALUES_CHANGED = "values-changed"
+CACHE_ORDER = "cache-order"  # new keys before the cached ones
+VALUES_FROM_KEY = "values-from-key"
 P_ONE = "p-one"
 TIES = "ties"
 WRONG_SET = "wrong-set"
