@@ -3,6 +3,7 @@
 start    copy the lessons into a folder of your own and open JupyterLab there (for learners)
 build    write lessons/ (learner notebooks) from solutions/
 store    run solution notebooks and store their outputs (for nbval)
+time     time the solution notebooks as CI runs them, quiet and next to one CPU-bound process
 release  write the student notebooks of an assignment into a folder to hand out
 grade    grade submitted notebooks: scores.csv, per-student feedback, a class summary
 """
@@ -47,6 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="store even when the installed versions differ from constraints.txt (CI's nbval will then fail)",
     )
+
+    t = sub.add_parser("time", help="time the solutions as CI runs them; --busy: also next to a busy process")
+    t.add_argument("notebooks", nargs="*", type=Path, help="default: every solutions/NN_*.ipynb")
+    t.add_argument("--busy", action="store_true", help="also run each next to one CPU-bound process")
+    t.add_argument("--rounds", type=int, default=1, help="runs of each notebook (medians are shown)")
+    t.add_argument(
+        "--threads",
+        default=None,
+        metavar="N",
+        help="torch threads in the kernels (default: as CI and store; 'default': torch's own choice)",
+    )
+    t.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the kernels' environment, e.g. GOMP_SPINCOUNT=300000 (GNU OpenMP's default spinning)",
+    )
+    t.add_argument("--timeout", type=int, default=600, help="seconds per cell")
 
     r = sub.add_parser("release", help="write student notebooks to hand out (some or all lessons)")
     r.add_argument("out", type=Path, help="folder to write the notebooks into")
@@ -129,7 +149,35 @@ def main(argv: list[str] | None = None) -> int:
             seconds = store(nb, timeout=args.timeout)
             print(f"stored {nb} ({seconds:.1f} s)")
         return 0
+    if args.command == "time":
+        return _time(args)
     return 2
+
+
+def _time(args: argparse.Namespace) -> int:
+    from gptlib.course.execute import NUM_THREADS
+    from gptlib.course.timing import kernel_env, machine_line, table, time_notebooks
+
+    notebooks = args.notebooks or sorted(Path("solutions").glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        print("error: no notebooks given and none in ./solutions", file=sys.stderr)
+        return 2
+    extra = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"error: --env takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        extra[name] = value
+    threads = None if args.threads == "default" else (args.threads or NUM_THREADS)
+    env = kernel_env(threads, extra)
+    print(machine_line(env), flush=True)
+    timings = time_notebooks(
+        notebooks, args.busy, args.rounds, env, args.timeout, report=lambda s: print(s, flush=True)
+    )
+    print()
+    print(table(timings))
+    return 0
 
 
 def _teacher(args: argparse.Namespace) -> int:
