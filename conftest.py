@@ -1,5 +1,7 @@
 """Test-wide settings that must hold before any notebook kernel starts."""
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         problem = pins_problem(Path(__file__).parent)
         if problem:
             raise pytest.UsageError(f"{problem}\nOr run the library's tests only: python -m pytest tests")
+
+
+# GPTLIB_MESSAGES=out.jsonl records every check's message (tests/check_messages.py runs it).
+if os.environ.get("GPTLIB_MESSAGES"):
+    sys.path.insert(0, str(Path(__file__).parent / "tests"))
+    import check_messages
+
+    check_messages.install()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(item: pytest.Item) -> None:
+        os.environ[check_messages.TAG_VAR] = item.nodeid  # notebook kernels started now inherit it

@@ -10,6 +10,8 @@ OpenAI's GPT-2 (Hugging Face layout) with from_hf_gpt2 / to_hf_gpt2 /
 from_pretrained. The README has the table of parameter names in all three.
 """
 
+# First, before anything imports torch: how torch's threads wait is read once, when torch loads.
+from gptlib import threads  # noqa: F401
 from gptlib.attention import CausalSelfAttention
 from gptlib.block import Block
 from gptlib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint

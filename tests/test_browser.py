@@ -1,10 +1,21 @@
 """The attention explorer in a real browser: JupyterLab driven by headless Chromium through Playwright.
 
-For each notebook (the fixture in tests/browser/, and solutions/07_*.ipynb once
-it exists) the test starts JupyterLab on 127.0.0.1, opens a copy of the
-notebook, runs all cells, waits for the last explorer in it to render, then
-changes head, layer, view and prompt and checks that the picture changed each
-time, and that no "Error displaying widget" or page error appeared.
+For each notebook (the fixture in tests/browser/, and solutions/07_*.ipynb)
+the test starts JupyterLab on 127.0.0.1, opens a copy of the notebook in a
+1400 x 900 window, runs all cells, waits for the last explorer in it to
+render, then:
+- changes head, layer and view, and checks that the picture changed each time
+  and that the query slider shows only in the query view;
+- checks that the whole explorer fits the window and its picture is not shrunk;
+- types a prompt and clicks Run at once, 12 times: the explorer must show what
+  was typed, and the box keep it (a click can overtake the typed text);
+- types a prompt and presses Enter (with a newline typed as \\n), then an
+  unknown character: the message must not move the picture;
+- saves, shuts the kernel down and opens the notebook again: the picture of
+  the last view and how to bring the explorer back, no widget error;
+and no "Error displaying widget" or page error may appear. A second test opens
+solutions/07 as stored, not run (an untrusted notebook), and checks the same
+picture.
 
 Needs the Python package playwright (its driver only: never run
 `playwright install`, which downloads a browser) and a system Chromium
@@ -12,8 +23,9 @@ Needs the Python package playwright (its driver only: never run
 GPTLIB_CHROMIUM=/path/to/chrome). Without them the test skips, unless
 GPTLIB_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
 
-Other variables: GPTLIB_BROWSER_ARTIFACTS, where screenshots and the server log
-go on failure (default: a new temp dir, printed in the failure message);
+Other variables: GPTLIB_BROWSER_ARTIFACTS, a folder for screenshots (of the
+explorer in the window, the reopened notebook, the stored solution) and, on a
+failure, the server log (default: a new temp dir, printed in the failure message);
 GPTLIB_BROWSER_TIMEOUT, seconds to wait for the notebook to run (default 300);
 GPTLIB_EXPLORER_SCREENSHOT, a path to save a screenshot of the explorer to
 (how docs/explorer.png is made).
@@ -33,8 +45,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +73,7 @@ HOW_TO_ENABLE = (
     "binary. GPTLIB_REQUIRE_BROWSER=1 turns this skip into a failure (CI sets it)."
 )
 STEP_TIMEOUT_MS = 60_000  # one redraw; generous for a loaded CI machine
+VIEWPORT = {"width": 1400, "height": 900}
 
 
 def _chromium() -> str | None:
@@ -241,58 +256,137 @@ RUN_FINISHED = """() => {
 }"""
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_explorer_in_jupyterlab(lab: Lab, notebook: Path) -> None:
+# The stored outputs of every widget output have settled: rendered, or given up ("Error displaying
+# widget"), or shown as their plain-text fallback (an untrusted notebook). Not "Loading widget...".
+WIDGETS_SETTLED = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+    .every(o => !o.textContent.startsWith('Loading widget'))"""
+
+# The picture of the explorer's last view, loaded and on screen.
+PICTURE_SHOWN = """() => {
+    const img = Array.from(document.querySelectorAll('.gptlib-attn-static img')).pop();
+    return !!(img && img.complete && img.naturalWidth > 0 && img.getClientRects().length > 0);
+}"""
+
+# The last explorer's status element says it shows `want` as its prompt, without an error.
+SHOWS_PROMPT = """(want) => {
+    const ex = Array.from(document.querySelectorAll('.gptlib-attn-explorer')).pop();
+    const s = ex && ex.querySelector('.gptlib-attn-state');
+    return !!s && s.getAttribute('data-prompt') === want && s.getAttribute('data-error') === '0';
+}"""
+
+# Scroll the notebook to the cell whose outputs hold the picture of the explorer's last view.
+SCROLL_TO_PICTURE = """async () => {
+    const nb = window.jupyterapp.shell.currentWidget.content;
+    const outputs = c => Array.from({length: c.model.outputs.length}, (_, i) => c.model.outputs.get(i));
+    const i = nb.widgets.findIndex(c => c.model.type === 'code' &&
+        outputs(c).some(o => JSON.stringify(o.data || {}).includes('gptlib-attn-static')));
+    if (i < 0) return false;
+    nb.activeCellIndex = i;
+    await nb.scrollToItem(i, 'start');
+    return true;
+}"""
+
+VISIBLE_TEXT = """(text) => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+    .filter(o => o.getClientRects().length > 0 && o.innerText.includes(text)).length"""
+HIDDEN_TEXT = """(text) => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+    .filter(o => o.getClientRects().length === 0 && o.textContent.includes(text)).length"""
+
+
+def _artifacts() -> Path:
+    given = os.environ.get("GPTLIB_BROWSER_ARTIFACTS")
+    return Path(given) if given else Path(tempfile.mkdtemp(prefix="gptlib-browser-"))
+
+
+def _screenshot(page_or_locator, name: str) -> None:
+    """Keep a screenshot for a person to look at, when GPTLIB_BROWSER_ARTIFACTS names a folder."""
+    folder = os.environ.get("GPTLIB_BROWSER_ARTIFACTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page_or_locator.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+def _open(context, lab: Lab, rel: str, page_errors: list[str]):
+    page = context.pages[0] if context.pages else context.new_page()
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    return page
+
+
+def _browser(p, chromium: str, profile: Path):
+    # 1400 x 900: the window a learner's laptop gives JupyterLab; the whole explorer must fit in it.
+    return p.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT
+    )
+
+
+@contextmanager
+def _notebook_page(lab: Lab, notebook: Path, name: str) -> Iterator[tuple[Any, str]]:
+    """A copy of the notebook open in Chromium: (page, its path in the lab). Failures keep a screenshot."""
     chromium = _require_browser()
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     rel = _place(notebook, lab.root)
-    timeout_ms = int(float(os.environ.get("GPTLIB_BROWSER_TIMEOUT", "300")) * 1000)
-    given = os.environ.get("GPTLIB_BROWSER_ARTIFACTS")
-    artifacts = Path(given) if given else Path(tempfile.mkdtemp(prefix="gptlib-browser-"))
     page_errors: list[str] = []
     profile = Path(tempfile.mkdtemp(prefix="gptlib-chromium-"))
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1400},
-        )
-        page = context.pages[0] if context.pages else context.new_page()
-        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        context = _browser(p, chromium, profile)
+        page = None
         try:
-            page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}")
-            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            try:
-                result = page.wait_for_function(RUN_FINISHED, timeout=timeout_ms).json_value()
-            except PlaywrightError as e:
-                raise AssertionError(
-                    f"the notebook did not finish running within {timeout_ms / 1000:.0f} s"
-                ) from e
-            assert result == "done", "a cell raised an error"
-            _drive_explorer(page)
-            assert page.get_by_text("Error displaying widget").count() == 0, "a widget failed to display"
+            page = _open(context, lab, rel, page_errors)
+            yield page, rel
             assert not page_errors, f"JavaScript errors in the page: {page_errors}"
         except (AssertionError, PlaywrightError) as e:
-            artifacts.mkdir(parents=True, exist_ok=True)
-            shot = artifacts / f"{notebook.stem}-failure.png"
-            try:
-                page.screenshot(path=str(shot), full_page=True)
-            except PlaywrightError:
-                shot = None
-            shutil.copy2(lab.log, artifacts / f"{notebook.stem}-jupyterlab.log")
-            stderr = _notebook_errors(page)
-            raise AssertionError(
-                f"{rel}: {e}\nscreenshot: {shot}\nserver log: {artifacts / f'{notebook.stem}-jupyterlab.log'}\n"
-                f"page errors: {page_errors}\nnotebook stderr/errors:\n{stderr}"
-            ) from e
+            raise _failure(page, lab, name, rel, page_errors, e) from e
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_explorer_in_jupyterlab(lab: Lab, notebook: Path) -> None:
+    timeout_ms = int(float(os.environ.get("GPTLIB_BROWSER_TIMEOUT", "300")) * 1000)
+    with _notebook_page(lab, notebook, notebook.stem) as (page, rel):
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        try:
+            result = page.wait_for_function(RUN_FINISHED, timeout=timeout_ms).json_value()
+        except Exception as e:
+            raise AssertionError(
+                f"the notebook did not finish running within {timeout_ms / 1000:.0f} s"
+            ) from e
+        assert result == "done", "a cell raised an error"
+        _drive_explorer(page)
+        _check_fits_the_window(page, notebook.stem)
+        _type_and_click_run(page, rounds=12)
+        _press_enter(page)
+        assert page.get_by_text("Error displaying widget").count() == 0, "a widget failed to display"
+        _reopen_without_kernel(page, lab, rel, notebook.stem)
+
+
+def test_a_stored_solution_shows_the_explorers_picture_without_a_kernel(lab: Lab) -> None:
+    """solutions/07 as shipped, opened and not run (untrusted): the picture and what brings it back."""
+    notebook = NOTEBOOKS[-1]
+    with _notebook_page(lab, notebook, f"{notebook.stem}-stored") as (page, _):
+        _check_picture_instead_of_explorer(page, f"{notebook.stem}-stored")
+
+
+def _failure(page, lab: Lab, name: str, rel: str, page_errors: list[str], e: Exception) -> AssertionError:
+    from playwright.sync_api import Error as PlaywrightError
+
+    artifacts = _artifacts()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / f"{name}-failure.png"
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+    except (PlaywrightError, AttributeError):
+        shot = None
+    shutil.copy2(lab.log, artifacts / f"{name}-jupyterlab.log")
+    stderr = _notebook_errors(page) if page is not None else "(no page)"
+    return AssertionError(
+        f"{rel}: {e}\nscreenshot: {shot}\nserver log: {artifacts / f'{name}-jupyterlab.log'}\n"
+        f"page errors: {page_errors}\nnotebook stderr/errors:\n{stderr}"
+    )
 
 
 def _notebook_errors(page) -> str:
@@ -351,23 +445,124 @@ def _drive_explorer(page) -> None:
         key, expected = ("ArrowRight", current + 1) if current + 1 < n else ("ArrowLeft", current - 1)
         changed(lambda s=slider, k=key: step(s, k), slider, str(expected), f"changing the {slider}")
 
+    query = explorer.locator(".gptlib-attn-query")
     for label, value in (("all heads", "grid"), ("query", "query"), ("single head", "head")):
         if attr("view") == value:
             continue
         button = explorer.locator(".gptlib-attn-view button", has_text=label)
         changed(button.click, "view", value, f"choosing the view '{label}'")
+        # The query slider does something only in the query view; elsewhere it is hidden.
+        assert query.is_visible() == (value == "query"), f"the query slider's visibility in view {value}"
 
-    prompt = explorer.locator(".gptlib-attn-prompt textarea")
-    if prompt.is_enabled():
-        old = prompt.input_value()
-        tokens = attr("tokens")
 
-        def retype() -> None:
-            prompt.fill(old[: max(1, len(old) // 2)])
-            explorer.locator(".gptlib-attn-run").click()
+def _check_fits_the_window(page, name: str) -> None:
+    """The whole explorer (prompt, controls, picture) fits the notebook's part of the window, unshrunk."""
+    explorer = page.locator(".gptlib-attn-explorer").last
+    explorer.scroll_into_view_if_needed()
+    box = explorer.bounding_box()
+    area = page.evaluate(
+        "() => { const n = document.querySelector('.jp-NotebookPanel-notebook');"
+        " return {width: n.clientWidth, height: n.clientHeight}; }"
+    )
+    assert box["height"] <= area["height"], f"the explorer is {box['height']:.0f} px tall; {area} is shown"
+    assert explorer.evaluate("e => e.scrollWidth - e.clientWidth") <= 1, "the explorer is wider than its cell"
+    shrunk = explorer.locator("img.gptlib-attn-image").evaluate(
+        "img => img.naturalWidth > img.getBoundingClientRect().width + 1"
+    )
+    assert not shrunk, "the explorer's picture is wider than the notebook, so it is shown shrunk"
+    explorer.evaluate("e => e.scrollIntoView({block: 'start'})")
+    _screenshot(page, f"{name}-explorer-in-window")
 
-        changed(retype, "renders", str(int(attr("renders")) + 1), "typing a new prompt and clicking Run")
-        assert attr("tokens") != tokens, "the token count did not change with a shorter prompt"
+
+def _type_and_click_run(page, rounds: int) -> None:
+    """Type a prompt and click Run at once, many times: Run always shows what was typed, and the box keeps it."""
+    explorer = page.locator(".gptlib-attn-explorer").last
+    box = explorer.locator(".gptlib-attn-prompt input")
+    run = explorer.locator(".gptlib-attn-run")
+    original = box.input_value()
+    if run.is_disabled():
+        return  # an explorer of fixed maps has no prompt to run
+    shown = original
+    for i in range(rounds):
+        text = original[: 2 + (5 * i) % (len(original) - 1)]
+        if text == shown:
+            text = text[:-1]
+        box.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(text)
+        run.click()  # no pause: the click races the box's text to the kernel
+        want = text.replace("⏎", "\n")
+        try:
+            page.wait_for_function(SHOWS_PROMPT, arg=want, timeout=STEP_TIMEOUT_MS)
+        except Exception as e:
+            raise AssertionError(
+                f"round {i + 1}: typed {text!r} and clicked Run, but the explorer shows "
+                f"{explorer.locator('.gptlib-attn-state').get_attribute('data-prompt')!r}: "
+                f"{_message(explorer)}"
+            ) from e
+        assert box.input_value() == text, (
+            f"round {i + 1}: the box went from {text!r} to {box.input_value()!r}"
+        )
+        shown = text
+
+
+def _press_enter(page) -> None:
+    """Enter runs the prompt; \\n typed in the box is a newline; an error keeps the picture where it is."""
+    explorer = page.locator(".gptlib-attn-explorer").last
+    box = explorer.locator(".gptlib-attn-prompt input")
+    if box.is_disabled():
+        return
+    original = box.input_value()
+    help_line = explorer.locator(".gptlib-attn-help").inner_text()
+    assert "Enter" in help_line and "⏎" in help_line, f"the keys are not explained on screen: {help_line!r}"
+    typed = original.replace("⏎", "\\n") if "⏎" in original else original[:-1]
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(typed)
+    page.keyboard.press("Enter")
+    want = typed.replace("\\n", "\n")
+    try:
+        page.wait_for_function(SHOWS_PROMPT, arg=want, timeout=STEP_TIMEOUT_MS)
+    except Exception as e:
+        raise AssertionError(f"typed {typed!r} and pressed Enter, but the prompt did not run") from e
+    image = explorer.locator("img.gptlib-attn-image")
+    top = image.bounding_box()["y"]
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("\u00a7\u00a7")  # a character no tokenizer here knows
+    page.keyboard.press("Enter")
+    explorer.locator(".gptlib-attn-state[data-error='1']").wait_for(timeout=STEP_TIMEOUT_MS)
+    assert _message(explorer).strip(), "an error was reported, but no message shown"
+    assert image.bounding_box()["y"] == top, "the message pushed the picture down"
+
+
+def _reopen_without_kernel(page, lab: Lab, rel: str, name: str) -> None:
+    """Save, shut the kernel down, open the notebook again: the last view's picture, not a widget error."""
+    page.evaluate(
+        "async () => { const nb = window.jupyterapp.shell.currentWidget;"
+        " await nb.context.save(); await nb.sessionContext.shutdown(); }"
+    )
+    page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    _check_picture_instead_of_explorer(page, f"{name}-reopened")
+    # Trusted (this server saved it): JupyterLab tried the widget, and the picture's style hides the error.
+    errors = page.evaluate(HIDDEN_TEXT, "Error displaying widget")
+    assert errors == 1, f"expected the old explorer's widget error, hidden; found {errors}"
+
+
+def _check_picture_instead_of_explorer(page, name: str) -> None:
+    page.wait_for_function(WIDGETS_SETTLED, timeout=STEP_TIMEOUT_MS)
+    # JupyterLab renders only the cells near the screen: bring the explorer's cell to it.
+    assert page.evaluate(SCROLL_TO_PICTURE), "no cell holds a picture of the explorer's last view"
+    try:
+        page.wait_for_function(PICTURE_SHOWN, timeout=STEP_TIMEOUT_MS)
+    except Exception as e:
+        raise AssertionError("the picture of the explorer's last view is not shown") from e
+    note = page.locator(".gptlib-attn-static").last.text_content() or ""
+    assert "run the cells above and this one again" in note and " s" in note, f"no way back is said: {note!r}"
+    assert page.evaluate(VISIBLE_TEXT, "Error displaying widget") == 0, "a widget error is on screen"
+    assert page.evaluate(VISIBLE_TEXT, "AttentionExplorer(") == 0, "the explorer's repr is on screen"
+    _screenshot(page, name)
 
 
 def _wait_image(page, image, previous_src: str | None) -> None:
@@ -380,3 +575,72 @@ def _wait_image(page, image, previous_src: str | None) -> None:
 
 def _message(explorer) -> str:
     return explorer.locator(".gptlib-attn-message").inner_text()
+
+
+# --- a failed check, as a learner sees it -------------------------------------------------------------
+
+WRONG_AVERAGE = (
+    "def causal_average(x: torch.Tensor) -> torch.Tensor:\n"
+    "    T = x.size(1)\n"
+    "    return torch.tril(torch.ones(T, T)) @ x  # the running sum: never divided\n"
+)
+
+
+def test_failed_check_is_visible_without_scrolling(lab: Lab) -> None:
+    """Lesson 02 with a wrong exercise 2.1, in a 1400x900 window: the learner runs the exercise (scrolled to
+    the top of the window), its hints cell and its check, and reads the verdict without scrolling."""
+    chromium = _require_browser()
+    import nbformat
+    from playwright.sync_api import sync_playwright
+
+    lesson = ROOT / "lessons" / "02_attention.ipynb"
+    rel = _place(lesson, lab.root)
+    nb = nbformat.read(lab.root / rel, as_version=4)
+    exercise = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if "exercise" in c.metadata.get("tags", []) and "causal_average" in c.source
+    )
+    nb.cells[exercise].source = WRONG_AVERAGE
+    nbformat.write(nb, lab.root / rel)
+    given = os.environ.get("GPTLIB_BROWSER_ARTIFACTS")
+    artifacts = Path(given) if given else Path(tempfile.mkdtemp(prefix="gptlib-browser-"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(prefix="gptlib-chromium-"))
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )  # fmt: skip
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            page.goto(f"{lab.url}/lab/tree/{rel}?reset&token={lab.token}")
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            run = f"""async () => {{
+                const nb = window.jupyterapp.shell.currentWidget.content;
+                nb.activeCellIndex = {exercise};
+                await window.jupyterapp.commands.execute('notebook:run-all-above');
+            }}"""
+            page.evaluate(run)
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            page.evaluate(
+                f"() => window.jupyterapp.shell.currentWidget.content.scrollToItem({exercise}, 'start')"
+            )
+            page.wait_for_timeout(500)
+            for _ in range(3):  # the exercise, its hints, its check: shift-enter three times
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell-and-select-next')")
+                page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            verdict = page.locator(".jp-OutputArea-output", has_text="✗ causal_average").first
+            verdict.wait_for(timeout=STEP_TIMEOUT_MS)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(artifacts / "failed-check.png"))
+            box = verdict.bounding_box()
+            text = verdict.inner_text()
+            assert text.startswith("✗ causal_average: causal_average(x)"), text
+            assert "Hint:" in text and 'More help: show_hints("causal_average")' in text, text
+            assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 900, (
+                f"the verdict is not all on screen: {box} (screenshot: {artifacts / 'failed-check.png'})"
+            )
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)

@@ -24,7 +24,8 @@ from gptlib.checks import (
     check_masked_softmax,
     show_hints,
 )
-from gptlib.checks._attention_reference import (
+from gptlib.checks.learner import backend
+from gptlib.checks.reference_attention import (
     AttentionWeights,
     find_projections,
     reference_attention,
@@ -39,7 +40,8 @@ def fails_with(check, arg, diagnosis: str) -> CheckFailure:
     with pytest.raises(CheckFailure) as excinfo:
         check(arg)
     assert excinfo.value.diagnosis == diagnosis, str(excinfo.value)
-    assert "\nHint: " in str(excinfo.value), f"no hint for {diagnosis!r}: {excinfo.value}"
+    if diagnosis != "not-done":  # "not done yet" says what to do once, with no hint repeating it
+        assert "\nHint: " in str(excinfo.value), f"no hint for {diagnosis!r}: {excinfo.value}"
     return excinfo.value
 
 
@@ -196,8 +198,27 @@ def ms_manual_exp(scores):
     return e / e.sum(-1, keepdim=True)
 
 
+def ms_where_inf(scores):
+    T = scores.size(-1)
+    return torch.where(torch.tril(torch.ones(T, T)).bool(), scores, float("-inf")).softmax(dim=-1)
+
+
+def ms_log_softmax_exp(scores):  # exp of a log-softmax: the same weights
+    T = scores.size(-1)
+    return F.log_softmax(scores.masked_fill(torch.tril(torch.ones(T, T)) == 0, NEG_INF), dim=-1).exp()
+
+
 @pytest.mark.parametrize(
-    "fn", [ms_masked_fill, ms_where_finite, ms_triu_bool, ms_renormalised, ms_manual_exp]
+    "fn",
+    [
+        ms_masked_fill,
+        ms_where_finite,
+        ms_triu_bool,
+        ms_renormalised,
+        ms_manual_exp,
+        ms_where_inf,
+        ms_log_softmax_exp,
+    ],
 )
 def test_masked_softmax_correct_variants_pass(fn, capsys):
     check_masked_softmax(fn)
@@ -243,6 +264,16 @@ def ms_after(fill):
     return fn
 
 
+def ms_fill_zero(scores):  # the future filled with 0: exp(0) = 1 still weighs it
+    T = scores.size(-1)
+    return F.softmax(scores.masked_fill(torch.tril(torch.ones(T, T)) == 0, 0.0), dim=-1)
+
+
+def ms_inverted(scores):  # tril == 1 filled: the past and the present hidden, the future kept
+    T = scores.size(-1)
+    return F.softmax(scores.masked_fill(torch.tril(torch.ones(T, T)) == 1, NEG_INF), dim=-1)
+
+
 def ms_fixed_T(scores):
     return F.softmax(scores.masked_fill(torch.tril(torch.ones(8, 8)) == 0, NEG_INF), dim=-1)
 
@@ -281,6 +312,8 @@ def ms_scaled(scores):
         (ms_after(0.0), "mask-after-softmax"),
         (ms_after(NEG_INF), "mask-after-softmax"),
         (ms_fixed_T, "fixed-T"),
+        (ms_fill_zero, "mask-fill-zero"),
+        (ms_inverted, "mask-inverted"),
         (ms_in_place, "in-place"),
         (ms_scaled, "extra-scale"),
         (ms_one_future_key, "future-leak"),
@@ -344,7 +377,23 @@ class FusedHead(nn.Module):
         return att.softmax(-1) @ v
 
 
-@pytest.mark.parametrize("cls", [KarpathyHead, BiasSdpaHead, FusedHead])
+class BmmHead(nn.Module):
+    """q scaled before the product, torch.bmm, a bool mask made in forward, dropout on the weights."""
+
+    def __init__(self, config, head_size):
+        super().__init__()
+        self.to_q, self.to_k, self.to_v = (nn.Linear(config.n_embd, head_size, bias=False) for _ in range(3))
+        self.drop = nn.Dropout(config.attn_pdrop)
+
+    def forward(self, x):
+        T = x.size(1)
+        q = self.to_q(x) / math.sqrt(self.to_q.out_features)
+        att = torch.bmm(q, self.to_k(x).transpose(1, 2))
+        future = torch.ones(T, T, dtype=torch.bool).triu(1)
+        return torch.bmm(self.drop(att.masked_fill(future, NEG_INF).softmax(-1)), self.to_v(x))
+
+
+@pytest.mark.parametrize("cls", [KarpathyHead, BiasSdpaHead, FusedHead, BmmHead])
 def test_head_correct_variants_pass(cls, capsys):
     check_head(cls)
     assert "head: passed" in capsys.readouterr().out
@@ -397,6 +446,22 @@ class HeadIgnoresHeadSize(KarpathyHead):
         super().__init__(config, config.n_embd // config.n_head)
 
 
+class HeadReturnsWeights(KarpathyHead):
+    def forward(self, x):
+        B, T, C = x.shape
+        return self.weights(self.scores(self.query(x), self.key(x)), T)
+
+
+class HeadFillZero(KarpathyHead):
+    def weights(self, wei, T):
+        return F.softmax(wei.masked_fill(self.tril[:T, :T] == 0, 0.0), dim=-1)
+
+
+class HeadMaskInverted(KarpathyHead):
+    def weights(self, wei, T):
+        return F.softmax(wei.masked_fill(self.tril[:T, :T] == 1, NEG_INF), dim=-1)
+
+
 class HeadStub(nn.Module):
     def __init__(self, config, head_size):
         super().__init__()
@@ -414,8 +479,11 @@ class HeadStub(nn.Module):
         (HeadNoSlice, "fixed-T"),
         (HeadQKSwapped, "qk-swapped"),
         (HeadDropoutAlways, "dropout-in-eval"),
-        (HeadFullWidth, "wrong-shape"),
+        (HeadFullWidth, "head-size-ignored"),
         (HeadIgnoresHeadSize, "wrong-shape"),
+        (HeadReturnsWeights, "returned-weights"),
+        (HeadFillZero, "mask-fill-zero"),
+        (HeadMaskInverted, "mask-inverted"),
     ],
 )
 def test_head_mistakes_are_diagnosed(cls, diagnosis):
@@ -605,6 +673,19 @@ class TorchMHAAttention(nn.Module):
         return self.drop(y)
 
 
+class UnbindAttention(NanoGPTAttention):
+    """The fused projection viewed as (B, T, 3, n_head, hs) and unbound: q, k, v in one permute."""
+
+    def forward(self, x):
+        B, T, C = x.size()
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
+        att = (q @ k.transpose(-2, -1)) * (C // self.n_head) ** -0.5
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), NEG_INF).softmax(dim=-1)
+        att = F.dropout(att, self.dropout, self.training)
+        return self.resid_dropout(self.c_proj((att @ v).transpose(1, 2).reshape(B, T, C)))
+
+
 CORRECT_ATTENTION = [
     GptlibAttention,
     MinGPTAttention,
@@ -615,6 +696,7 @@ CORRECT_ATTENTION = [
     FusedKQVAttention,
     UnnamedAttention,
     TorchMHAAttention,
+    UnbindAttention,
 ]
 
 
@@ -850,6 +932,58 @@ class ScalePerHead(MinGPTAttention):  # head 0 right, the others twice too sharp
         return (q @ k.transpose(-2, -1)) * self.scale(k) * per_head
 
 
+class SplitInterleaved(MinGPTAttention):  # channel c to head c % n_head; merged the right way
+    def split(self, t, B, T, C):
+        return t.view(B, T, C // self.n_head, self.n_head).permute(0, 3, 1, 2)
+
+
+class SplitMergeInterleaved(SplitInterleaved):  # the same order on the way back
+    def merge(self, y, B, T, C):
+        return y.permute(0, 2, 3, 1).reshape(B, T, C)
+
+
+class OneFullWidthHead(MinGPTAttention):  # n_head ignored: one head over all C channels
+    def split(self, t, B, T, C):
+        return t.unsqueeze(1)
+
+    def merge(self, y, B, T, C):
+        return y.squeeze(1)
+
+
+class MaskFilledZero(MinGPTAttention):
+    def weights(self, att, T):
+        return F.softmax(att.masked_fill(self.mask[:, :, :T, :T] == 0, 0.0), dim=-1)
+
+
+class MaskInverted(MinGPTAttention):
+    def weights(self, att, T):
+        return F.softmax(att.masked_fill(self.mask[:, :, :T, :T] == 1, NEG_INF), dim=-1)
+
+
+class DropoutOnMaskedScores(MinGPTAttention):  # dropout after the mask: -inf * 0 = NaN in train mode
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = (self.split(f(x), B, T, C) for f in (self.query, self.key, self.value))
+        att = self.scores(q, k).masked_fill(self.mask[:, :, :T, :T] == 0, NEG_INF)
+        att = F.softmax(self.attn_drop(att), dim=-1)
+        return self.project(self.merge(att @ v, B, T, C))
+
+
+class DropoutOnScores(MinGPTAttention):  # dropout before the mask: finite, but the wrong place
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = (self.split(f(x), B, T, C) for f in (self.query, self.key, self.value))
+        att = self.weights(self.attn_drop(self.scores(q, k)), T)
+        return self.project(self.merge(att @ v, B, T, C))
+
+
+class ReturnsWeights(MinGPTAttention):
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k = self.split(self.query(x), B, T, C), self.split(self.key(x), B, T, C)
+        return self.weights(self.scores(q, k), T)
+
+
 class ValuesFromKeys(MinGPTAttention):
     def forward(self, x):
         B, T, C = x.size()
@@ -902,6 +1036,14 @@ WRONG_ATTENTION = [
     (LeaksOneFutureKey, "future-leak"),
     (ScalePerHead, "wrong-values"),
     (ValuesFromKeys, "wrong-values"),
+    (SplitInterleaved, "head-split"),
+    (SplitMergeInterleaved, "head-split"),
+    (OneFullWidthHead, "one-head"),
+    (MaskFilledZero, "mask-fill-zero"),
+    (MaskInverted, "mask-inverted"),
+    (DropoutOnMaskedScores, "dropout-on-scores"),
+    (DropoutOnScores, "dropout-on-scores"),
+    (ReturnsWeights, "returned-weights"),
 ]
 
 
@@ -1014,7 +1156,7 @@ def test_find_projections_reads_each_layout(cls, by_name):
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=5, block_size=8, n_head=4, n_embd=32, attn_pdrop=0.0, resid_pdrop=0.0)
     layer = cls(config).eval()
-    search = find_projections(layer, 32, 32, with_proj=True)
+    search = find_projections(backend().adopt(layer), 32, 32, with_proj=True)
     assert search.by_name == by_name
     x = torch.randn(2, 7, 32)
     with torch.no_grad():

@@ -96,7 +96,34 @@ def by_hand_model(attn, x):  # asking the layer itself
     return attn(x[None], return_weights=True)[1][0]
 
 
-@pytest.mark.parametrize("fn", [by_hand_tril, by_hand_buffer, by_hand_einsum, by_hand_loop, by_hand_model])
+def by_hand_large_negative(attn, x):  # a very negative number instead of -inf, scale applied to q first
+    T = x.size(0)
+    q, k, hs = _qk(attn, x)
+    scores = (q / math.sqrt(hs)) @ k.transpose(-2, -1)
+    keep = torch.ones(T, T).tril().bool()
+    return torch.where(keep, scores, torch.full_like(scores, -1e9)).softmax(dim=-1)
+
+
+def by_hand_float64(attn, x):  # computed in float64, handed back as float64 numpy
+    T = x.size(0)
+    q, k, hs = (t.double() if torch.is_tensor(t) else t for t in _qk(attn, x))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(hs)
+    scores[:, torch.triu(torch.ones(T, T, dtype=torch.bool), 1)] = NEG_INF
+    return torch.softmax(scores, -1).detach().numpy()
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        by_hand_tril,
+        by_hand_buffer,
+        by_hand_einsum,
+        by_hand_loop,
+        by_hand_model,
+        by_hand_large_negative,
+        by_hand_float64,
+    ],
+)
 def test_attention_weights_by_hand_correct_variants_pass(fn, capsys):
     check_attention_weights_by_hand(fn)
     assert "attention_weights_by_hand: passed" in capsys.readouterr().out
@@ -168,6 +195,20 @@ def one_head(attn, x):
     return F.softmax(s.masked_fill(torch.tril(torch.ones(T, T)) == 0, NEG_INF), -1)
 
 
+def fill_zero(attn, x):  # the future filled with 0 instead of -inf
+    T = x.size(0)
+    q, k, hs = _qk(attn, x)
+    s = q @ k.transpose(-2, -1) / math.sqrt(hs)
+    return F.softmax(s.masked_fill(torch.tril(torch.ones(T, T)) == 0, 0.0), -1)
+
+
+def inverted(attn, x):  # masked where tril == 1: hides the past and the present
+    T = x.size(0)
+    q, k, hs = _qk(attn, x)
+    s = q @ k.transpose(-2, -1) / math.sqrt(hs)
+    return F.softmax(s.masked_fill(torch.tril(torch.ones(T, T)) == 1, NEG_INF), -1)
+
+
 def fixed_mask(attn, x):  # a mask made for T = 8 and never sliced
     q, k, hs = _qk(attn, x)
     s = q @ k.transpose(-2, -1) / math.sqrt(hs)
@@ -194,8 +235,11 @@ def stub(attn, x):
         (_mistake(mask="none"), "no-mask"),
         (_mistake(mask="upper"), "mask-transposed"),
         (_mistake(mask_after="zero"), "mask-after-softmax"),
-        (_mistake(split="view"), "heads-split"),
-        (_mistake(split="interleave"), "heads-split"),
+        (_mistake(fill=0.0), "mask-fill-zero"),
+        (fill_zero, "mask-fill-zero"),
+        (inverted, "mask-inverted"),
+        (_mistake(split="view"), "head-split"),
+        (_mistake(split="interleave"), "head-split"),
         (_mistake(swap_qk=True), "qk-swapped"),
         (_mistake(key="value"), "wrong-projection"),
         (_mistake(bias=False), "no-bias"),
@@ -204,7 +248,7 @@ def stub(attn, x):
         (strict_mask, "row-masked"),
         (no_softmax, "no-softmax"),
         (buffer_unsqueezed, "extra-dim"),
-        (one_head, "heads-not-split"),
+        (one_head, "one-head"),
         (fixed_mask, "fixed-T"),
         (in_place, "in-place"),
         (lambda attn, x: None, "returned-none"),

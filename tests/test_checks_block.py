@@ -11,9 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlib import MLP, CausalSelfAttention
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
-from gptlib.checks.block import check_block, check_layer_norm
+from gptlib.checks import CheckFailure, NotDoneYet
+from gptlib.checks.residual_stack import check_block, check_layer_norm
 
 # --- layer_norm: correct variants -------------------------------------------------------------
 
@@ -73,7 +72,25 @@ class LNOddNames(nn.Module):
         return F.layer_norm(x, (x.size(-1),), self.q, self.p, self.eps)
 
 
-@pytest.mark.parametrize("cls", [LNStandard, LNManual, LNBiasFirst, LNOddNames])
+class LNBuffersEps(nn.Module):
+    """The normalisation in two steps through a helper, eps kept as a buffer, gain and bias as (1, C)."""
+
+    def __init__(self, n_embd, eps=1e-5):
+        super().__init__()
+        self.g = nn.Parameter(torch.ones(1, n_embd))
+        self.b = nn.Parameter(torch.zeros(1, n_embd))
+        self.register_buffer("eps", torch.tensor(eps))
+
+    def normalise(self, x):
+        mu = torch.mean(x, dim=-1, keepdim=True)
+        sigma = torch.sqrt(torch.mean((x - mu) ** 2, dim=-1, keepdim=True) + self.eps)
+        return (x - mu) / sigma
+
+    def forward(self, x):
+        return torch.addcmul(self.b.squeeze(0), self.normalise(x), self.g.squeeze(0))
+
+
+@pytest.mark.parametrize("cls", [LNStandard, LNManual, LNBiasFirst, LNOddNames, LNBuffersEps])
 def test_correct_layer_norms_pass(cls, capsys):
     check_layer_norm(cls)
     assert "passed" in capsys.readouterr().out
@@ -189,6 +206,12 @@ LN_MISTAKES = [
     (ln_variant(lambda s, x: None), "returned-none"),
     (ln_variant(_in_place), "in-place"),
     (ln_variant(_dim2), "fixed-rank"),
+    (
+        ln_variant(
+            lambda s, x: (x - x.mean(-1)) / torch.sqrt(x.var(-1, unbiased=False) + s.eps) * s.weight + s.bias
+        ),
+        "no-keepdim",
+    ),
     (LNHardEps, "eps-ignored"),
     (LNGainOnly, "missing-gain-bias"),
     (LNNoParams, "missing-gain-bias"),

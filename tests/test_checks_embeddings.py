@@ -7,8 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
+from gptlib.checks import CheckFailure, NotDoneYet
 from gptlib.checks.embeddings import (
     check_one_hot_embedding,
     check_position_similarity,
@@ -140,7 +139,39 @@ class Param2dStem(nn.Module):
         return self.dropout(self.table[idx] + self.where.narrow(0, 0, T))
 
 
-@pytest.mark.parametrize("cls", [ParamStem, EmbeddingStem, Param2dStem, GptlibEmbeddings])
+class PositionIdsBuffer(nn.Module):
+    """Hugging Face's way: position ids in a buffer, expanded over the batch; dropout on the sum."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding = nn.Embedding(config.block_size, config.n_embd)
+        self.register_buffer("position_ids", torch.arange(config.block_size).unsqueeze(0))
+        self.dropout = nn.Dropout(config.embd_pdrop)
+
+    def forward(self, input_ids):
+        B, T = input_ids.shape
+        positions = self.position_ids[:, :T].expand(B, T)
+        return self.dropout(self.token_embedding(input_ids) + self.position_embedding(positions))
+
+
+class OneHotStem(nn.Module):
+    """Lookups written as one-hot products (exercise 1.1), positions by weight slice."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.tok = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+
+    def forward(self, idx):
+        one_hot = F.one_hot(idx, self.tok.num_embeddings).to(self.tok.weight.dtype)
+        return self.drop(one_hot @ self.tok.weight + self.pos.weight[: idx.size(1)])
+
+
+@pytest.mark.parametrize(
+    "cls", [ParamStem, EmbeddingStem, Param2dStem, GptlibEmbeddings, PositionIdsBuffer, OneHotStem]
+)
 def test_correct_stems_pass(cls, capsys):
     state = torch.random.get_rng_state()
     threads = torch.get_num_threads()
@@ -225,6 +256,27 @@ class BatchAsT(ParamStem):
         return self.drop(self.tok_emb(idx) + self.pos_emb[:, :T, :])
 
 
+class ByTokenIdModulo(EmbeddingStem):
+    """The positions looked up by token id, kept in range with %: no crash, wrong rows."""
+
+    def forward(self, idx):
+        return F.dropout(self.wte(idx) + self.wpe(idx % self.wpe.num_embeddings), self.p, self.training)
+
+
+class PositionPerRow(ParamStem):
+    """Row b of the batch gets position row b for all its tokens."""
+
+    def forward(self, idx):
+        B = idx.size(0)
+        return self.drop(self.tok_emb(idx) + self.pos_emb[0, :B, None, :])
+
+
+class PositionsFromOne(EmbeddingStem):
+    def forward(self, idx):
+        pos = torch.arange(1, idx.size(1) + 1)
+        return F.dropout(self.wte(idx) + self.wpe(pos), self.p, self.training)
+
+
 class BatchAsTEmbedding(EmbeddingStem):
     def forward(self, idx):
         return F.dropout(self.wte(idx) + self.wpe(torch.arange(idx.shape[0])), self.p, self.training)
@@ -304,13 +356,16 @@ class WrongWidth(ParamStem):
         (NotSliced, "positions-not-sliced"),
         (NotSlicedEmbedding, "positions-not-sliced"),
         (ByTokenId, "positions-by-token-id"),
+        (ByTokenIdModulo, "positions-by-token-id"),
+        (PositionPerRow, "batch-dimension"),
+        (PositionsFromOne, "positions-from-one"),
         (BatchAsT, "batch-dimension"),
         (BatchAsTEmbedding, "batch-dimension"),
-        (NoDropout, "dropout-missing"),
+        (NoDropout, "no-dropout"),
         (DropoutAlwaysOn, "dropout-in-eval"),
         (DropTokensOnly, "dropout-on-tokens-only"),
         (DropPositionsOnly, "dropout-on-positions-only"),
-        (ResidRate, "wrong-dropout-rate"),
+        (ResidRate, "dropout-rate"),
         (UnscaledDropout, "dropout-not-scaled"),
         (ReturnsTuple, "returned-tuple"),
         (ReturnsNone, "returned-none"),
@@ -399,10 +454,10 @@ def sim_stub(pos):
 @pytest.mark.parametrize(
     "fn, diagnosis",
     [
-        (sim_raw, "not-normalized"),
+        (sim_raw, "not-normalised"),
         (sim_columns, "wrong-dim"),
         (sim_cc, "wrong-orientation"),
-        (sim_in_place, "modifies-input"),
+        (sim_in_place, "in-place"),
         (lambda pos: torch.ones(pos.shape[0], pos.shape[0]), "wrong-values"),
     ],
 )

@@ -12,8 +12,7 @@ import torch
 import torch.nn as nn
 
 from gptlib import GPT, Block, GPTConfig
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
+from gptlib.checks import CheckFailure, NotDoneYet
 from gptlib.checks.gpt2 import check_convert_block, check_convert_gpt2, check_split_c_attn
 
 ROLES = ("query", "key", "value")
@@ -56,7 +55,16 @@ def split_view(weight, bias):
     return {n: (nn.Parameter(w[:, i, :].t().clone()), b[i]) for i, n in enumerate(ROLES)}
 
 
-@pytest.mark.parametrize("fn", [split_dict, split_slices_tuple, split_transpose_first, split_view])
+def split_reshape_unbind(weight, bias):
+    """The transposed matrix reshaped to (3, C, C) and unbound; a generator of pairs."""
+    C = weight.size(0)
+    ws = weight.T.reshape(3, C, C).unbind(0)
+    return dict(zip(ROLES, ((w, b) for w, b in zip(ws, bias.reshape(3, C), strict=True)), strict=True))
+
+
+@pytest.mark.parametrize(
+    "fn", [split_dict, split_slices_tuple, split_transpose_first, split_view, split_reshape_unbind]
+)
 def test_split_c_attn_correct_variants_pass(fn, capsys):
     check_split_c_attn(fn)
     assert "✅ split_c_attn: passed" in capsys.readouterr().out
@@ -331,7 +339,7 @@ def test_convert_block_correct_variants_pass(fn, capsys):
         (dict(ln="skip"), "ln-not-copied"),
         (dict(biases=False), "biases-missing"),
         (dict(train=True), "train-mode"),
-        (dict(touch_hf=True), "modified-hf"),
+        (dict(touch_hf=True), "in-place"),
         (dict(returns="none"), "returned-none"),
         (dict(returns="state"), "not-a-module"),
         (dict(gelu="none", proj_t=False), "exact-gelu"),  # two mistakes at once: both named
@@ -447,7 +455,7 @@ def test_gptlibs_own_conversion_passes(capsys):
         (dict(blocks="none"), "block"),  # GPT(config)'s own random blocks
         (dict(train=True), "train-mode"),
         (dict(block_size=1024), "shape-mismatch"),
-        (dict(touch_hf=True), "modified-hf"),
+        (dict(touch_hf=True), "in-place"),
     ],
 )
 def test_convert_gpt2_mistakes_are_diagnosed(kwargs, expected):
@@ -500,10 +508,10 @@ def test_checks_leave_the_global_rng_and_threads_alone(check):
                           "wrong-shape", "not-callable", "no-transformers"]),
         ("convert_block", ["exact-gelu", "eps", "n-head", "qkv-not-transposed", "qkv-order", "proj-not-transposed",
                            "reshape-not-transpose", "shape-mismatch", "ln-swapped", "ln-not-copied",
-                           "biases-missing", "train-mode", "modified-hf", "returned-none", "not-a-module",
+                           "biases-missing", "train-mode", "in-place", "returned-none", "not-a-module",
                            "not-converted", "wrong-values", "not-callable", "no-transformers"]),
         ("convert_gpt2", ["head", "head-transposed", "wte", "wpe", "pos-shape", "ln-f", "block", "config",
-                          "train-mode", "shape-mismatch", "modified-hf", "not-a-module", "not-converted",
+                          "train-mode", "shape-mismatch", "in-place", "not-a-module", "not-converted",
                           "wrong-values", "returned-none", "not-callable", "no-transformers"]),
     ],
 )  # fmt: skip

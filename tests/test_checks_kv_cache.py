@@ -32,7 +32,8 @@ def fails_with(check, arg, diagnosis: str) -> CheckFailure:
     with pytest.raises(CheckFailure) as excinfo:
         check(arg)
     assert excinfo.value.diagnosis == diagnosis, str(excinfo.value)
-    assert "\nHint: " in str(excinfo.value), f"no hint for {diagnosis!r}: {excinfo.value}"
+    if diagnosis != "not-done":  # "not done yet" says what to do once, with no hint repeating it
+        assert "\nHint: " in str(excinfo.value), f"no hint for {diagnosis!r}: {excinfo.value}"
     return excinfo.value
 
 
@@ -52,7 +53,7 @@ def test_stub_is_not_done_yet_and_rng_is_left_alone(check):
 
 @pytest.mark.parametrize("check", [check_kv_cache_attention, check_kv_cache_generate])
 def test_not_a_function(check):
-    fails_with(check, 42, "not-a-function")
+    fails_with(check, 42, "not-callable")
 
 
 def test_every_exercise_has_hints():
@@ -156,14 +157,14 @@ def make_attention(mistake):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             att = q @ k.transpose(-2, -1)
-            if mistake != "no-scale":
+            if mistake != "missing-scale":
                 att = att / math.sqrt(hs)
             if mistake == "mask-not-offset":
                 att = att.masked_fill(~attn.mask[:, :, :T, :Tk], NEG_INF)
             elif mistake != "no-mask":
                 att = att.masked_fill(~attn.mask[:, :, past : past + T, :Tk], NEG_INF)
-            y = att.softmax(-2 if mistake == "softmax-dim" else -1) @ v
-        y = y.reshape(B, T, C) if mistake == "heads-merged-wrong" else y.transpose(1, 2).reshape(B, T, C)
+            y = att.softmax(-2 if mistake == "softmax-axis" else -1) @ v
+        y = y.reshape(B, T, C) if mistake == "merge-order" else y.transpose(1, 2).reshape(B, T, C)
         out = y if mistake == "no-proj" else attn.proj(y)
         if mistake == "returned-tuple":
             return out, cache
@@ -182,10 +183,10 @@ def make_attention(mistake):
         ("mask-not-offset", "mask-not-offset"),
         ("mask-not-offset-sdpa", "mask-not-offset"),
         ("no-mask", "no-mask"),
-        ("no-scale", "no-scale"),
+        ("missing-scale", "missing-scale"),
         ("no-proj", "no-proj"),
-        ("heads-merged-wrong", "heads-merged-wrong"),
-        ("softmax-dim", "wrong-values"),
+        ("merge-order", "merge-order"),
+        ("softmax-axis", "wrong-values"),
         ("in-place", "in-place"),
         ("returned-tuple", "returned-tuple"),
         ("returned-none", "returned-none"),
@@ -270,7 +271,7 @@ def test_kv_generate_correct_variants_pass(fn, capsys):
 def make_generate(mistake):
     @torch.no_grad()
     def fn(model, idx, max_new_tokens, **sampling):
-        if mistake != "dropout-on":
+        if mistake != "train-mode":
             model.eval()
         if mistake == "uses-finished-generate":
             return model.generate(idx, max_new_tokens, **sampling)
@@ -323,12 +324,52 @@ def make_generate(mistake):
         "extra-work",
         "wrong-shape",
         "wrong-dtype",
-        "dropout-on",
+        "train-mode",
         "uses-finished-generate",
     ],
 )
 def test_kv_generate_mistakes_are_diagnosed(mistake):
     fails_with(check_kv_cache_generate, make_generate(mistake), mistake)
+
+
+@torch.no_grad()
+def generate_token_twice(model, idx, max_new_tokens, **sampling):
+    """Each step runs the last two tokens with the cache: the one before the new token is fed a second time."""
+    model.eval()
+    bs = model.block_size
+    cache = KVCache(len(model.blocks), bs)
+    logits, _ = model(idx[:, -bs:], cache=cache)
+    for i in range(max_new_tokens):
+        idx = torch.cat((idx, next_token(logits[:, -1, :], **sampling)), dim=1)
+        if i == max_new_tokens - 1:
+            break
+        if cache.length < bs:
+            logits, _ = model(idx[:, -2:], cache=cache)
+        else:
+            logits, _ = model(idx[:, -bs:])
+    return idx
+
+
+@torch.no_grad()
+def generate_last_prompt_token_again(model, idx, max_new_tokens, **sampling):
+    """The prompt fills the cache, then every step first runs the last token (already cached) again."""
+    model.eval()
+    bs = model.block_size
+    cache = KVCache(len(model.blocks), bs)
+    model(idx[:, -bs:], cache=cache)
+    for _ in range(max_new_tokens):
+        if cache.length < bs:
+            logits, _ = model(idx[:, -1:], cache=cache)
+        else:
+            cache = KVCache(len(model.blocks), bs)
+            logits, _ = model(idx[:, -bs:], cache=cache)
+        idx = torch.cat((idx, next_token(logits[:, -1, :], **sampling)), dim=1)
+    return idx
+
+
+@pytest.mark.parametrize("fn", [generate_token_twice, generate_last_prompt_token_again])
+def test_kv_generate_token_fed_twice_is_named(fn):
+    fails_with(check_kv_cache_generate, fn, "token-twice")
 
 
 def test_kv_generate_no_speedup_reports_the_positions():

@@ -9,8 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
+from gptlib.checks import CheckFailure, NotDoneYet
 from gptlib.checks.mlp import check_gelu, check_mlp
 from gptlib.mlp import MLP as GptlibMLP
 
@@ -29,7 +28,16 @@ def gelu_erfc(x):
     return 0.5 * x * torch.erfc(-x / math.sqrt(2.0))
 
 
-@pytest.mark.parametrize("fn", [gelu_erf, gelu_special, gelu_erfc, F.gelu])
+def gelu_normal_cdf(x):  # the Gaussian CDF from torch.distributions
+    return x * torch.distributions.Normal(0.0, 1.0).cdf(x)
+
+
+def gelu_float64(x):  # computed in float64, handed back in the input's dtype
+    y = x.double()
+    return (y * (1 + torch.erf(y * 2**-0.5)) / 2).to(x.dtype)
+
+
+@pytest.mark.parametrize("fn", [gelu_erf, gelu_special, gelu_erfc, F.gelu, gelu_normal_cdf, gelu_float64])
 def test_correct_gelus_pass(fn, capsys):
     threads = torch.get_num_threads()
     check_gelu(fn)
@@ -112,8 +120,8 @@ def gelu_overflow(x):
         (gelu_half, "erf-argument"),
         (gelu_cdf_only, "missing-x"),
         (gelu_math_erf, "math-erf"),
-        (gelu_in_place, "modifies-input"),
-        (gelu_in_place_no_grad, "modifies-input"),
+        (gelu_in_place, "in-place"),
+        (gelu_in_place_no_grad, "in-place"),
         (gelu_detached, "no-grad"),
         (gelu_none, "returned-none"),
         (gelu_tuple, "returned-tuple"),
@@ -217,8 +225,23 @@ class LinearLayoutParams(nn.Module):
         return self.drop(F.linear(F.gelu(F.linear(x, self.w1)), self.w2))
 
 
+class DictMLP(nn.Module):
+    """The layers in an nn.ModuleDict, the dropout as a function of the config's rate."""
+
+    def __init__(self, config):
+        super().__init__()
+        C = config.n_embd
+        self.layers = nn.ModuleDict({"c_fc": nn.Linear(C, 4 * C), "c_proj": nn.Linear(4 * C, C)})
+        self.rate = config.resid_pdrop
+
+    def forward(self, x):
+        h = self.layers["c_fc"](x)
+        h = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))
+        return F.dropout(self.layers["c_proj"](h), p=self.rate, training=self.training)
+
+
 @pytest.mark.parametrize(
-    "cls", [SeedMLP, SequentialMLP, FunctionalMLP, MatmulMLP, LinearLayoutParams, GptlibMLP]
+    "cls", [SeedMLP, SequentialMLP, FunctionalMLP, MatmulMLP, LinearLayoutParams, GptlibMLP, DictMLP]
 )
 def test_correct_mlps_pass(cls, capsys):
     state = torch.random.get_rng_state()
@@ -366,23 +389,23 @@ class NoSuperInit(nn.Module):
     [
         (Width2, "hidden-width"),
         (WidthC, "hidden-width"),
-        (TanhGelu, "tanh-gelu"),
+        (TanhGelu, "tanh-approximation"),
         (Relu, "relu"),
         (NoActivation, "no-activation"),
         (ActivationLast, "activation-after-proj"),
         (ResidualInside, "residual-inside"),
         (OneLinear, "missing-second-linear"),
         (ThreeLinears, "extra-linear"),
-        (NoDropout, "dropout-missing"),
+        (NoDropout, "no-dropout"),
         (DropoutHidden, "dropout-wrong-place"),
         (DropoutFirst, "dropout-wrong-place"),
         (DropoutAlwaysOn, "dropout-in-eval"),
-        (EmbdRate, "wrong-dropout-rate"),
+        (EmbdRate, "dropout-rate"),
         (ReturnsTuple, "returned-tuple"),
         (ReturnsNone, "returned-none"),
         (MixesPositions, "mixes-positions"),
         (DetachedProj, "no-grad"),
-        (InPlace, "modifies-input"),
+        (InPlace, "in-place"),
         (WrongShapes, "crashed"),
         (NoSuperInit, "no-super-init"),
         (SeedMLP.__init__, "not-a-class"),

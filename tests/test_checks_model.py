@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 from gptlib import GPT as GptlibGPT
 from gptlib import Block, Embeddings, LMHead
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
-from gptlib.checks.model import check_count_parameters, check_cross_entropy, check_gpt
+from gptlib.checks import CheckFailure, NotDoneYet
+from gptlib.checks.gpt import check_count_parameters, check_cross_entropy, check_gpt
 
 # --- cross_entropy ----------------------------------------------------------------------------
 
@@ -174,8 +173,26 @@ class GPTParameterPositions(GPTEmbeddingPositions):
         return logits, loss
 
 
+class GPTTransposedLoss(GPTSolution):
+    """The loss with the classes on dim 1 (logits (B, V, T)) and blocks in a ModuleDict: both right."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.blocks = nn.ModuleDict({f"layer{i}": block for i, block in enumerate(self.blocks)})
+
+    def forward(self, idx, targets=None):
+        x = self.embeddings(idx)
+        for name in sorted(self.blocks):
+            x = self.blocks[name](x)
+        logits = self.head(self.ln_f(x))
+        if targets is None:
+            return logits, None
+        return logits, F.nll_loss(F.log_softmax(logits, -1).transpose(1, 2), targets)
+
+
 @pytest.mark.parametrize(
-    "cls", [GPTSolution, GPTWithLMHead, GPTEmbeddingPositions, GPTParameterPositions, GptlibGPT]
+    "cls",
+    [GPTSolution, GPTWithLMHead, GPTEmbeddingPositions, GPTParameterPositions, GptlibGPT, GPTTransposedLoss],
 )
 def test_correct_gpts_pass(cls, capsys):
     check_gpt(cls)
@@ -294,12 +311,48 @@ def _sum_loss(self, idx, targets):
     return logits, None if targets is None else _loss(logits, targets, reduction="sum")
 
 
+class GPTBlocksInAList(GPTSolution):
+    def __init__(self, config):
+        super().__init__(config)
+        del self.blocks
+        self.blocks = [Block(config) for _ in range(config.n_layer)]
+        for block in self.blocks:
+            block.apply(_init_weights)
+
+
+def _loss_on_probabilities(self, idx, targets):
+    logits, _ = GPTSolution.forward(self, idx)
+    probs = F.softmax(logits, dim=-1)
+    return logits, None if targets is None else _loss(probs, targets)
+
+
+def _loss_not_flattened(self, idx, targets):
+    logits, _ = GPTSolution.forward(self, idx)
+    return logits, None if targets is None else F.cross_entropy(logits, targets)
+
+
+def _targets_shifted(self, idx, targets):
+    logits, _ = GPTSolution.forward(self, idx)
+    if targets is None:
+        return logits, None
+    V = logits.size(-1)
+    return logits, F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1))
+
+
+def _ln_f_first(self, idx, targets):
+    x = self.ln_f(self.embeddings(idx))
+    for block in self.blocks:
+        x = block(x)
+    logits = self.head(x)
+    return logits, None if targets is None else _loss(logits, targets)
+
+
 def _gpt_stub(self, idx, targets):
     raise NotImplementedError()
 
 
 GPT_MISTAKES = [
-    (GPTNoInit, "initial-loss"),
+    (GPTNoInit, "init"),  # PyTorch's default init: the fresh loss is near ln(V), the stds say it
     (gpt_variant(init=_default_biases), "init"),
     (gpt_variant(init=_huge_head), "initial-loss"),
     (gpt_variant(init=_head_bias), "head-bias"),
@@ -317,6 +370,11 @@ GPT_MISTAKES = [
         "log-probabilities",
     ),
     (gpt_variant(_sum_loss), "loss-not-mean"),
+    (GPTBlocksInAList, "blocks-not-registered"),
+    (gpt_variant(_loss_on_probabilities), "loss-on-probabilities"),
+    (gpt_variant(_loss_not_flattened), "loss-not-flattened"),
+    (gpt_variant(_targets_shifted), "targets-shifted"),
+    (gpt_variant(_ln_f_first), "ln-f-first"),
     (gpt_variant(lambda s, idx, t: GPTSolution.forward(s, idx, t)[0]), "returns-tensor"),
     (
         gpt_variant(lambda s, idx, t: (GPTSolution.forward(s, idx)[0], torch.tensor(0.0))),

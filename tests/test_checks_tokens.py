@@ -8,9 +8,8 @@ import random
 import pytest
 import torch
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
-from gptlib.checks.tokens import check_char_tokenizer, check_get_batch, check_unigram_entropy
+from gptlib.checks import CheckFailure, NotDoneYet
+from gptlib.checks.tokens_and_batches import check_char_tokenizer, check_get_batch, check_unigram_entropy
 from gptlib.data import get_batch as gptlib_get_batch
 from gptlib.tokenizer import CharTokenizer as GptlibTokenizer
 
@@ -379,14 +378,14 @@ def batch_index_at(data, block_size, ix):
         (batch_two_starts, "separate-starts"),
         (batch_random_tokens, "not-a-slice"),
         (batch_one_start, "same-window"),
-        (batch_global_rng, "ignores-generator"),
-        (batch_python_random, "ignores-generator"),
+        (batch_global_rng, "generator-ignored"),
+        (batch_python_random, "generator-ignored"),
         (batch_reseeds, "reseeds-generator"),
         (batch_past_end, "past-end"),
         (batch_past_end_indexing, "past-end"),
         (batch_minus_one, "never-last-window"),
         (batch_from_one, "never-first-window"),
-        (batch_in_place, "modifies-data"),
+        (batch_in_place, "in-place"),
         (batch_only_x, "not-a-pair"),
     ],
 )
@@ -488,7 +487,7 @@ def entropy_sorts_in_place(data, vocab_size):
         (entropy_counts, "counts-not-probs"),
         (entropy_vector, "not-a-number"),
         (entropy_none, "returned-none"),
-        (entropy_sorts_in_place, "modifies-data"),
+        (entropy_sorts_in_place, "in-place"),
     ],
 )
 def test_entropy_mistakes_are_diagnosed(fn, diagnosis):

@@ -8,9 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptlib.checks import NotDoneYet
-from gptlib.checks.base import CheckFailure
-from gptlib.checks.training import check_optimizer_groups, check_sample, check_train_step
+from gptlib.checks import CheckFailure, NotDoneYet
+from gptlib.checks.training_and_sampling import check_optimizer_groups, check_sample, check_train_step
 from gptlib.generate import next_token
 
 
@@ -226,7 +225,7 @@ def test_groups_stub_is_not_done_yet():
 
 
 def test_groups_check_rejects_a_class():
-    _fails_with(check_optimizer_groups, nn.Linear, "not-a-function")
+    _fails_with(check_optimizer_groups, nn.Linear, "not-callable")
 
 
 # --- train_step -------------------------------------------------------------------------------
@@ -422,7 +421,24 @@ def step_no_grad(model, optimizer, x, y, lr, grad_clip=1.0):
         return step_ref(model, optimizer, x, y, lr, grad_clip)
 
 
-@pytest.mark.parametrize("fn", [step_ref, step_zero_grad_first_tensor_loss])
+def step_clip_by_hand(model, optimizer, x, y, lr, grad_clip=1.0):
+    """model.zero_grad, the global norm clipped by hand, the rate set through a loop over the groups."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    _, loss = model(x, targets=y)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
+    scale = min(1.0, grad_clip / (float(norm) + 1e-6))
+    for g in grads:
+        g.mul_(scale)
+    for group in optimizer.param_groups:
+        group.update(lr=lr)
+    optimizer.step()
+    return loss.detach().item()
+
+
+@pytest.mark.parametrize("fn", [step_ref, step_zero_grad_first_tensor_loss, step_clip_by_hand])
 def test_correct_steps_pass(fn, capsys):
     check_train_step(fn)
     assert "passed" in capsys.readouterr().out
@@ -446,7 +462,7 @@ def test_correct_steps_pass(fn, capsys):
         (step_returns_logits_and_loss, "returned-tuple"),
         (step_returns_string, "loss-not-returned"),
         (step_returns_loss_after_update, "wrong-loss"),
-        (step_modifies_batch, "modifies-input"),
+        (step_modifies_batch, "in-place"),
         (step_no_grad, "crashed"),
     ],
 )
@@ -507,7 +523,20 @@ def sample_gumbel(logits, temperature=1.0, top_k=None, generator=None):
     return (logits - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
 
 
-@pytest.mark.parametrize("fn", [sample_ref, sample_gptlib, sample_topk_gather, sample_gumbel])
+def sample_sorted_cdf(logits, temperature=1.0, top_k=None, generator=None):
+    """Sorted probabilities, top k kept by position, inverse-CDF draw with searchsorted."""
+    probs, order = torch.sort(F.softmax(logits / temperature, dim=-1), dim=-1, descending=True)
+    if top_k is not None:
+        probs[:, top_k:] = 0
+    cdf = probs.cumsum(-1)
+    u = torch.rand(logits.size(0), 1, generator=generator) * cdf[:, -1:]
+    pos = torch.searchsorted(cdf, u).clamp_max(logits.size(-1) - 1)
+    return order.gather(-1, pos)
+
+
+@pytest.mark.parametrize(
+    "fn", [sample_ref, sample_gptlib, sample_topk_gather, sample_gumbel, sample_sorted_cdf]
+)
 def test_correct_samplers_pass(fn, capsys):
     check_sample(fn)
     assert "passed" in capsys.readouterr().out
@@ -611,11 +640,11 @@ def sample_stub(logits, temperature=1.0, top_k=None, generator=None):
         (sample_argmax, "argmax"),
         (sample_from_logits, "sampled-logits"),
         (sample_from_log_probs, "sampled-logits"),
-        (sample_softmax_dim0, "softmax-dim"),
+        (sample_softmax_dim0, "softmax-axis"),
         (sample_flat, "wrong-shape"),
         (sample_float_ids, "wrong-dtype"),
         (sample_global_rng, "generator-ignored"),
-        (sample_in_place, "modifies-input"),
+        (sample_in_place, "in-place"),
         (sample_unnormalised_cdf, "out-of-range"),
     ],
 )

@@ -81,6 +81,81 @@ def test_stub_replaces_solution_at_its_indentation():
     )
 
 
+# --- what a learner sees ------------------------------------------------------------------------------
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+# JupyterLab's output area in a 1400 x 900 window (file browser open): a wider picture is shrunk.
+DISPLAY_WIDTH_PX = 968
+
+
+def _code_cells(path: Path) -> list[tuple[int, nbformat.NotebookNode]]:
+    nb = nbformat.read(path, as_version=4)
+    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_gptlib_is_imported_before_torch(solution):
+    # gptlib lets torch's idle threads sleep, which torch reads once, when it loads (gptlib/threads.py).
+    import ast
+
+    _, setup = _code_cells(solution)[0]
+    tree = ast.parse("\n".join(line for line in setup.source.splitlines() if not line.startswith("%")))
+    modules = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            modules += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules.append((node.module or "").split(".")[0])
+    loads_torch = [m for m in modules if m in ("gptlib", "torch", "transformers")]
+    assert loads_torch and loads_torch[0] == "gptlib", f"{solution.name}: imports {modules}"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_figures_fit_the_notebook_with_text_of_8pt_or_more(solution):
+    import base64
+    import re
+    import struct
+
+    for i, cell in _code_cells(solution):
+        sizes = [float(s) for s in re.findall(r"fontsize=(\d+(?:\.\d+)?)", cell.source)]
+        assert all(s >= 8 for s in sizes), f"{solution.name} cell {i}: text at {min(sizes)} pt"
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                width = struct.unpack(">I", base64.b64decode(png)[16:20])[0]  # the PNG header's width
+                assert width <= DISPLAY_WIDTH_PX, (
+                    f"{solution.name} cell {i}: a {width} px wide figure is shrunk"
+                )
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_no_project_words_in_what_learners_read(solution):
+    import re
+
+    nb = nbformat.read(solution, as_version=4)
+    words = re.compile(r"\bthe seed\b|\bseed's\b|NBVAL|\bnbval\b|\bthe lead\b|\bmaintainers?\b", re.I)
+    for i, cell in enumerate(nb.cells):
+        text = (
+            cell.source
+            if cell.cell_type == "markdown"
+            else "\n".join(line.split("#", 1)[1] for line in cell.source.splitlines() if "#" in line)
+        )
+        found = words.findall(text)
+        assert not found, f"{solution.name} cell {i}: {found}"
+
+
+def test_the_stored_explorer_shows_its_last_view_and_how_to_bring_it_back():
+    """Without a kernel (or rendered elsewhere) the explorer's cell shows a picture and a line, not a repr."""
+    (solution,) = (ROOT / "solutions").glob("07_*.ipynb")
+    (cell,) = [c for _, c in _code_cells(solution) if c.source.rstrip().endswith("explorer")]
+    picture, live = cell.outputs
+    assert 'class="gptlib-attn-static"' in picture.data["text/html"]
+    assert '<img src="data:image/png;base64,' in picture.data["text/html"]
+    assert "run the cells above and this one again" in picture.data["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" in live.data and live.data["text/plain"] == ""
+    assert "nbval-ignore-output" in cell.metadata.tags  # the picture and its measured time vary
+
+
 def test_every_lesson_says_how_to_install_the_course_on_a_hosted_service():
     """After the title, each lesson has the same generated cell: where gptlib cannot be imported (a hosted
     notebook service), it stops with the one line to run there. Checked by parsing: this machine is offline."""

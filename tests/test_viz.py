@@ -3,6 +3,7 @@ and the explorer's state. tests/test_browser.py drives the explorer in a real br
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import re
@@ -22,6 +23,7 @@ from gptlib.tokenizer import CharTokenizer
 from gptlib.viz import (
     AttentionExplorer,
     as_maps,
+    cell_clock,
     encode_prompt,
     figure_to_png,
     model_attention,
@@ -34,7 +36,7 @@ from gptlib.viz import (
     visible_token,
 )
 from gptlib.viz.maps import attention_modules
-from gptlib.viz.plots import MASKED_COLOR
+from gptlib.viz.plots import MASKED_COLOR, MAX_WIDTH, MIN_FONT
 
 TEXT = "to be or not to be\nthat is the question"
 
@@ -369,7 +371,7 @@ def test_explorer_is_made_of_core_widgets_with_stable_classes(tokenizer):
         assert f"gptlib-attn-{name}" in classes
     sliders = [w for w in descendants(explorer) if isinstance(w, widgets.IntSlider)]
     assert sliders and not any(s.continuous_update for s in sliders)
-    assert explorer._image.layout.height == "600px"
+    assert explorer._image.layout.height == "500px"
     assert repr(explorer) == "AttentionExplorer(checkpoints=['model'], layers=2, heads=2, tokens=5)"
 
 
@@ -453,6 +455,185 @@ def test_explorer_construction_errors(tokenizer):
     other = GPT(model.config.replace(n_layer=3))
     with pytest.raises(ValueError, match="differ in shape"):
         AttentionExplorer({"a": model, "b": other}, tokenizer, "to be")
+
+
+def test_a_click_that_overtakes_the_typed_text_neither_wins_nor_undoes_it(tokenizer):
+    explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be")
+    writes = []
+    explorer._prompt.observe(lambda change: writes.append(change["new"]), names="value")
+    # "that is" was typed and Run clicked; the click reaches the kernel first, with the old box.
+    explorer._run_button.click()
+    assert state(explorer)["data-prompt"] == "to be"
+    assert writes == []  # Run never writes the box: the old prompt is not sent back over the typed one
+    explorer._prompt.value = "that is"  # then the typed text arrives, and runs
+    s = state(explorer)
+    assert (s["data-prompt"], s["data-tokens"], s["data-error"]) == ("that is", "7", "0")
+    assert writes == ["that is"]
+    renders = int(s["data-renders"])
+    explorer._run_button.click()  # Run re-runs what is in the box (say, after more training)
+    s = state(explorer)
+    assert s["data-prompt"] == "that is" and int(s["data-renders"]) == renders + 1
+
+
+def test_newlines_show_as_a_symbol_and_can_be_typed(tokenizer):
+    explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be\nor")
+    assert explorer._prompt.value == "to be⏎or" and explorer.tokens[5] == "⏎"
+    explorer._prompt.value = "that⏎is"
+    assert explorer.prompt == "that\nis"
+    explorer._prompt.value = "is\\nthe"  # a backslash and an n, typed
+    assert explorer.prompt == "is\nthe" and state(explorer)["data-error"] == "0"
+    explorer.set_prompt("or\nnot")
+    assert explorer._prompt.value == "or⏎not"
+    assert "Enter" in explorer._help.value and "⏎" in explorer._help.value  # said on screen
+
+
+def test_controls_a_view_ignores_are_hidden_in_place(tokenizer):
+    explorer = AttentionExplorer(
+        {"a": tiny_gpt(tokenizer, 0), "b": tiny_gpt(tokenizer, 1)}, tokenizer, "to be"
+    )
+
+    def visible(w) -> bool:
+        return w.layout.visibility != "hidden" and w.layout.display != "none"
+
+    assert not visible(explorer._query) and visible(explorer._checkpoint)
+    explorer.show(view="query")
+    assert visible(explorer._query) and visible(explorer._query_token)
+    explorer.show(view="compare")  # shows every checkpoint: the checkpoint buttons do nothing
+    assert not visible(explorer._checkpoint) and not visible(explorer._query)
+    assert explorer._message.layout.height == "2.6em"  # a message has its line; nothing moves
+    raw = AttentionExplorer(random_maps(T=6), tokens=list("abcdef"))
+    assert not visible(raw._run_button) and raw._help.value == ""
+
+
+def test_in_a_notebook_a_picture_of_the_last_view_goes_before_the_live_explorer(tokenizer, monkeypatch):
+    import IPython.display
+
+    shown, updated = [], []
+    monkeypatch.setattr(
+        IPython.display, "display", lambda b, raw, display_id=None: shown.append((b, display_id))
+    )
+    monkeypatch.setattr(
+        IPython.display, "update_display", lambda b, raw, display_id: updated.append((b, display_id))
+    )
+
+    def png_in(bundle) -> bytes:
+        return base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', bundle["text/html"])[1])
+
+    explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be")
+    explorer._ipython_display_()
+    (picture, picture_id), (live, live_id) = shown
+    assert picture_id and live_id is None and set(picture) == {"text/html", "text/plain"}
+    assert png_in(picture) == explorer._image.value
+    assert "run the cells above and this one again" in picture["text/plain"]
+    # The live explorer: no repr to show without a kernel, and a style rule that hides the picture.
+    assert live["text/plain"] == ""
+    assert live["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.model_id
+    assert ".gptlib-attn-static" in explorer._style.value and ".gptlib-attn-explorer" in explorer._style.value
+    # The picture's own rule hides a widget output that has lost its model (text, no elements).
+    assert ":not(:has(*))" in picture["text/html"]
+    explorer.show(head=1)  # every new view replaces the picture
+    bundle, picture_id_again = updated[-1]
+    assert picture_id_again == picture_id and png_in(bundle) == explorer._image.value != png_in(picture)
+
+
+def test_cell_clock_sums_each_cells_latest_run(monkeypatch):
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(cell_clock, "time", clock)
+    monkeypatch.setattr(cell_clock, "_last_run", {})
+    monkeypatch.setattr(cell_clock, "_current", {})
+    monkeypatch.setattr(cell_clock, "_watching", True)
+
+    def run(cell_id: str | None, start: float, end: float) -> None:
+        clock.now = start
+        cell_clock._started(type("Info", (), {"cell_id": cell_id})())
+        clock.now = end
+        cell_clock._finished(None)
+
+    run("a", 0, 2)
+    run("b", 10, 13)
+    run("a", 20, 21)  # run again: its latest time counts, once
+    run(None, 22, 24)  # no cell id (a console): a run of its own
+    clock.now = 30.0
+    cell_clock._started(type("Info", (), {"cell_id": "c"})())
+    clock.now = 35.0  # the cell that builds the explorer is still running
+    assert cell_clock.seconds_to_rerun() == 1 + 3 + 2 + 5
+    assert cell_clock.about(34.4) == "about 34 s" and cell_clock.about(200) == "about 3 min"
+    monkeypatch.setattr(cell_clock, "_watching", False)
+    assert cell_clock.seconds_to_rerun() is None
+
+
+def test_cell_clock_hooks_into_ipython_only_once(monkeypatch):
+    import IPython
+
+    registered = []
+
+    class Events:
+        def register(self, name, fn):
+            registered.append(name)
+
+    monkeypatch.setattr(cell_clock, "_watching", False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert cell_clock.watch() is False and registered == []  # not in a kernel: nothing happens
+    monkeypatch.setattr(IPython, "get_ipython", lambda: type("Shell", (), {"events": Events()})())
+    assert cell_clock.watch() is True and cell_clock.watch() is True
+    assert registered == ["pre_run_cell", "post_run_cell"]
+
+
+# --- legible in a notebook --------------------------------------------------------------------------
+
+
+def texts_and_overlaps(fig) -> tuple[float, list[str]]:
+    """The smallest font size of any visible text, and the tick labels that overlap their neighbour."""
+    fig.draw_without_rendering()
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+    overlaps = []
+    for ax in fig.axes:
+        for axis, labels in (("x", ax.get_xticklabels()), ("y", ax.get_yticklabels())):
+            boxes = [t.get_window_extent() for t in labels if t.get_visible() and t.get_text()]
+            spans = sorted((b.x0, b.x1) if axis == "x" else (b.y0, b.y1) for b in boxes)
+            overlaps += [
+                f"{axis} at {a[1]:.0f}" for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1] - 0.5
+            ]
+    return min(t.get_fontsize() for t in texts), overlaps
+
+
+@pytest.mark.parametrize("T", [5, 24, 51, 120])
+def test_figures_fit_the_notebook_with_legible_unoverlapping_text(T):
+    maps = random_maps(L=2, H=4, T=T)
+    tokens = list((TEXT * 4)[:T])
+    figures = {
+        "one head": plot_attention(maps, tokens),
+        "all heads": plot_all_heads(maps, tokens),
+        "query": plot_query(maps, tokens),
+        "two checkpoints": plot_compare({"a": maps, "b": maps}, tokens),
+        "three checkpoints": plot_compare({"a": maps, "b": maps, "c": maps}, tokens),
+        "twelve heads": plot_all_heads(random_maps(L=12, H=12, T=T)),
+    }
+    for name, fig in figures.items():
+        assert fig.get_figwidth() <= MAX_WIDTH, f"{name}: {fig.get_figwidth()} in wide: shrunk in a notebook"
+        smallest, overlaps = texts_and_overlaps(fig)
+        assert smallest >= MIN_FONT, f"{name}, T={T}: text at {smallest} pt"
+        assert not overlaps, f"{name}, T={T}: tick labels overlap: {overlaps}"
+    fig = figures["one head"]
+    shown = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert shown == token_labels(tokens)[:: len(tokens) // len(shown)]  # every token, or every k-th
+
+
+@pytest.mark.parametrize("view", ["head", "grid", "query", "compare"])
+def test_the_explorers_pictures_fit_and_stay_legible(tokenizer, view):
+    explorer = AttentionExplorer(
+        {"a": tiny_gpt(tokenizer, 0), "b": tiny_gpt(tokenizer, 1)}, tokenizer, "to be or not to", view=view
+    )
+    fig = explorer.figure()
+    assert fig.get_figwidth() <= MAX_WIDTH and fig.get_figheight() <= explorer._height / 100
+    smallest, overlaps = texts_and_overlaps(fig)
+    assert smallest >= MIN_FONT and not overlaps
 
 
 def test_figure_to_png_is_a_png():

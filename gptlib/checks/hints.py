@@ -1,54 +1,126 @@
-"""Hints of increasing detail for each exercise, and the hint for each mistake a check can diagnose.
+"""Hints: a nudge, more detail and pseudocode for each exercise, and one hint per mistake a check names.
 
-Each lesson's check module registers its hints here. In a notebook,
-`show_hints("attention")` shows them folded (the learner opens only what they
-want); a failed check names the hint for the mistake it found.
+They are data, one Markdown file per lesson in gptlib/checks/hints/ (`NN_lesson.md`):
+
+    ## exercise_name            (## * : diagnoses shared by every exercise of the file)
+    1. the nudge, prose with `code`
+    2. more detail
+    3. ```
+       pseudocode
+       ```
+    - `diagnosis-code`: the hint for that mistake, one paragraph
+      (continued on lines indented by two spaces)
+
+`hints/common.md` holds the hints every check shares. In a notebook, `show_hints("attention")`
+shows an exercise's levels folded, as prose with code set as code; a failed check quotes the
+hint for the mistake it found.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import re
 from dataclasses import dataclass, field
+from importlib import resources
+
+SHARED, COMMON = "*", "common"
 
 
 @dataclass
 class ExerciseHints:
     """levels: a nudge first, then more detail (pseudocode last). diagnoses: mistake code -> hint."""
 
-    levels: list[str]
+    levels: list[str] = field(default_factory=list)
     diagnoses: dict[str, str] = field(default_factory=dict)
+    lesson: str = ""
 
 
-_HINTS: dict[str, ExerciseHints] = {}
-
-# Mistakes every check can find, whatever the exercise.
-_COMMON = {
-    "returned-none": "the last line of forward (or your function) should be `return <result>`.",
-    "returned-tuple": "a trailing comma turns `return y,` into a tuple; return the tensor itself.",
-    "no-super-init": "an nn.Module's __init__ starts with `super().__init__()`, before any layer is created.",
-    "not-done": "run the exercise cell after replacing `raise NotImplementedError()` with your code.",
-}
+_ITEM = re.compile(r"^(\d+)\. (.*)$")
+_DIAGNOSIS = re.compile(r"^- `([^`]+)`: (.*)$")
 
 
-def register_hints(exercise: str, levels: list[str], diagnoses: dict[str, str] | None = None) -> None:
-    """Called by the check modules, once per exercise."""
-    _HINTS[exercise] = ExerciseHints(list(levels), dict(diagnoses or {}))
+def parse(text: str, lesson: str) -> dict[str, ExerciseHints]:
+    """A lesson's hints file -> {exercise: ExerciseHints} (SHARED for the '## *' section)."""
+    out: dict[str, ExerciseHints] = {}
+    current: ExerciseHints | None = None
+    target: list[str] | None = None  # the lines of the item being read
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.startswith("## "):
+            current = out.setdefault(line[3:].strip(), ExerciseHints(lesson=lesson))
+            target = None
+        elif current is None or line.startswith("# "):
+            continue
+        elif m := _ITEM.match(line):
+            target = [m.group(2)]
+            current.levels.append(target)  # type: ignore[arg-type]  # joined below
+        elif m := _DIAGNOSIS.match(line):
+            target = [m.group(2)]
+            current.diagnoses[m.group(1)] = target  # type: ignore[assignment]
+        elif target is not None and (line.startswith("  ") or not line):
+            target.append(line)
+        elif line:
+            raise ValueError(f"hints for lesson {lesson}: cannot read the line {line!r}")
+    for entry in out.values():
+        entry.levels = [_level(lines) for lines in entry.levels]  # type: ignore[arg-type]
+        entry.diagnoses = {k: " ".join(s.strip() for s in v if s.strip()) for k, v in entry.diagnoses.items()}
+    return out
+
+
+def _level(lines: list[str]) -> str:
+    """An item's text: prose lines joined by spaces, a fenced block kept line by line (indent removed)."""
+    body = "\n".join(s[3:] if s.startswith("   ") else s.strip() for s in lines).strip()
+    parts = re.split(r"(```\n.*?\n```)", body, flags=re.S)
+    return "\n".join(p if p.startswith("```") else " ".join(p.split()) for p in parts if p.strip())
+
+
+@functools.cache
+def _all() -> dict[str, ExerciseHints]:
+    """Every lesson's hints, by exercise; the '## *' sections under 'NN_lesson/*'; common.md under 'common'."""
+    out: dict[str, ExerciseHints] = {}
+    for file in sorted(resources.files("gptlib.checks").joinpath("hints").iterdir(), key=lambda f: f.name):
+        if not file.name.endswith(".md"):
+            continue
+        lesson = file.name.removesuffix(".md")
+        for name, entry in parse(file.read_text(encoding="utf-8"), lesson).items():
+            key = COMMON if lesson == COMMON else (f"{lesson}/{SHARED}" if name == SHARED else name)
+            if key in out:
+                raise ValueError(f"hints for {key!r} are written twice ({out[key].lesson} and {lesson})")
+            out[key] = entry
+    return out
 
 
 def exercises() -> list[str]:
-    return sorted(_HINTS)
+    return sorted(k for k, v in _all().items() if v.levels)
 
 
 def hint_for(exercise: str, diagnosis: str) -> str | None:
-    """The hint for one diagnosed mistake, or None."""
-    entry = _HINTS.get(exercise)
-    if entry is not None and diagnosis in entry.diagnoses:
-        return entry.diagnoses[diagnosis]
-    return _COMMON.get(diagnosis)
+    """The hint for one diagnosed mistake: the exercise's own, else its lesson's shared one, else common."""
+    hints = _all()
+    entry = hints.get(exercise)
+    for source in (entry, hints.get(f"{entry.lesson}/{SHARED}") if entry else None, hints.get(COMMON)):
+        if source is not None and diagnosis in source.diagnoses:
+            return source.diagnoses[diagnosis]
+    return None
+
+
+def as_html(text: str) -> str:
+    """A hint as HTML: prose in paragraphs with `code` set as code; a fenced block as a block of code that
+    scrolls rather than wraps."""
+    parts = []
+    for chunk in re.split(r"(```\n.*?\n```)", text, flags=re.S):
+        if chunk.startswith("```"):
+            code = html.escape(chunk.strip("`").strip("\n"))
+            parts.append(f"<pre style='white-space: pre; overflow-x: auto'><code>{code}</code></pre>")
+        elif chunk.strip():
+            prose = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(chunk.strip(), quote=False))
+            parts.append(f"<p>{prose}</p>")
+    return "".join(parts)
 
 
 class HintsView:
-    """Folded hints: HTML <details> in JupyterLab, plain text elsewhere."""
+    """Folded hints: HTML <details> in JupyterLab, a one-line summary elsewhere."""
 
     def __init__(self, exercise: str, entry: ExerciseHints):
         self.exercise = exercise
@@ -60,14 +132,10 @@ class HintsView:
         return f"Hint {i + 1} of {n}: {kind}"
 
     def _repr_html_(self) -> str:
-        parts = []
-        for i, text in enumerate(self.entry.levels):
-            body = html.escape(text)
-            parts.append(
-                f"<details><summary>{self._title(i)}</summary>"
-                f"<pre style='white-space: pre-wrap'>{body}</pre></details>"
-            )
-        return "\n".join(parts)
+        return "\n".join(
+            f"<details><summary>{self._title(i)}</summary>{as_html(text)}</details>"
+            for i, text in enumerate(self.entry.levels)
+        )
 
     def __repr__(self) -> str:
         return f"<{len(self.entry.levels)} hints for {self.exercise!r}: click to open>"
@@ -75,8 +143,7 @@ class HintsView:
 
 def show_hints(exercise: str) -> HintsView:
     """Hints for an exercise, folded until opened. Use as the last line of a cell."""
-    # Every exercise's hints are registered: importing this module ran gptlib/checks/__init__.py first,
-    # which imports every check module.
-    if exercise not in _HINTS:
+    entry = _all().get(exercise)
+    if entry is None or not entry.levels:
         raise ValueError(f"no hints for {exercise!r}; exercises with hints: {', '.join(exercises())}.")
-    return HintsView(exercise, _HINTS[exercise])
+    return HintsView(exercise, entry)

@@ -3,6 +3,7 @@
 start    copy the lessons into a folder of your own and open JupyterLab there (for learners)
 build    write lessons/ (learner notebooks) from solutions/
 store    run solution notebooks and store their outputs (for nbval)
+time     time the solution notebooks as CI runs them, quiet and next to one CPU-bound process
 release  write the student notebooks of an assignment into a folder to hand out
 grade    grade submitted notebooks: scores.csv, per-student feedback, a class summary
 """
@@ -48,6 +49,25 @@ def main(argv: list[str] | None = None) -> int:
         help="store even when the installed versions differ from constraints.txt (CI's nbval will then fail)",
     )
 
+    t = sub.add_parser("time", help="time the solutions as CI runs them; --busy: also next to a busy process")
+    t.add_argument("notebooks", nargs="*", type=Path, help="default: every solutions/NN_*.ipynb")
+    t.add_argument("--busy", action="store_true", help="also run each next to one CPU-bound process")
+    t.add_argument("--rounds", type=int, default=1, help="runs of each notebook (medians are shown)")
+    t.add_argument(
+        "--threads",
+        default=None,
+        metavar="N",
+        help="torch threads in the kernels (default: as CI and store; 'default': torch's own choice)",
+    )
+    t.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the kernels' environment, e.g. GOMP_SPINCOUNT=300000 (GNU OpenMP's default spinning)",
+    )
+    t.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+
     r = sub.add_parser("release", help="write student notebooks to hand out (some or all lessons)")
     r.add_argument("out", type=Path, help="folder to write the notebooks into")
     r.add_argument(
@@ -90,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     g.add_argument("--format", choices=["md", "html"], default="md", help="feedback files (default md)")
     g.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing results")
+    g.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="grade without the sandbox where bubblewrap cannot run (the student's code can then read and write "
+        "your files and use the network; see docs/teachers.md)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     args, lab_options = parser.parse_known_args(argv)
@@ -129,7 +155,35 @@ def main(argv: list[str] | None = None) -> int:
             seconds = store(nb, timeout=args.timeout)
             print(f"stored {nb} ({seconds:.1f} s)")
         return 0
+    if args.command == "time":
+        return _time(args)
     return 2
+
+
+def _time(args: argparse.Namespace) -> int:
+    from gptlib.course.execute import NUM_THREADS
+    from gptlib.course.timing import kernel_env, machine_line, table, time_notebooks
+
+    notebooks = args.notebooks or sorted(Path("solutions").glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        print("error: no notebooks given and none in ./solutions", file=sys.stderr)
+        return 2
+    extra = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"error: --env takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        extra[name] = value
+    threads = None if args.threads == "default" else (args.threads or NUM_THREADS)
+    env = kernel_env(threads, extra)
+    print(machine_line(env), flush=True)
+    timings = time_notebooks(
+        notebooks, args.busy, args.rounds, env, args.timeout, report=lambda s: print(s, flush=True)
+    )
+    print()
+    print(table(timings))
+    return 0
 
 
 def _teacher(args: argparse.Namespace) -> int:
@@ -142,27 +196,36 @@ def _teacher(args: argparse.Namespace) -> int:
         for p in release(solutions, args.out, args.lessons, not args.no_hidden_tests, args.force):
             print(f"wrote {p}")
         return 0
-    from gptlib.course.grade import check_out_dir, collect_submissions, grade
-    from gptlib.course.report import summary, write_reports
-    from gptlib.course.sandbox import Limits, network_isolation
+    from gptlib.course import submissions
+    from gptlib.course.grade import check_out_dir, grade
+    from gptlib.course.report import Reports, summary
+    from gptlib.course.sandbox import UNSAFE_NOTE, Limits, SandboxUnavailable, unavailable
 
     limits = Limits(timeout=args.timeout, memory=int(args.memory * 2**30))
-    pairs = collect_submissions(args.submissions)
-    check_out_dir(args.out, [p for _, p in pairs], args.submissions, args.force)
-    if not network_isolation():
-        print(
-            "note: no network namespace here (unshare); the sandbox blocks sockets in-process only.",
-            file=sys.stderr,
-        )
-    results = grade(
-        args.submissions, solutions, args.lesson, args.jobs, limits, progress=not args.no_progress
-    )
-    write_reports(results, args.out, args.format)
+    found = submissions.collect(args.submissions)
+    check_out_dir(args.out, found, args.submissions, args.force)
+    if args.unsafe and unavailable():
+        print(f"warning: {UNSAFE_NOTE}", file=sys.stderr)
+    reports = Reports(args.out, [s.student for s in found], args.format)
+    try:
+        results = grade(
+            args.submissions, solutions, args.lesson, args.jobs, limits, progress=not args.no_progress,
+            unsafe=args.unsafe, on_result=reports.add, found=found,
+        )  # fmt: skip
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    reports.finish(results)
     print(summary(results))
     print(
         f"wrote {args.out / 'scores.csv'}, {args.out / 'summary.md'} and {len(results)} feedback files in "
         f"{args.out / 'feedback'}"
     )
+    regrade = sum(e.regrade for r in results for e in r.exercises)
+    if regrade:
+        print(f"warning: {regrade} exercises were not graded because the grader itself failed (see the flags "
+              "in scores.csv); grade those submissions again.", file=sys.stderr)  # fmt: skip
+        return 3
     return 0
 
 

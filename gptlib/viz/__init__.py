@@ -8,6 +8,7 @@ GPT, a learner's own model, or raw tensors.
 Taught in lesson 07: lessons/07_attention_maps.ipynb.
 """
 
+from gptlib.viz import cell_clock
 from gptlib.viz.explorer import AttentionExplorer
 from gptlib.viz.maps import as_maps, encode_prompt, model_attention, token_labels, visible_token
 from gptlib.viz.plots import (
@@ -18,6 +19,10 @@ from gptlib.viz.plots import (
     plot_query,
     save_png,
 )
+
+# In a notebook's kernel, time every cell from here on: the explorer's picture says how long
+# running them again takes, to bring it back.
+cell_clock.watch()
 
 __all__ = [
     "AttentionExplorer",

@@ -1,28 +1,44 @@
 """AttentionExplorer: an offline attention-map explorer made of core ipywidgets and matplotlib PNGs.
 
 Pick a layer, a head and a view (one head, all heads, one query's weights,
-checkpoints side by side), type a new prompt and re-run, save the picture as a
-PNG. It uses only ipywidgets' built-in controls and an Image widget, so it
+checkpoints side by side), type a new prompt and press Enter, save the picture
+as a PNG. It uses only ipywidgets' built-in controls and an Image widget, so it
 needs no JavaScript of its own and nothing from the internet: it works offline
 in JupyterLab (tests/test_browser.py drives it in Chromium) and in any front
 end that renders the core ipywidgets, where bertviz (require.js, d3 and jQuery
 from a CDN) fails offline and CircuitsVis inlines ~1.3 MB of JavaScript.
 
-No flicker: every picture is rendered to PNG in the kernel and swapped into
-one fixed-height Image; sliders only report when released
-(continuous_update=False); pictures are cached, so going back is instant.
+No flicker, no jumping: every picture is rendered to PNG in the kernel and
+swapped into one fixed-height Image; sliders only report when released
+(continuous_update=False); pictures are cached, so going back is instant;
+controls a view ignores are hidden but keep their place, and messages have a
+line of their own. The whole explorer fits a 1400 x 900 browser window.
+
+The prompt runs when its text reaches the kernel (Enter, or leaving the box,
+which clicking Run does), never from a copy of the box that may be older than
+what was typed: a click can overtake the box's text on its way to the kernel.
+A one-line box cannot hold a newline, so newlines show as ⏎, and ⏎ or \\n
+typed in the box is one.
+
+A widget needs its kernel. So next to the explorer goes a picture of its last
+view and a line saying which cells to run again and how long they took
+(cell_clock.py): a notebook reopened the next day, or viewed without a kernel,
+shows that picture instead of "Error displaying widget", and the live explorer
+hides it with a style rule it carries.
 
 For tests and scripts, every control has a stable CSS class (gptlib-attn-*)
 and a status element, `.gptlib-attn-state`, carries the shown state in data
 attributes (data-layer, data-head, data-view, data-checkpoint, data-query,
-data-tokens, data-renders, data-error).
+data-tokens, data-prompt, data-renders, data-error).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,12 +50,38 @@ import torch
 import torch.nn as nn
 from matplotlib.figure import Figure
 
+from gptlib.viz import cell_clock
 from gptlib.viz.maps import as_maps, block_size_of, encode_prompt, model_attention, token_labels
-from gptlib.viz.plots import figure_to_png, plot_all_heads, plot_attention, plot_compare, plot_query, save_png
+from gptlib.viz.plots import (
+    MAX_WIDTH,
+    figure_to_png,
+    plot_all_heads,
+    plot_attention,
+    plot_compare,
+    plot_query,
+    save_png,
+)
 
 VIEWS = {"single head": "head", "all heads": "grid", "query": "query", "compare": "compare"}
+NEWLINE = "⏎"  # how the prompt box shows a newline; typing it (or \\n) gives one
+HELP = "Enter or Run: run the prompt · ⏎ or \\n: a new line"
 _DPI = 100
 _CACHE_SIZE = 64
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+# JupyterLab's output area: the picture of the last view is the output just before the explorer.
+# A live explorer hides that picture (its own style element carries this rule) ...
+_HIDE_PICTURE = (
+    ".jp-OutputArea-child:has(.gptlib-attn-static):has(+ .jp-OutputArea-child .gptlib-attn-explorer)"
+    " { display: none; }"
+)
+# ... and without a kernel the picture (when trusted, with its style element) hides the explorer's
+# "Loading widget..." and then "Error displaying widget: model not found": an output of bare text.
+# (No :has() inside another :has(): browsers drop such a rule.)
+_HIDE_DEAD_WIDGET = (
+    ".jp-OutputArea-child:has(.gptlib-attn-static)"
+    " + .jp-OutputArea-child > .jp-OutputArea-output:not(:has(*)) { display: none; }"
+)
 
 
 class AttentionExplorer(widgets.VBox):
@@ -53,9 +95,10 @@ class AttentionExplorer(widgets.VBox):
     number of layers and heads.
 
     With models, give the tokenizer (encode/decode, e.g. gptlib's
-    CharTokenizer) and a prompt; Run re-runs the models as they are now (after
-    more training, say) on the prompt in the box. With maps,
-    give tokens (a list of T token strings), or none to label positions.
+    CharTokenizer) and a prompt; Enter (or Run) re-runs the models as they are
+    now (after more training, say) on the prompt in the box. With maps, give
+    tokens (a list of T token strings), or none to label positions. height is
+    the picture's height in pixels.
 
     Display it by making it the last expression of a cell. The same actions are
     methods for scripts: set_prompt(text), show(layer=, head=, view=, ...),
@@ -73,7 +116,7 @@ class AttentionExplorer(widgets.VBox):
         head: int = 0,
         view: str = "head",
         save_dir: str | os.PathLike[str] = ".",
-        height: int = 600,
+        height: int = 500,
     ) -> None:
         self._sources = _checkpoints(source)
         self._models = {n: s for n, s in self._sources.items() if isinstance(s, nn.Module)}
@@ -97,6 +140,8 @@ class AttentionExplorer(widgets.VBox):
         self._renders = 0
         self._error = ""
         self._updating = False
+        self._picture_id = f"gptlib-attn-{uuid.uuid4().hex}"  # the display id of the last view's picture
+        self._displayed = False
 
         if self._models:
             sizes = [b for b in (block_size_of(m) for m in self._models.values()) if b is not None]
@@ -121,35 +166,56 @@ class AttentionExplorer(widgets.VBox):
         views = [(k, v) for k, v in VIEWS.items() if v != "compare" or len(names) > 1]
         if view not in dict(views).values():
             raise ValueError(f"view must be one of {[v for _, v in views]}, got {view!r}.")
-        self._checkpoint = widgets.ToggleButtons(options=names, value=names[0], description="checkpoint")
-        self._view = widgets.ToggleButtons(options=views, value=view, description="view")
-        self._layer = widgets.IntSlider(
-            value=0, min=0, max=L - 1, description="layer", continuous_update=False
+        compact = {"description_width": "initial"}
+        # No descriptions on the buttons (ToggleButtons puts one on a line of its own): a label before them.
+        self._checkpoint = widgets.ToggleButtons(
+            options=names, value=names[0], style={"button_width": "auto"}
         )
-        self._head = widgets.IntSlider(value=0, min=0, max=H - 1, description="head", continuous_update=False)
-        self._query = widgets.IntSlider(
-            value=T - 1, min=0, max=T - 1, description="query", continuous_update=False
+        self._view = widgets.ToggleButtons(options=views, value=view, style={"button_width": "auto"})
+        self._layer, self._head, self._query = (
+            widgets.IntSlider(
+                value=value,
+                min=0,
+                max=n - 1,
+                description=name,
+                continuous_update=False,
+                style=compact,
+                layout=widgets.Layout(width="250px"),  # one Layout each: the query slider hides on its own
+            )
+            for name, value, n in (("layer", 0, L), ("head", 0, H), ("query", T - 1, T))
         )
         self._query_token = widgets.Label()
-        # A Textarea, not a Text: an <input> drops newlines, and char-level prompts often hold them.
-        # The prompt runs when Run is clicked (Enter types a newline).
-        self._prompt = widgets.Textarea(
-            value=self.prompt,
+        # One line: Enter sends the text to the kernel, which runs it (see the module docstring).
+        self._prompt = widgets.Text(
+            value=_shown(self.prompt),
             description="prompt",
-            rows=2,
             continuous_update=False,
             disabled=not self._models,
-            layout=widgets.Layout(width="60%"),
+            style=compact,
+            layout=widgets.Layout(flex="1 1 auto", width="auto"),
         )
         self._run_button = widgets.Button(
-            description="Run", disabled=not self._models, icon="play", tooltip="run the model on the prompt"
+            description="Run",
+            icon="play",
+            disabled=not self._models,
+            tooltip="run the model on the prompt (Enter does too)",
+            layout=widgets.Layout(width="auto", visibility="visible" if self._models else "hidden"),
         )
-        self._save = widgets.Button(description="Save PNG", icon="download")
+        self._save = widgets.Button(
+            description="Save PNG", icon="download", layout=widgets.Layout(width="auto")
+        )
         self._image = widgets.Image(
-            format="png", layout=widgets.Layout(height=f"{height}px", width="auto", object_fit="contain")
+            format="png",
+            layout=widgets.Layout(height=f"{height}px", width="auto", max_width="100%", object_fit="contain"),
         )
-        self._message = widgets.HTML()
+        self._help = widgets.HTML(
+            f'<span style="color:#666">{html.escape(HELP)}</span>' if self._models else "",
+            layout=widgets.Layout(margin="0 0 0 auto"),
+        )
+        # Reserved space: a message never pushes the picture down.
+        self._message = widgets.HTML(layout=widgets.Layout(height="2.6em", overflow="hidden"))
         self._state = widgets.HTML()
+        self._style = widgets.HTML(f"<style>{_HIDE_PICTURE}</style>", layout=widgets.Layout(display="none"))
         for w, name in [
             (self, "explorer"),
             (self._checkpoint, "checkpoint"),
@@ -163,28 +229,33 @@ class AttentionExplorer(widgets.VBox):
             (self._image, "image"),
             (self._message, "message"),
             (self._state, "status"),
+            (self._help, "help"),
         ]:
             w.add_class(f"gptlib-attn-{name}")
 
         picture = widgets.Box(
             [self._image], layout=widgets.Layout(height=f"{height + 4}px", overflow="hidden")
         )
-        rows = [widgets.HBox([self._prompt, self._run_button])]
+        views_row = [widgets.Label("view"), self._view]
         if len(names) > 1:
-            rows.append(self._checkpoint)
-        rows += [
-            self._view,
-            widgets.HBox([self._layer, self._head]),
-            widgets.HBox([self._query, self._query_token]),
-            widgets.HBox([self._save, self._state]),
-            self._message,
-            picture,
-        ]
-        super().__init__(rows)
+            self._checkpoint_label = widgets.Label("checkpoint", layout=widgets.Layout(margin="0 0 0 1em"))
+            views_row += [self._checkpoint_label, self._checkpoint]
+        super().__init__(
+            [
+                widgets.HBox([self._prompt, self._run_button, self._save]),
+                widgets.HBox(views_row, layout=widgets.Layout(align_items="center")),
+                widgets.HBox([self._layer, self._head, self._query, self._query_token]),
+                widgets.HBox([self._state, self._help]),
+                self._message,
+                picture,
+                self._style,
+            ]
+        )
 
         for w in (self._checkpoint, self._view, self._layer, self._head, self._query):
             w.observe(self._on_control, names="value")
-        self._run_button.on_click(lambda _: self._try(self.set_prompt, self._prompt.value))
+        self._prompt.observe(self._on_prompt, names="value")
+        self._run_button.on_click(lambda _: self._try(self._run_typed, self._prompt.value))
         self._save.on_click(lambda _: self._try(self._save_clicked))
         self.show(layer=layer, head=head)
 
@@ -241,7 +312,11 @@ class AttentionExplorer(widgets.VBox):
         L, H, T, _ = maps.shape
         if s["view"] == "head":
             fig = plot_attention(
-                maps, self.tokens, layer=s["layer"], head=s["head"], figsize=(height + 1.4, height)
+                maps,
+                self.tokens,
+                layer=s["layer"],
+                head=s["head"],
+                figsize=(min(height + 1.4, MAX_WIDTH), height),
             )
             if len(self.maps) > 1:
                 fig.axes[0].set_title(f"{s['checkpoint']}: layer {s['layer']}, head {s['head']}")
@@ -252,7 +327,7 @@ class AttentionExplorer(widgets.VBox):
                 maps,
                 self.tokens,
                 highlight=(s["layer"], s["head"]),
-                figsize=(float(np.clip(thumb * H + 1.6, 5.0, 16.0)), height),
+                figsize=(float(np.clip(thumb * H + 1.6, 5.0, MAX_WIDTH)), height),
             )
         if s["view"] == "query":
             return plot_query(
@@ -261,32 +336,24 @@ class AttentionExplorer(widgets.VBox):
                 s["query"],
                 layer=s["layer"],
                 head=s["head"],
-                figsize=(float(np.clip(3 + 0.28 * T, 7.0, 14.0)), min(height, 5.0)),
+                figsize=(float(np.clip(3 + 0.28 * T, 7.0, MAX_WIDTH)), min(height, 5.0)),
             )
         return plot_compare(
             self.maps,
             self.tokens,
             layer=s["layer"],
             head=s["head"],
-            figsize=(len(self.maps) * (height - 0.3) + 1.4, height),
+            figsize=(min(len(self.maps) * (height - 0.3) + 1.4, MAX_WIDTH), height),
         )
 
     def set_prompt(self, prompt: str) -> None:
         """Run the model(s) on a new prompt and redraw; ValueError if it cannot be encoded or is too long."""
-        if not self._models:
-            raise ValueError("these are fixed attention maps; a new prompt needs a model to run.")
-        maps, tokens = self._run(prompt)
-        self.maps, self.tokens, self.prompt = maps, tokens, prompt
-        self._cache.clear()
-        T = len(tokens)
+        self._apply_prompt(prompt)
         self._updating = True
         try:
-            self._prompt.value = prompt
-            self._query.max = T - 1
-            self._query.value = T - 1
+            self._prompt.value = _shown(prompt)
         finally:
             self._updating = False
-        self._render()
 
     def save_png(self, path: str | os.PathLike[str] | None = None, dpi: float = 150) -> Path:
         """Write the shown picture to a PNG file (default: save_dir/attention_<choice>.png); returns the path."""
@@ -297,6 +364,38 @@ class AttentionExplorer(widgets.VBox):
                 name += f"_Q{s['query']}"
             path = self.save_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + ".png")
         return save_png(self.figure(), path, dpi=dpi)
+
+    # --- in a notebook ----------------------------------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        """Show the picture of the last view (for when the kernel is gone), then the live explorer."""
+        from IPython.display import display
+
+        display(self._picture_bundle(), raw=True, display_id=self._picture_id)
+        bundle = self._repr_mimebundle_()
+        display({_WIDGET_VIEW: bundle[_WIDGET_VIEW], "text/plain": ""}, raw=True)
+        self._displayed = True
+
+    def _picture_bundle(self) -> dict[str, str]:
+        """The last view as a picture, and what brings the explorer back: HTML, and the words as plain text."""
+        s = self.state
+        shown = f"{s['checkpoint']}, " if len(self.maps) > 1 else ""
+        label = next(k for k, v in VIEWS.items() if v == s["view"])
+        shown += f"{label}, layer {s['layer']}, head {s['head']}"
+        seconds = cell_clock.seconds_to_rerun()
+        took = f"; they took {cell_clock.about(seconds)} when this notebook last ran" if seconds else ""
+        note = (
+            f"The attention explorer's last view ({shown}), as a picture. The explorer needs this notebook's "
+            "kernel: to bring it back, run the cells above and this one again (Run > Run All Above Selected "
+            f"Cell, then this cell){took}."
+        )
+        png = base64.b64encode(self._current_png()).decode("ascii")
+        page = (
+            f'<div class="gptlib-attn-static"><style>{_HIDE_DEAD_WIDGET}</style>'
+            f'<img src="data:image/png;base64,{png}" alt="{html.escape(note)}" style="max-width:100%">'
+            f'<div style="color:#555; font-size:0.9em">{html.escape(note)}</div></div>'
+        )
+        return {"text/html": page, "text/plain": note}
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -309,6 +408,30 @@ class AttentionExplorer(widgets.VBox):
             maps[name] = model_attention(model, idx.to(device))
         _same_shapes(maps)
         return maps, labels
+
+    def _apply_prompt(self, prompt: str) -> None:
+        """Run the model(s) on prompt and redraw, leaving the prompt box as it is."""
+        if not self._models:
+            raise ValueError("these are fixed attention maps; a new prompt needs a model to run.")
+        maps, tokens = self._run(prompt)
+        self.maps, self.tokens, self.prompt = maps, tokens, prompt
+        self._cache.clear()
+        T = len(tokens)
+        self._updating = True
+        try:
+            self._query.max = T - 1
+            self._query.value = T - 1
+        finally:
+            self._updating = False
+        self._render()
+
+    def _run_typed(self, text: str) -> None:
+        # Never writes the box: a box written from here could undo what is being typed.
+        self._apply_prompt(_typed(text))
+
+    def _on_prompt(self, change: dict) -> None:
+        if not self._updating:
+            self._try(self._run_typed, change["new"])
 
     def _on_control(self, change: dict) -> None:
         if not getattr(self, "_updating", False):
@@ -332,10 +455,8 @@ class AttentionExplorer(widgets.VBox):
         color = "#b00020" if error else "#1b5e20"
         self._message.value = f'<span style="color:{color}">{text}</span>'
 
-    def _render(self) -> None:
+    def _current_png(self) -> bytes:
         s = self.state
-        self._query.disabled = s["view"] != "query"
-        self._query_token.value = f"token: {self.tokens[s['query']]}"
         key = (
             s["checkpoint"],
             s["view"],
@@ -349,11 +470,27 @@ class AttentionExplorer(widgets.VBox):
             self._cache[key] = png
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-        self._image.value = png
+        return png
+
+    def _render(self) -> None:
+        s = self.state
+        # Controls the view ignores are hidden, but keep their place (nothing below them moves).
+        query = "visible" if s["view"] == "query" else "hidden"
+        self._query.layout.visibility = self._query_token.layout.visibility = query
+        checkpoint = "hidden" if s["view"] == "compare" else "visible"
+        self._checkpoint.layout.visibility = checkpoint
+        if hasattr(self, "_checkpoint_label"):
+            self._checkpoint_label.layout.visibility = checkpoint
+        self._query_token.value = f"token: {self.tokens[s['query']]}"
+        self._image.value = self._current_png()
         self._renders += 1
         if not self._error:
             self._message.value = ""
         self._update_state()
+        if self._displayed:
+            from IPython.display import update_display
+
+            update_display(self._picture_bundle(), raw=True, display_id=self._picture_id)
 
     def _update_state(self) -> None:
         s = self.state
@@ -364,6 +501,7 @@ class AttentionExplorer(widgets.VBox):
             "data-checkpoint": s["checkpoint"],
             "data-query": s["query"],
             "data-tokens": len(self.tokens),
+            "data-prompt": self.prompt,
             "data-renders": self._renders,
             "data-error": int(bool(self._error)),
         }
@@ -374,6 +512,16 @@ class AttentionExplorer(widgets.VBox):
     def __repr__(self) -> str:
         L, H, T, _ = next(iter(self.maps.values())).shape
         return f"AttentionExplorer(checkpoints={list(self.maps)}, layers={L}, heads={H}, tokens={T})"
+
+
+def _shown(prompt: str) -> str:
+    """The prompt as the one-line box shows it: newlines as ⏎."""
+    return prompt.replace("\n", NEWLINE)
+
+
+def _typed(text: str) -> str:
+    """The prompt typed in the box: ⏎ and the two characters \\n are newlines."""
+    return text.replace(NEWLINE, "\n").replace("\\n", "\n")
 
 
 def _checkpoints(source: Any) -> dict[str, Any]:

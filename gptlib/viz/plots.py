@@ -34,6 +34,13 @@ from gptlib.files import atomic_file
 from gptlib.viz.maps import as_maps, token_labels
 
 CMAP = "viridis"
+# JupyterLab's output area in a 1400 x 900 window with its file browser open is 968 pixels wide:
+# a figure up to that width shows at its size, a wider one is shrunk, text and all. The inline
+# backend saves at 100 dpi with 0.1 in of padding around the drawing: 9.4 in makes at most 960 px.
+MAX_WIDTH = 9.4  # inches: the widest default figure
+MIN_FONT = 8.0  # points: no text is drawn smaller
+MAX_TICK_FONT = 10.0
+LABEL_SPACING = 1.3  # a tick label needs about this many times its font size
 MASKED_COLOR = "#c4c4c4"  # light grey: far from viridis' dark purple (0) and yellow (1)
 HIGHLIGHT_COLOR = "#e8402a"
 NORM = Normalize(vmin=0.0, vmax=1.0)
@@ -123,22 +130,51 @@ def _masked(w: np.ndarray, causal: bool) -> np.ma.MaskedArray:
     return np.ma.masked_array(w, mask=future)
 
 
-def _tick_fontsize(T: int) -> float:
-    return 10.0 if T <= 16 else 8.5 if T <= 32 else 7.0 if T <= 48 else 6.0
-
-
 def _set_token_ticks(ax: Axes, labels: list[str], axes: str = "xy") -> None:
+    """Label every token; _fit_token_ticks thins them out once the figure's layout is known."""
     T = len(labels)
-    step = max(1, int(np.ceil(T / 64)))  # beyond 64 tokens label every step-th one
-    pos = list(range(0, T, step))
-    shown = [labels[i] for i in pos]
-    size = _tick_fontsize(T)
+    pos = list(range(T))
+    rotate = 90 if max(len(s) for s in labels) > 2 else 0
     if "x" in axes:
-        rotate = 90 if max(len(s) for s in labels) > 2 else 0
-        ax.set_xticks(pos, shown, fontsize=size, rotation=rotate)
+        ax.set_xticks(pos, labels, fontsize=MAX_TICK_FONT, rotation=rotate)
     if "y" in axes:
-        ax.set_yticks(pos, shown, fontsize=size)
+        ax.set_yticks(pos, labels, fontsize=MAX_TICK_FONT)
     ax.tick_params(length=2, pad=1.5)
+    ax._gptlib_token_labels = (labels, axes, rotate if "x" in axes else 0)  # read by _fit_token_ticks
+
+
+def _fit_token_ticks(fig: Figure) -> None:
+    """Size each token axis's labels to the space each token gets: MIN_FONT..MAX_TICK_FONT points,
+    and where even MIN_FONT does not fit, label every k-th token (no text smaller, none overlapping)."""
+    fig.draw_without_rendering()  # lays the figure out: the axes' sizes are known from here on
+    for ax in fig.axes:
+        labelled = getattr(ax, "_gptlib_token_labels", None)
+        if labelled is None:
+            continue
+        labels, axes, rotate = labelled
+        T = len(labels)
+        box = ax.get_window_extent()
+        for axis in axes:
+            length = (box.width if axis == "x" else box.height) / fig.dpi * 72  # points
+            size, step = token_tick_size(T, length)
+            pos = list(range(0, T, step))
+            shown = [labels[i] for i in pos]
+            if axis == "x":
+                ax.set_xticks(pos, shown, fontsize=size, rotation=rotate)
+            else:
+                ax.set_yticks(pos, shown, fontsize=size)
+
+
+def token_tick_size(T: int, length: float) -> tuple[float, int]:
+    """(font size, label every step-th token) for T tokens along an axis `length` points long.
+
+    Each label needs about LABEL_SPACING times its font size; the font shrinks
+    from MAX_TICK_FONT to MIN_FONT to fit, then labels are skipped.
+    """
+    per_token = length / max(T, 1)
+    size = float(np.clip(per_token / LABEL_SPACING, MIN_FONT, MAX_TICK_FONT))
+    step = max(1, int(np.ceil(LABEL_SPACING * size / per_token)))
+    return size, step
 
 
 def _title(layer: int | None, head: int | None, prefix: str | None = None) -> str:
@@ -155,13 +191,13 @@ def _masked_legend(fig: Figure) -> None:
     fig.legend(
         handles=[Patch(facecolor=MASKED_COLOR, edgecolor="#888888", label="masked (key after query)")],
         loc="lower right",
-        fontsize=8,
+        fontsize=MIN_FONT,
         frameon=False,
     )
 
 
 def _square_size(T: int) -> tuple[float, float]:
-    side = float(np.clip(2.8 + 0.17 * T, 4.5, 11.0))
+    side = float(np.clip(2.8 + 0.17 * T, 4.5, MAX_WIDTH - 1.3))  # 1.3 in for the labels and colour bar
     return side + 1.3, side
 
 
@@ -225,6 +261,7 @@ def plot_attention(
         fig.colorbar(im, ax=ax, label="attention weight", shrink=0.8)
     if causal and not fig.legends:
         _masked_legend(fig)
+    _fit_token_ticks(fig)
     return fig
 
 
@@ -253,7 +290,8 @@ def plot_all_heads(
     if highlight is not None:
         _check_index("layer", highlight[0], L)
         _check_index("head", highlight[1], H)
-    fig = AttentionFigure(figsize=figsize or (1.6 * H + 1.6, 1.6 * L + 0.9), layout="constrained")
+    thumb = min(1.6, (MAX_WIDTH - 1.6) / H)  # many heads: smaller thumbnails, not a wider figure
+    fig = AttentionFigure(figsize=figsize or (thumb * H + 1.6, thumb * L + 0.9), layout="constrained")
     axes = fig.subplots(L, H, squeeze=False)
     im = None
     for l in range(L):
@@ -309,7 +347,7 @@ def plot_query(
     for h in range(H):
         _masked(m[layer, h], causal)  # refuses non-causal weights when causal=True
     fig = AttentionFigure(
-        figsize=figsize or (float(np.clip(3 + 0.28 * T, 6.0, 12.0)), 4.2), layout="constrained"
+        figsize=figsize or (float(np.clip(3 + 0.28 * T, 6.0, MAX_WIDTH)), 4.2), layout="constrained"
     )
     ax = fig.add_subplot()
     x = np.arange(T)
@@ -357,7 +395,8 @@ def plot_query(
         title if title is not None else f"layer {layer}, head {head}: query {query} ({q_label}) attends to",
         fontsize=12,
     )
-    ax.legend(fontsize=8, loc="upper left", ncols=max(1, min(4, (H + 1) // 3)), framealpha=0.9)
+    ax.legend(fontsize=MIN_FONT, loc="upper left", ncols=max(1, min(4, (H + 1) // 3)), framealpha=0.9)
+    _fit_token_ticks(fig)
     return fig
 
 
@@ -374,7 +413,11 @@ def plot_compare(
     cmap: str = CMAP,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
-    """The same head of several checkpoints (e.g. untrained and trained) side by side, one colour bar."""
+    """The same head of several checkpoints (e.g. untrained and trained) side by side, one colour bar.
+
+    At most two maps to a row: three or more continue on the next row, so each
+    map stays large enough to label its tokens.
+    """
     if not maps_by_name:
         raise ValueError("plot_compare needs at least one {name: maps} entry.")
     names = list(maps_by_name)
@@ -387,17 +430,24 @@ def plot_compare(
     T = Ts.pop()
     labels = _labels(tokens, T)
     n = len(names)
-    w_in, h_in = _square_size(T)
-    fig = AttentionFigure(figsize=figsize or (n * (w_in - 1.0) + 1.3, h_in), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    side = min(_square_size(T)[1], (MAX_WIDTH - 1.3) / cols)
+    fig = AttentionFigure(figsize=figsize or (cols * side + 1.3, rows * side + 0.6), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False)
+    axes = list(grid.flat[:n])
+    for ax in grid.flat[n:]:
+        ax.set_visible(False)
     im = None
-    for ax, name, w in zip(axes, names, picked, strict=True):
+    for i, (ax, name, w) in enumerate(zip(axes, names, picked, strict=True)):
         im = draw_attention(ax, w, labels, causal=causal, cmap=cmap)
         ax.set_title(name, fontsize=11)
         ax.set_xlabel("key (attended to)")
-    axes[0].set_ylabel("query (attending)")
-    fig.colorbar(im, ax=list(axes), label="attention weight", shrink=0.8)
+        if i % cols == 0:
+            ax.set_ylabel("query (attending)")
+    fig.colorbar(im, ax=axes, label="attention weight", shrink=0.8)
     fig.suptitle(f"layer {layer}, head {head}", fontsize=12)
     if causal:
         _masked_legend(fig)
+    _fit_token_ticks(fig)
     return fig

@@ -1,4 +1,5 @@
-"""The attention checks' reference: attention written as one function, right and in known-wrong ways.
+"""The attention checks' reference (lessons 02, 04, 07): attention written as one function, right and in
+known-wrong ways.
 
 `reference_attention(x, weights, n_head)` is gptlib.CausalSelfAttention as a
 function of its weights (tests/test_checks_attention.py holds them equal). Its
@@ -7,10 +8,11 @@ wrong axis, no mask, heads merged without the transpose, no projection, ...),
 so a check can tell which mistake a learner's output matches.
 
 `find_projections(module, ...)` reads a learner's query/key/value/output
-projections from their layers, whatever the layout: separate Linears (minGPT),
-one fused Linear(C, 3C) (nanoGPT), one Linear per head (Karpathy's lecture),
-or nn.MultiheadAttention. The check copies the LEARNER's weights into the
-reference, so bias-free and fused variants compare exactly.
+projections from their layers (through the learner boundary), whatever the
+layout: separate Linears (minGPT), one fused Linear(C, 3C) (nanoGPT), one Linear
+per head (Karpathy's lecture), or nn.MultiheadAttention. The check copies the
+LEARNER's weights into the reference, so bias-free and fused variants compare
+exactly. `scale_mistakes` and `fit_scale` name a wrong scale of the scores.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from gptlib.checks import codes as C
+from gptlib.checks.engine import Mistake, close, max_diff
+from gptlib.checks.learner import Ref, backend
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def load_weights(attn: nn.Module, w: AttentionWeights) -> None:
 
 
 # Which part of the mask is allowed (True = a query may look at that key).
-MASKS = ("causal", "none", "strict", "upper")
+MASKS = ("causal", "none", "strict", "upper", "inverted")
 
 
 def allowed_keys(T: int, mask: str = "causal") -> torch.Tensor:
@@ -75,6 +82,8 @@ def allowed_keys(T: int, mask: str = "causal") -> torch.Tensor:
         return torch.tril(ones, diagonal=-1)  # the past only: row 0 has nothing left
     if mask == "upper":
         return torch.triu(ones)  # the mask flipped: the present and the future
+    if mask == "inverted":
+        return ~torch.tril(ones)  # masked_fill(tril == 1): the future only; the last row has nothing left
     raise ValueError(f"unknown mask {mask!r}; one of {MASKS}.")
 
 
@@ -99,12 +108,15 @@ def attention_weights(
 
 
 def split_heads(t: torch.Tensor, n_head: int, how: str = "transpose") -> torch.Tensor:
-    """(B, T, C) -> (B, nh, T, hs). how="view" is the mistake of reshaping without the transpose."""
+    """(B, T, C) -> (B, nh, T, hs). Mistakes: how="view" reshapes without the transpose; "interleave" gives
+    channel c to head c % n_head."""
     B, T, C = t.shape
     if how == "transpose":
         return t.view(B, T, n_head, C // n_head).transpose(1, 2)
     if how == "view":
         return t.reshape(B, n_head, T, C // n_head)
+    if how == "interleave":
+        return t.view(B, T, C // n_head, n_head).permute(0, 3, 1, 2)
     raise ValueError(f"unknown split {how!r}.")
 
 
@@ -135,20 +147,42 @@ def reference_attention(
     merge: str = "transpose",
     proj: bool = True,
     swap_qk: bool = False,
+    heads: int | None = None,
+    output: str = "y",
+    dropout: str | None = None,
+    p: float = 0.0,
+    scale_after: bool = False,
 ) -> torch.Tensor:
     """Causal self-attention (B, T, C) -> (B, T, C), or (B, T, head_size) for a single head (w.wo None).
 
     With the defaults this is gptlib.CausalSelfAttention in eval mode. scale=None means
-    1/sqrt(head_size); the other keywords each switch on one mistake."""
+    1/sqrt(head_size); the other keywords each switch on one mistake: heads (the number of heads used,
+    e.g. 1: one head of full width), output="weights" (the weights returned instead of the output).
+    dropout="weights" (right in train mode), or a mistake: "scores", "values", "input", drops with rate p,
+    drawing its mask from torch's RNG as nn.Dropout does. scale_after: the scale applied to the weights
+    after the softmax instead of to the scores."""
+    n_head = heads or n_head
     if swap_qk:
         w = w.swapped_qk()
+    if dropout == "input":
+        x = F.dropout(x, p)
     q = split_heads(F.linear(x, w.wq, w.bq), n_head, split)  # (B, nh, T, hs)
     k = split_heads(F.linear(x, w.wk, w.bk), n_head, split)  # (B, nh, T, hs)
     v = split_heads(F.linear(x, w.wv, w.bv), n_head, split)  # (B, nh, T, hs)
+    if dropout == "values":
+        v = F.dropout(v, p)
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T)
+    scores = (q @ k.transpose(-2, -1)) * (1.0 if scale_after else scale)  # (B, nh, T, T)
+    if dropout == "scores":
+        scores = F.dropout(scores, p)
     att = attention_weights(scores, mask=mask, softmax_dim=softmax_dim, fill=fill, mask_after=mask_after)
+    if scale_after:
+        att = att * scale
+    if output == "weights":
+        return att[:, 0] if n_head == 1 else att
+    if dropout == "weights":
+        att = F.dropout(att, p)
     y = merge_heads(att @ v, merge)  # (B, T, width)
     if proj and w.wo is not None:
         y = F.linear(y, w.wo, w.bo)
@@ -190,14 +224,19 @@ def role_of(name: str) -> str | None:
     return None
 
 
-def projections(module: nn.Module) -> list[Projection]:
-    """Every nn.Linear (and nn.MultiheadAttention's fused input projection), in registration order."""
+def projections(module: Ref) -> list[Projection]:
+    """Every nn.Linear of a learner's module (and nn.MultiheadAttention's fused input projection), in
+    registration order, with copies of their weights."""
+    params = backend().parameters(module)
     found = []
-    for name, m in module.named_modules():
-        if isinstance(m, nn.Linear):
-            found.append(Projection(name, m.weight, m.bias))
-        elif isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
-            found.append(Projection(f"{name}.in_proj", m.in_proj_weight, m.in_proj_bias))
+    for sub in backend().modules(module):
+        if sub.info.isa(nn.Linear) and "weight" in sub.params:
+            found.append(
+                Projection(sub.path, params[sub.params["weight"]], params.get(sub.params.get("bias", "")))
+            )
+        elif sub.info.isa(nn.MultiheadAttention) and "in_proj_weight" in sub.params:
+            bias = params.get(sub.params.get("in_proj_bias", ""))
+            found.append(Projection(f"{sub.path}.in_proj", params[sub.params["in_proj_weight"]], bias))
     return found
 
 
@@ -222,7 +261,7 @@ class ProjectionSearch:
     found: list[Projection]
 
 
-def find_projections(module: nn.Module, n_embd: int, width: int, with_proj: bool) -> ProjectionSearch:
+def find_projections(module: Ref, n_embd: int, width: int, with_proj: bool) -> ProjectionSearch:
     """Read query/key/value (each (width, n_embd)) and, if with_proj, the output (n_embd, width)."""
     found = projections(module)
     q_like = [p for p in found if tuple(p.weight.shape[1:]) == (n_embd,)]
@@ -280,3 +319,60 @@ def expected_layouts(n_embd: int, width: int, n_head: int, with_proj: bool) -> l
             f"(e.g. heads[i].query){out}"
         )
     return layouts
+
+
+# ---- the scale of the scores (lessons 02 and 07) ---------------------------------------------------
+
+
+def scale_words(scale: float, right: float) -> str:
+    """How far a scale is from the right one, in words: "off by a factor of 2.83, too large"."""
+    ratio = scale / right
+    size = "too small" if ratio < 1 else "too large"
+    return f"off by a factor of {max(ratio, 1 / ratio):.2f}, {size}"
+
+
+def scale_mistakes(n_embd: int, head_size: int) -> list[Mistake]:
+    """The scales learners use for attention scores by mistake, each as a Mistake with the keyword `scale`
+    (the right one is 1/sqrt(head_size); a "mistake" equal to it or to an earlier one is left out)."""
+    right = 1 / math.sqrt(head_size)
+    named = [
+        (1.0, C.MISSING_SCALE, "scores that are not scaled at all"),
+        (1 / math.sqrt(n_embd), C.WRONG_SCALE, f"scores scaled by 1/sqrt(n_embd) = 1/sqrt({n_embd})"),
+        (1 / head_size, C.WRONG_SCALE, f"scores scaled by 1/head_size = 1/{head_size} (no square root)"),
+        (1 / n_embd, C.WRONG_SCALE, f"scores scaled by 1/n_embd = 1/{n_embd}"),
+        (math.sqrt(head_size), C.WRONG_SCALE, f"scores multiplied by sqrt(head_size) = sqrt({head_size})"),
+    ]
+    mistakes, seen = [], {right}
+    for scale, code, words in named:
+        if any(math.isclose(scale, s) for s in seen):
+            continue  # e.g. n_embd == head_size: that "mistake" is the right scale
+        seen.add(scale)
+        says = (
+            f"{words} ({scale:.3g} instead of 1/sqrt(head_size) = 1/sqrt({head_size}) = {right:.3g}: "
+            f"{scale_words(scale, right)})"
+        )
+        mistakes.append(Mistake(code, says, {"scale": scale}))
+    return mistakes
+
+
+def fit_scale(out: torch.Tensor, compute: Callable[..., torch.Tensor]) -> float | None:
+    """The scale s for which compute(scale=s) reproduces `out`, if there is one (a log grid, then a
+    golden-section search)."""
+
+    def err(log_s: float) -> float:
+        return max_diff(compute(scale=math.exp(log_s)), out)
+
+    with torch.no_grad():
+        grid = [math.log(10) * (-4 + 6 * i / 60) for i in range(61)]  # 1e-4 .. 1e2
+        errors = [err(g) for g in grid]
+        i = min(range(len(grid)), key=errors.__getitem__)
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        golden = (math.sqrt(5) - 1) / 2
+        for _ in range(40):  # golden-section search inside the best grid cell
+            a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+            if err(a) < err(b):
+                hi = b
+            else:
+                lo = a
+        best = math.exp((lo + hi) / 2)
+        return best if close(compute(scale=best), out, loose=True) else None
