@@ -479,7 +479,7 @@ class HeadStub(nn.Module):
         (HeadNoSlice, "fixed-T"),
         (HeadQKSwapped, "qk-swapped"),
         (HeadDropoutAlways, "dropout-in-eval"),
-        (HeadFullWidth, "wrong-shape"),
+        (HeadFullWidth, "head-size-ignored"),
         (HeadIgnoresHeadSize, "wrong-shape"),
         (HeadReturnsWeights, "returned-weights"),
         (HeadFillZero, "mask-fill-zero"),

@@ -1,8 +1,12 @@
-"""The teacher's grader, with real notebooks: the committed solutions of lessons 00 and 02.
+"""The teacher's grader on real notebooks: a class of honest students graded in one batch with every attack.
 
-One grading run (module fixture, through the command line, 2 jobs) grades honest
-submissions next to adversarial ones; each test then asserts about one of them.
-The rest are quick unit tests of extraction, screening and the verdict channel.
+One grading run (module fixture, through the command line, 2 jobs, HOME pointing at a temporary home that
+holds a canary and a secret) grades honest students (their names sort both before and after every attack),
+one submission per class of attack from issue 13, symbolic links, a FIFO, malformed notebooks and file names
+that look like spreadsheet formulas. Each test then asserts about one of them: each attack scores 0 on the
+exercise it attacks and keeps the points of the others, the honest students get exactly their scores, and
+nothing outside the results folder changed (the project tree, the venv's site-packages, the home).
+Needs Linux with bubblewrap (the suite's CI machine has it); the rest are quick unit tests.
 """
 
 from __future__ import annotations
@@ -10,34 +14,29 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import os
 import re
 import shutil
+import site
 import socket
-import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from gptlib.course import sandbox, submissions
 from gptlib.course.__main__ import main
 from gptlib.course.catalog import load_course
-from gptlib.course.extract import cell_python, exercise_code, parse_notebook
-from gptlib.course.grade import (
-    ExerciseResult,
-    SubmissionResult,
-    _name_note,
-    check_out_dir,
-    collect_submissions,
-    grade_submission,
-)
-from gptlib.course.report import feedback_html, feedback_markdown, feedback_names, scores_csv, summary
-from gptlib.course.sandbox import Limits, Sandbox, network_isolation, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
-TIMEOUT = 20  # seconds per exercise in the grading run (the endless loop costs this much)
+TIMEOUT = 20  # seconds per exercise in the grading run (an endless loop costs this much)
+needs_sandbox = pytest.mark.skipif(
+    sandbox.unavailable() is not None, reason=f"no sandbox: {sandbox.unavailable()}"
+)
 
 
 def _load_submissions():
@@ -53,21 +52,39 @@ def _load_submissions():
 subs = _load_submissions()
 
 
-def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
+def _digest(folder: Path, suffixes: tuple[str, ...] | None = None) -> dict[str, str]:
+    """sha256 of every regular file below folder (links and FIFOs are not followed or read)."""
+    out = {}
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in ("__pycache__", ".git", ".venv")]
+        for name in files:
+            p = Path(dirpath) / name
+            if p.is_symlink() or not p.is_file() or (suffixes and p.suffix not in suffixes):
+                continue
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _fingerprint(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file below folder: a new or changed file shows."""
+    out = {}
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]  # the grader's own imports may compile modules
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            out[os.path.join(dirpath, name)] = (st.st_size, st.st_mtime_ns)
+    return out
 
 
 def _feedback(text: str) -> dict[str, tuple[float, str, str]]:
     """exercise -> (points, status, message) from a Markdown feedback file."""
     out = {}
     for m in re.finditer(
-        r"^## `(\w+)` — ([\d.]+) / [\d.]+ points: ([^\n]+)\n\n`{3,4}text\n(.*?)\n`{3,4}$", text, re.M | re.S
+        r"^## (\w+(?:\\_\w+)*) — ([\d.]+) / [\d.]+ points: ([^\n]+)\n\n(`{3,})text\n(.*?)\n\4$",
+        text,
+        re.M | re.S,
     ):
-        out[m.group(1)] = (float(m.group(2)), m.group(3), m.group(4))
+        out[m.group(1).replace("\\_", "_")] = (float(m.group(2)), m.group(3).replace("\\", ""), m.group(5))
     return out
 
 
@@ -100,504 +117,671 @@ class _Listener:
         self.sock.close()
 
 
+HONEST = [f"{side}_{name}" for side in ("a", "z") for name in subs.HONEST]  # before and after every attack
+LESSONS = sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Grade every submission once, through `python -m gptlib.course grade`."""
+    if sandbox.unavailable() and not os.environ.get("GPTLIB_REQUIRE_SANDBOX"):
+        pytest.skip(f"no sandbox here: {sandbox.unavailable()}")
     tmp = tmp_path_factory.mktemp("grading")
-    solutions = tmp / "solutions"  # a copy: attacks aim at it, the repository's stays out of reach
+    solutions = tmp / "solutions"  # a copy, with a secret in it: attacks aim at it
     shutil.copytree(SOLUTIONS, solutions)
-    folder = tmp / "submissions"
+    (solutions / "secret.txt").write_text(subs.SECRET)
+    home = tmp / "home"
+    home.mkdir()
+    (home / "canary.txt").write_text("canary")
+    (home / "secret.txt").write_text(subs.SECRET)
+    folder, out = tmp / "submissions", tmp / "out"
     folder.mkdir()
-    out = tmp / "out"
     listener = _Listener()
-    places = subs.Places(solutions, out, folder / "honest_full.ipynb", listener.port)
-    notebooks = {
-        "honest_full": subs.load(solutions, "00_tokens_and_batches"),
-        "idle": subs.untouched(solutions, "00_tokens_and_batches"),
-        "nomask": subs.no_causal_mask(solutions),
-        "my homework (final)": subs.messy(solutions),
-        **{name: make(solutions, places) for name, make in subs.ATTACKS.items()},
-    }
-    for lesson in sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):  # every lesson, solved
+    places = subs.Places(
+        solutions, out, home, folder / "a_full.ipynb", ROOT, Path(site.getsitepackages()[0]), listener.port
+    )
+    notebooks = {}
+    for name in HONEST:
+        notebooks[name] = subs.HONEST[name[2:]][0](solutions)
+    for name, (_, make) in subs.ATTACKS.items():
+        notebooks[f"m_{name}"] = make(solutions, places)
+    for lesson in LESSONS:
         notebooks[f"solution_{lesson}"] = subs.load(solutions, lesson)
-    for name, nb in notebooks.items():
+    no_forward = subs.load(solutions, "01_embeddings")
+    cell = subs.cell_of(no_forward, "token_position_embedding")
+    cell.source = cell.source.replace("def forward(", "def forwrd(")
+    notebooks["n_no_forward"] = no_forward
+    notebooks["m2_wrapped_attention"] = subs.wrapped_attention(solutions)
+    for name in subs.FORMULA_NAMES:
+        notebooks[name] = subs.load(solutions)
+    for name, nb in notebooks.items():  # each one a little different, as real students' are
+        nb.cells.append(nbformat.v4.new_markdown_cell(f"Handed in by {name}."))
         nbformat.write(nb, folder / f"{name}.ipynb")
-    before, solutions_before = _digest(folder), _digest(solutions)
+    files = subs.make_files(folder, places)
+    before = {
+        "submissions": _digest(folder),
+        "solutions": _digest(solutions),
+        "home": _digest(home),
+        "project": _digest(ROOT, (".py", ".ipynb", ".md", ".toml", ".txt", ".cfg", ".pth")),
+        "site": _fingerprint(places.site_packages),
+    }
     argv = ["grade", str(folder), "--out", str(out), "--solutions", str(solutions), "--jobs", "2",
             "--timeout", str(TIMEOUT), "--no-progress"]  # fmt: skip
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    start = time.monotonic()
     try:
         rc = main(argv)
     finally:
+        os.environ["HOME"] = old_home or ""
         listener.close()
+    seconds = time.monotonic() - start
+    after = {
+        "submissions": _digest(folder),
+        "solutions": _digest(solutions),
+        "home": _digest(home),
+        "project": _digest(ROOT, (".py", ".ipynb", ".md", ".toml", ".txt", ".cfg", ".pth")),
+        "site": _fingerprint(places.site_packages),
+    }
     rows = {r["student"]: r for r in csv.DictReader((out / "scores.csv").open(encoding="utf-8"))}
-    feedback = {p.stem: _feedback(p.read_text(encoding="utf-8")) for p in (out / "feedback").glob("*.md")}
+    feedback = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.md")}
     return {
-        "rc": rc, "rows": rows, "feedback": feedback, "out": out, "folder": folder, "names": list(notebooks),
-        "before": before, "after": _digest(folder), "solutions": (solutions_before, _digest(solutions)),
-        "hits": listener.hits,
+        "rc": rc, "rows": rows, "feedback": feedback, "out": out, "tmp": tmp, "names": [*notebooks, *files],
+        "files": files, "before": before, "after": after, "hits": listener.hits, "seconds": seconds,
     }  # fmt: skip
 
 
-# --- honest submissions ---------------------------------------------------------------------------
+def row(run, name: str) -> dict:
+    return run["rows"][name]
 
 
-def test_every_submission_is_graded(run):
-    assert run["rc"] == 0
-    assert sorted(run["rows"]) == sorted(run["names"])
-    assert sorted(run["feedback"]) == sorted(
-        n.replace(" (", "_").replace(")", "").replace(" ", "_") for n in run["names"]
-    )
+def fb(run, name: str) -> dict[str, tuple[float, str, str]]:
+    return _feedback(run["feedback"][re.sub(r"[^\w.-]+", "_", name).strip("._")])
 
 
-def test_a_solved_notebook_gets_full_marks(run):
-    row = run["rows"]["honest_full"]
-    assert (row["lesson"], row["total"], row["max"]) == ("00_tokens_and_batches", "7", "7")
-    assert {s for _, s, _ in run["feedback"]["honest_full"].values()} == {"passed"}
-    assert row["flags"] == ""
+# --- the honest class ----------------------------------------------------------------------------------------
 
 
+@needs_sandbox
+def test_every_submission_has_a_row_and_the_run_finished(run):
+    assert run["rc"] == 0, "no grader failures"
+    names = ["'" + n if n in subs.FORMULA_NAMES else n for n in run["names"]]
+    assert sorted(run["rows"]) == sorted(names)
+    assert run["seconds"] < 900
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", HONEST)
+def test_honest_students_get_exactly_their_scores(run, name):
+    r = row(run, name)
+    want = subs.HONEST[name[2:]][1]
+    assert {e: r[e] for e in want} == {e: str(p) for e, p in want.items()}, fb(run, name)
+    assert r["total"] == str(sum(want.values())) and r["max"] == "7"
+    assert r["flags"] == "", r["flags"]
+
+
+@needs_sandbox
 def test_every_lessons_solution_gets_full_marks(run):
-    """Each lesson's checks run under the sandbox's limits and guards without a false alarm."""
     solved = {n: r for n, r in run["rows"].items() if n.startswith("solution_")}
-    assert len(solved) >= 2
-    for name, row in solved.items():
-        assert row["lesson"] == name.removeprefix("solution_")
-        assert row["total"] == row["max"] and float(row["max"]) > 0, (name, run["feedback"][name])
-        assert row["flags"] == "", row["flags"]
+    assert len(solved) == len(LESSONS) >= 10
+    for name, r in solved.items():
+        assert r["lesson"] == name.removeprefix("solution_")
+        assert r["total"] == r["max"] and float(r["max"]) > 0, (name, run["feedback"][name])
+        assert r["flags"] == "", r["flags"]
 
 
-def test_an_untouched_notebook_gets_zero_with_not_attempted(run):
-    row = run["rows"]["idle"]
-    assert (row["total"], row["max"]) == ("0", "7")
-    fb = run["feedback"]["idle"]
-    assert sorted(fb) == ["char_tokenizer", "get_batch", "unigram_entropy"]
-    assert all(points == 0 and status == "not attempted" for points, status, _ in fb.values())
+@needs_sandbox
+def test_a_classic_mistake_loses_exactly_that_exercise_with_the_checks_words(run):
+    points, status, message = fb(run, "a_bits")["unigram_entropy"]
+    assert (points, status) == (0, "failed") and message.startswith("[unigram_entropy] ")
+    assert 'show_hints("unigram_entropy")' in message
 
 
-def test_one_classic_mistake_loses_exactly_that_exercise_with_the_diagnosis(run):
-    row = run["rows"]["nomask"]
-    assert row["lesson"] == "02_attention"
-    assert [row[e] for e in ("causal_average", "masked_softmax", "head", "attention")] == ["1", "2", "3", "0"]
-    assert (row["total"], row["max"]) == ("6", "10")
-    points, status, message = run["feedback"]["nomask"]["attention"]
-    assert status == "failed"
-    # the check's own words, as the learner's notebook shows them
-    assert message.startswith("[attention] ") and "without the causal mask" in message
-    assert 'More help: show_hints("attention")' in message
+@needs_sandbox
+def test_a_class_without_forward_is_told_so_not_to_replace_raise(run):
+    points, status, message = fb(run, "n_no_forward")["token_position_embedding"]
+    assert (points, status) == (0, "failed")
+    assert "has no forward method" in message and "NotImplementedError" not in message
 
 
-def test_a_messy_renamed_notebook_still_grades(run):
-    """No metadata, check cells deleted or retyped, cells moved and added, a cell that does not parse, a
-    helper below its user, an exercise cell deleted, and a new file name: the lesson is recognised from its
-    content, the exercise that is gone scores 0 with the reason."""
-    row = run["rows"]["my homework (final)"]
-    assert row["lesson"] == "00_tokens_and_batches"
-    assert [row[e] for e in ("char_tokenizer", "get_batch", "unigram_entropy")] == ["2", "0", "2"]
-    _, status, message = run["feedback"]["my_homework_final"]["get_batch"]
-    assert status == "not found" and "`get_batch`" in message
+# --- every attack ------------------------------------------------------------------------------------------------
 
-
-def test_the_summary_gives_pass_rates(run):
-    text = (run["out"] / "summary.md").read_text(encoding="utf-8")
-    n00 = sum(r["lesson"] == "00_tokens_and_batches" for r in run["rows"].values())
-    passed = sum(
-        r["char_tokenizer"] == "2" for r in run["rows"].values() if r["lesson"] == "00_tokens_and_batches"
-    )
-    assert f"| `char_tokenizer` | {passed}/{n00} (" in text
-    assert (
-        "| `attention` | 1/2 (50%) | 0 | no-mask (1) |" in text
-    )  # the solution passes; nomask: the diagnosis
-
-
-# --- adversarial submissions -----------------------------------------------------------------------
-
-ATTACKED = {name: "unigram_entropy" for name in subs.ATTACKS} | {"copy_the_reference": "get_batch"}
-FULL = {"char_tokenizer": "2", "get_batch": "3", "unigram_entropy": "2"}
-EXPECT = {  # attack -> (status of the attacked exercise, words in its message)
-    "patch_checks_from_a_cell": ("not attempted", "not done yet"),
-    "patch_checks_in_the_exercise": ("not graded", "`gptlib.checks.tokens_and_batches`"),
-    "patch_checks_through_an_alias": ("failed", "cannot be changed"),
-    "patch_a_library": ("not graded", "math.isclose"),
-    "fake_success": ("failed", "returned 1.0000"),
-    "exit_mid_notebook": ("not graded", "ended (exit code 0) before the check finished"),
-    "infinite_loop": ("not graded", f"did not finish within {TIMEOUT} s"),
-    "memory_hog": ("failed", "allocate"),
-    "fork": ("failed", "os.fork"),
-    "read_solutions": ("failed", "blocked by the grader's sandbox: reading"),
-    "write_output_folder": ("failed", "blocked by the grader's sandbox: writing"),
-    "delete_files": ("failed", "blocked by the grader's sandbox: writing"),
-    "network": ("not graded", "`socket`"),
-    "network_at_run_time": ("failed", "network access"),
-    "forge_verdict": ("not graded", "signature"),
-    "copy_the_reference": ("not graded", "gptlib"),
+GRADED_AS_RETURNED = (
+    "returned 0.0000; the entropy of the token frequencies is 1.2130"  # what it really returned
+)
+EXPECT = {  # attack -> words its attacked exercise's message must hold
+    "lying_tensor": "returned a Liar, not a tensor",
+    "lying_int_and_str": "expected the int 38",
+    "lying_float": "returned a Close; expected a float",
+    "frames_through_stdlib": GRADED_AS_RETURNED,
+    "definition_time_code": GRADED_AS_RETURNED,
+    "sigalrm_handler": GRADED_AS_RETURNED,
+    "patch_and_restore": GRADED_AS_RETURNED,
+    "torch_file_writes": GRADED_AS_RETURNED,  # every write refused (the tree's digests say so too)
+    "kill_classmates": GRADED_AS_RETURNED,  # no classmate in sight (their scores say so too)
+    "fake_success": "returned 1.0000; the entropy of the token frequencies is 1.2130",
+    "torch_file_reads": "FileNotFoundError(2, 'No such file or directory')"
+    * 5,  # none of the five exists there
+    "memory_hog": "can't allocate memory",
+    "forged_feedback": "raised ValueError: ````",
+    "copy_the_reference": "gptlib.data.get_batch is not available while this exercise is graded",
+    "course_code_by_getattr": "no finished get_batch in here",
+    "course_checks_reference": "gptlib.tokenizer.CharTokenizer is not available while this exercise is graded",
+    "escape_and_sleep": "timed out",
+    "infinite_loop": "timed out",
+    "exit_mid_check": "ended the process",
+    "forge_verdict": "stopped answering properly",
+    "fork_bomb": "BlockingIOError",
+    "network": "Error",
+    "fill_the_disk": "MemoryError: wrote",
+    "thread_forging_answers": "not graded",
 }
 
 
-def test_every_attack_has_an_expectation():
-    assert sorted(EXPECT) == sorted(subs.ATTACKS)
-
-
+@needs_sandbox
 @pytest.mark.parametrize("attack", sorted(subs.ATTACKS))
-def test_an_attack_gets_no_undeserved_points(run, attack):
-    row, target = run["rows"][attack], ATTACKED[attack]
-    assert row[target] == "0"
-    points, status, message = run["feedback"][attack][target]
-    want_status, want_words = EXPECT[attack]
-    assert (points, status) == (0, want_status), message
-    assert want_words in message
-    # the exercises it did not attack keep their (deserved) points: one submission's tampering stays its own
-    assert {e: row[e] for e in FULL if e != target} == {e: p for e, p in FULL.items() if e != target}
+def test_an_attack_scores_zero_and_the_rest_of_its_notebook_keeps_its_points(run, attack):
+    target = subs.ATTACKS[attack][0]
+    r, feedback = row(run, f"m_{attack}"), fb(run, f"m_{attack}")
+    points, status, message = feedback[target]
+    assert r[target] == "0" and points == 0 and status in ("failed", "timed out", "not graded"), (
+        status,
+        message,
+    )
+    assert EXPECT.get(attack, "") in message, message
+    assert {e: r[e] for e in subs.FULL if e != target} == {
+        e: str(p) for e, p in subs.FULL.items() if e != target
+    }
+    assert "grader problem" not in r["flags"], r["flags"]
 
 
-def test_the_submitted_files_are_unchanged(run):
-    assert run["after"] == run["before"]
+@needs_sandbox
+def test_gptlibs_finished_attention_wrapped_in_the_students_class_scores_zero(run):
+    r, feedback = row(run, "m2_wrapped_attention"), fb(run, "m2_wrapped_attention")
+    points, status, message = feedback["attention"]
+    assert (r["attention"], points, status) == ("0", 0, "failed"), message
+    assert "gptlib.attention.CausalSelfAttention is not available while this exercise is graded" in message
+    assert {e: r[e] for e in subs.FULL_02 if e != "attention"} == {
+        e: str(p) for e, p in subs.FULL_02.items() if e != "attention"
+    }
+    assert r["flags"] == "", r["flags"]
 
 
-def test_solutions_and_output_folder_are_out_of_reach(run):
-    assert run["solutions"][0] == run["solutions"][1]
-    out = run["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["feedback", "scores.csv", "summary.md"]
-    assert "victim,-1" not in (out / "scores.csv").read_text(encoding="utf-8")
+@needs_sandbox
+def test_a_timeout_says_timed_out(run):
+    _, status, message = fb(run, "m_infinite_loop")["unigram_entropy"]
+    assert status == "timed out" and f"within {TIMEOUT} s" in message
 
 
+@needs_sandbox
+def test_the_fill_stopped_at_the_private_tmp_limit(run):
+    _, _, message = fb(run, "m_fill_the_disk")["unigram_entropy"]
+    written = int(re.search(r"wrote (\d+) MB", message).group(1))
+    assert written <= sandbox.Limits().disk >> 20
+
+
+SANITISED = {  # malformed notebooks that can still be read: what their row says instead
+    "nbgrader_metadata_is_a_list": "its nbgrader metadata is a list (ignored)",
+    "nul_and_deep_python": "cannot tell which lesson",
+}
+
+
+@needs_sandbox
+def test_files_that_are_not_notebooks_are_flagged_rows_of_zero(run):
+    for name, kind in run["files"].items():
+        r = row(run, name)
+        assert r["total"] == "0", (name, r)
+        assert SANITISED.get(name, "could not read this notebook") in r["flags"], (name, r)
+        if kind == "link":
+            assert "symbolic link" in r["flags"]
+        if kind == "fifo":
+            assert "not a regular file" in r["flags"]
+    assert "lone surrogate" in row(run, "lone_surrogate")["flags"]
+    assert "nested too deeply" in row(run, "deep_json")["flags"]
+
+
+@needs_sandbox
+def test_no_secret_and_no_classmates_work_in_any_output(run):
+    victim = (run["tmp"] / "submissions" / "a_full.ipynb").read_text(encoding="utf-8")
+    marker = next(ln for ln in victim.splitlines() if "sorted(set(text))" in ln).strip()
+    for path in run["out"].rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert subs.SECRET not in text, path
+            assert "root:x:0:0" not in text, path
+            assert marker not in text, path
+
+
+@needs_sandbox
+def test_nothing_outside_the_results_folder_changed(run):
+    for what in ("submissions", "solutions", "home", "project", "site"):
+        assert run["before"][what] == run["after"][what], what
+    assert sorted(p.name for p in run["out"].iterdir()) == ["feedback", "scores.csv", "summary.md"]
+    assert sorted(p.name for p in run["tmp"].iterdir()) == ["home", "out", "solutions", "submissions"]
+
+
+@needs_sandbox
 def test_no_connection_reached_the_network(run):
     assert run["hits"] == []
 
 
-# --- the sandbox, one piece at a time ----------------------------------------------------------------
+@needs_sandbox
+def test_forged_feedback_stays_inside_its_code_block(run):
+    text = run["feedback"]["m_forged_feedback"]
+    outside, fence = [], None
+    for line in text.splitlines():
+        if fence is None and re.match(r"^`{3,}", line):
+            fence = re.match(r"^`+", line).group(0)
+        elif fence is not None and line == fence:
+            fence = None
+        elif fence is None:
+            outside.append(line)
+    assert [ln for ln in outside if ln.startswith("**Score")] == ["**Score: 5 / 7**"]
+    assert not any("<script>" in ln for ln in outside)
+    assert "<script>alert(1)</script>" in text  # quoted, inside the block
+    markdown_it = pytest.importorskip("markdown_it")  # as a Markdown renderer shows it (CommonMark + tables)
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert page.count("<strong>Score") == 1 and "<script>" not in page and "&lt;script&gt;" in page
 
 
-def _solution_job(exercise: str, lesson: str = "00_tokens_and_batches") -> dict:
-    ex = next(e for e in load_course(SOLUTIONS)[lesson].exercises if e.id == exercise)
-    parsed = parse_notebook(nbformat.read(SOLUTIONS / f"{lesson}.ipynb", as_version=4))
-    code = exercise_code(parsed, ex.defines)
-    cells = {str(c): parsed.sources[c] for c, _, _ in code.segments}
-    return {"exercise": ex.id, "cells": cells, "segments": [list(s) for s in code.segments],
-            "future_annotations": False, "defines": list(ex.defines), "check": ex.check_source}  # fmt: skip
+@needs_sandbox
+def test_formula_like_names_are_text_in_scores_csv(run):
+    raw = (run["out"] / "scores.csv").read_text(encoding="utf-8")
+    for name in subs.FORMULA_NAMES:
+        assert "'" + name in run["rows"], name
+        assert row(run, "'" + name)["total"] == "7"
+    for line in csv.reader(raw.splitlines()):
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in line), line
 
 
-def test_without_fork_each_exercise_gets_a_fresh_python(tmp_path):
-    """The path Windows and macOS take: one `python -I` process per exercise."""
-    with Sandbox(tmp_path, Limits(timeout=60)) as box:
-        outcome = box.run(_solution_job("unigram_entropy"))
-    assert outcome.problem is None
-    assert outcome.verdict["status"] == "passed" and outcome.verdict["blocked"] == []
+def test_the_threat_table_names_every_attack_and_only_tests_that_exist():
+    """docs/teachers.md's threat model: every attack of tests/grading/submissions.py has its row, and every
+    test a row names is in this file or the file it names."""
+    text = (ROOT / "docs/teachers.md").read_text(encoding="utf-8")
+    table = text[text.index("### The threat model") : text.index("**What is not protected.**")]
+    named = set(re.findall(r"`(\w+)`", table))
+    assert set(subs.ATTACKS) <= named, set(subs.ATTACKS) - named
+    tests = {n for n in named if n.startswith("test_")}
+    here = set(re.findall(r"^def (test_\w+)", Path(__file__).read_text(encoding="utf-8"), re.M))
+    for path in re.findall(r"`(tests/test_\w+\.py)`", table):
+        here |= set(re.findall(r"^def (test_\w+)", (ROOT / path).read_text(encoding="utf-8"), re.M))
+    assert len(tests) >= 15 and tests <= here, tests - here
 
 
-def test_a_verdict_counts_only_when_signed_for_this_run():
-    import hashlib as h
-    import hmac
-    import json
+# --- infrastructure failures: flagged and graded again, never the student's fault -------------------------------
 
-    key, nonce = b"k" * 32, "n1"
 
-    def signed(payload: dict, k: bytes = key, n: str = nonce) -> str:
-        text = json.dumps(payload)
-        return json.dumps({"payload": text, "mac": hmac.new(k, (n + text).encode(), h.sha256).hexdigest()})
+def _exercise_job(lesson: str, exercise: str, source: str | None = None, timeout: float = 30) -> dict:
+    from gptlib.course.extract import exercise_code, parse_notebook
+    from gptlib.course.grade import _job
 
-    good = {"nonce": nonce, "exercise": "e", "status": "passed"}
-    assert verify(signed(good) + "\n", key, nonce, "e")[0] == good
-    assert verify(signed(good, k=b"x" * 32), key, nonce, "e") == (
-        None,
-        "the verdict's signature is wrong (forged?)",
+    course = load_course(SOLUTIONS)
+    ex = next(e for e in course[lesson].exercises if e.id == exercise)
+    nb = nbformat.read(SOLUTIONS / f"{lesson}.ipynb", as_version=4)
+    if source is not None:
+        subs.cell_of(nb, exercise).source = source
+    parsed = parse_notebook(nb)
+    return _job(parsed, ex, exercise_code(parsed, ex.defines).segments, timeout)
+
+
+@needs_sandbox
+def test_a_worker_killed_from_outside_is_graded_again_and_flagged(tmp_path):
+    from gptlib.course.grade import Machinery, run_exercise
+
+    slow = (
+        "import time\n\ndef unigram_entropy(data, vocab_size):\n    time.sleep(2)\n"
+        "    counts = torch.bincount(data, minlength=vocab_size).double()\n    p = counts / counts.sum()\n"
+        "    p = p[p > 0]\n    return float(-(p * p.log()).sum())\n"
     )
-    assert verify(signed(good, n="n2"), key, nonce, "e")[0] is None  # signed for another run
-    assert verify(signed({**good, "exercise": "f"}), key, nonce, "e")[0] is None  # for another exercise
-    assert "besides the verdict" in verify("fake line\n" + signed(good), key, nonce, "e")[1]
-    assert verify("", key, nonce, "e") == (None, None)
-    assert verify("✅ e: passed\n", key, nonce, "e")[0] is None
-
-
-def test_no_network_and_no_stray_processes_for_the_child():
-    """In the namespaces the grader uses, a child cannot reach even this machine's loopback, and it is process 1
-    of its own process-id namespace (what it leaves behind dies with it). Where the system has no `unshare`,
-    the in-process guard below is what refuses sockets."""
-    listener = _Listener()
+    job = _exercise_job(subs.LESSON, "unigram_entropy", slow)
+    m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=False)
     try:
-        prefix = network_isolation()
-        if prefix:
-            code = (
-                "import os, socket\nprint('pid', os.getpid())\n"
-                f"socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)"
-            )
-            done = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, timeout=60)
-            assert done.returncode != 0 and b"Error" in done.stderr
-            assert done.stdout.startswith(b"pid 1\n") == ("--pid" in prefix)
-        else:
-            assert not sys.platform.startswith("linux") or shutil.which("unshare") is None
+        m.sandbox.spawn("unigram_entropy", m.limits).finish()  # the exercise's sandbox is up
+        (zygote,) = m.sandbox._zygotes.values()
+        killer = threading.Timer(1.0, lambda: os.killpg(zygote.proc.pid, 9))  # the sandbox dies mid-check
+        killer.start()
+        verdict, notes = run_exercise(m, job)
+        killer.join()
     finally:
-        listener.close()
-    assert listener.hits == []
+        m.close()
+    assert verdict["status"] == "passed", verdict
+    assert notes and "graded again" in notes[0]
+    assert any("restarted" in e for e in m.sandbox.events)
 
 
-def test_in_process_guards_refuse_what_a_check_never_needs(tmp_path):
-    """The audit hook and the process-creation stop, in a throwaway interpreter (an audit hook cannot be
-    removed): no sockets, no processes (not even by `_posixsubprocess` directly, which has no audit event),
-    no reading outside the allowed folders, no writing outside the work folder."""
-    listener = _Listener()
-    secret = tmp_path / "solutions.txt"
-    secret.write_text("the answers", encoding="utf-8")
-    work = tmp_path / "work"
-    work.mkdir()
-    attempts = {
-        "socket": f"socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)",
-        "subprocess": "subprocess.run(['true'])",
-        "fork_exec": "_posixsubprocess.fork_exec(*[None] * 23)",
-        "restore": "_posixsubprocess.fork_exec = print",
-        "fork": "os.fork()",
-        "read": f"open({str(secret)!r}).read()",
-        "write": f"open({str(tmp_path / 'out.txt')!r}, 'w')",
-        "delete": f"os.remove({str(secret)!r})",
-        "kill": "os.kill(os.getppid(), 9)",
-        "own folder": f"open({str(work / 'scratch.txt')!r}, 'w').write('fine'); print('allowed')",
-    }
+@needs_sandbox
+def test_a_check_server_that_dies_is_restarted_and_the_exercise_graded_again(tmp_path):
+    from gptlib.course.grade import Machinery, run_exercise
+
+    job = _exercise_job(subs.LESSON, "unigram_entropy")
+    m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=False)
+    try:
+        os.killpg(m.checks().proc.pid, 9)
+        m.checks().proc.wait()
+        verdict, _ = run_exercise(m, job)
+    finally:
+        m.close()
+    assert verdict["status"] == "passed", verdict
+    assert any("check server" in e for e in m.sandbox.events)
+
+
+@needs_sandbox
+def test_without_nested_namespaces_each_exercise_gets_a_bubblewrap_of_its_own(tmp_path):
+    """The fallback where the kernel refuses namespaces inside the sandbox: same worker, same answers."""
+    from gptlib.course.grade import Machinery
+    from gptlib.course.view import answers
+
+    job = _exercise_job(subs.LESSON, "unigram_entropy")
+    m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=False)
+    try:
+        worker = m.sandbox._spawn_single(answers("unigram_entropy"), m.limits)
+        verdict = m.checks().run(job, worker.channel, 300)
+        report = worker.finish()
+    finally:
+        m.close()
+    assert verdict["status"] == "passed", verdict
+    assert report["killed"] is True
+
+
+def test_without_bubblewrap_grading_refuses_unless_unsafe(tmp_path, monkeypatch, capsys):
+    from gptlib.course.grade import Machinery
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    sandbox.unavailable.cache_clear()
+    try:
+        assert "bubblewrap" in (sandbox.unavailable() or "")
+        with pytest.raises(sandbox.SandboxUnavailable, match="--unsafe"):
+            Machinery(tmp_path, sandbox.Limits(), unsafe=False)
+        folder, out = (
+            tmp_path / "submissions",
+            tmp_path / "out",
+        )  # the command: refuses, says why, grades nothing
+        folder.mkdir()
+        nbformat.write(subs.solved(SOLUTIONS), folder / "ann.ipynb")
+        rc = main(["grade", str(folder), "--out", str(out), "--solutions", str(SOLUTIONS), "--no-progress"])
+        said = capsys.readouterr().err
+        assert (
+            rc == 2 and "cannot grade safely here: bubblewrap is not installed" in said and "--unsafe" in said
+        )
+        assert not (out / "scores.csv").exists() or "ann" not in (out / "scores.csv").read_text()
+        m = Machinery(tmp_path, sandbox.Limits(timeout=60), unsafe=True)
+        try:
+            from gptlib.course.grade import run_exercise
+
+            job = _exercise_job(subs.LESSON, "unigram_entropy")
+            verdict, _ = run_exercise(m, job)
+        finally:
+            m.close()
+        assert verdict["status"] == "passed", verdict
+    finally:
+        sandbox.unavailable.cache_clear()
+
+
+# --- the sandbox's pieces ----------------------------------------------------------------------------------------
+
+
+def test_the_view_withholds_the_exercises_answer_and_keeps_the_rest(tmp_path):
+    import subprocess
+
+    from gptlib.course.view import answers, build_view
+
+    build_view(tmp_path, answers("block"))
     code = (
-        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-        "import os, socket, subprocess, _posixsubprocess\n"
-        "from gptlib.course._runner import Guard, disable_process_creation\n"
-        f"disable_process_creation()\nsys.addaudithook(Guard({str(work)!r}, [sys.base_prefix, sys.prefix]))\n"
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import torch\n"
+        "from gptlib import Block, CausalSelfAttention, MLP, GPTConfig\n"
+        "from gptlib.checks import learner, builders\n"
+        "cfg = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=8)\n"
+        "print(CausalSelfAttention(cfg)(torch.zeros(1, 3, 8)).shape, MLP(cfg)(torch.zeros(1, 3, 8)).shape)\n"
+        "for use in (lambda: Block(cfg), lambda: Block.forward, lambda: __import__('gptlib.model').model.GPT(cfg)):\n"
+        "    try:\n        use()\n    except ImportError as e:\n        print('refused:', e)\n"
+        "for name in ('gptlib.checks.engine', 'gptlib.checks.tokens_and_batches', 'gptlib.course.grade'):\n"
+        "    try:\n        __import__(name)\n    except ImportError:\n        print('absent:', name)\n"
     )
-    for name, attempt in attempts.items():
-        code += f"try:\n    {attempt}\nexcept (PermissionError, AttributeError) as e:\n    print({name!r}, 'refused:', e)\n"
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch.Size([1, 3, 8]) torch.Size([1, 3, 8])" in done.stdout  # earlier parts work
+    assert done.stdout.count("refused: gptlib.block.Block is not available") == 3, (
+        done.stdout
+    )  # GPT builds Blocks
+    assert done.stdout.count("absent:") == 3, done.stdout
+    files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")}
+    assert {"gptlib/attention.py", "gptlib/checks/learner.py", "gptlib/checks/builders.py"} <= files
+    assert not {"gptlib/checks/engine.py", "gptlib/course/grade.py", "gptlib/course/checker.py"} & files
+    block = (tmp_path / "gptlib/block.py").read_text()
+    assert "def forward" not in block and "raise ImportError" in block
+    (compiled,) = (tmp_path / "gptlib/__pycache__").glob(
+        "block.*.pyc"
+    )  # compiled from the stub, not the original
+    assert b"forward" not in compiled.read_bytes()
+
+
+def _wheel_install(prefix: Path) -> Path:
+    """gptlib as a wheel installs it into `prefix`'s site-packages: the course's notebooks inside the package
+    (gptlib/solutions, gptlib/lessons), each holding the secret."""
+    package = prefix / "lib/python3.11/site-packages/gptlib"
+    shutil.copytree(ROOT / "gptlib", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("solutions", "lessons"):
+        (package / folder).mkdir()
+        (package / folder / "__init__.py").write_text(f"SECRET = {subs.SECRET!r}\n")
+        for nb in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"):
+            (package / folder / nb.name).write_text(nb.read_text(encoding="utf-8") + subs.SECRET)
+    return package
+
+
+def test_a_wheels_notebooks_are_neither_in_the_view_nor_visible_in_the_sandbox(tmp_path, monkeypatch):
+    """A wheel puts the solutions inside the package: the worker's copy leaves them out (and the hints), and
+    the installed package itself is covered by an empty folder where the sandbox mounts site-packages."""
+    from gptlib.course.view import answers, build_view
+
+    package = _wheel_install(tmp_path / "venv")
+    view = build_view(tmp_path / "view", answers("attention"), package=package)
+    copied = {p.relative_to(view / "gptlib").as_posix() for p in (view / "gptlib").rglob("*") if p.is_file()}
+    assert not [p for p in copied if p.startswith(("solutions/", "lessons/", "checks/hints/"))], copied
+    assert not [p for p in copied if p.endswith((".ipynb", ".md"))], copied
+    assert {"corpora/pydoc.txt.gz", "model.py", "checks/learner.py"} <= copied  # what the worker needs stays
+    for p in (view / "gptlib").rglob("*"):
+        assert not p.is_file() or subs.SECRET.encode() not in p.read_bytes(), p
+    roots = [*sandbox._python_roots(), str(tmp_path / "venv")]
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: roots)
+    argv = sandbox.bwrap_command(view, tmp_path / "empty", 1 << 20, ["python"])
+    binds = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--ro-bind"]
+    mounted_at = [dest for _, dest in binds]
+    assert (str(tmp_path / "empty"), str(package)) in binds  # the installed copy covered ...
+    assert mounted_at.index(str(package)) > mounted_at.index(str(tmp_path / "venv"))  # ... after its venv
+
+
+@needs_sandbox
+def test_code_in_the_sandbox_finds_no_notebook_of_a_wheel_install(tmp_path):
+    """Run in the real sandbox with the view built from a wheel-like install: no course notebook anywhere it can
+    look (the view, the Python, the whole file system it sees), and the package's notebook folders do not import."""
+    import subprocess
+
+    from gptlib.course.view import answers, build_view
+
+    view = build_view(tmp_path / "view", answers("attention"), package=_wheel_install(tmp_path / "venv"))
+    (view / "empty").mkdir()
+    code = (
+        "import importlib, importlib.resources, os, sys\n"
+        "sys.path.insert(0, '/opt/gptlib-view')\n"
+        "import gptlib\n"
+        "found = []\n"
+        f"names = {sorted(p.name for p in SOLUTIONS.glob('[0-9][0-9]_*.ipynb'))!r}\n"
+        "for top in ('/opt/gptlib-view', sys.prefix, '/'):\n"
+        "    for d, dirs, files in os.walk(top):\n"
+        "        dirs[:] = [x for x in dirs if not (top == '/' and x in ('proc', 'sys', 'dev'))]\n"
+        "        found += [os.path.join(d, f) for f in files if f in names or ('gptlib' in d and\n"
+        "                  (f.endswith(('.ipynb', '.md')) or 'solutions' in d or 'lessons' in d))]\n"
+        "for name in ('gptlib.solutions', 'gptlib.lessons'):\n"
+        "    try:\n        found.append(importlib.import_module(name).SECRET)\n"
+        "    except ImportError:\n        pass\n"
+        "print('gptlib at', gptlib.__file__, 'found:', found)\n"
+    )
+    argv = sandbox.bwrap_command(view, view / "empty", 1 << 20, [sys.executable, "-I", "-c", code])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gptlib at /opt/gptlib-view/gptlib/__init__.py found: []" in done.stdout, done.stdout
+    assert subs.SECRET not in done.stdout + done.stderr
+
+
+def test_every_exercise_has_its_answers_listed_and_they_exist():
+    from importlib import import_module
+
+    from gptlib.course.view import ANSWERS
+
+    exercises = {e.id for lesson in load_course(SOLUTIONS).values() for e in lesson.exercises}
+    assert exercises == set(ANSWERS), exercises ^ set(ANSWERS)
+    for dotted in {d for names in ANSWERS.values() for d in names}:
+        module, name = dotted.rsplit(".", 1)
+        assert hasattr(import_module(module), name), dotted
+
+
+def test_the_sandbox_mounts_only_the_system_python_and_the_view(tmp_path):
+    view = tmp_path / "view"
+    view.mkdir()
+    argv = sandbox.bwrap_command(view, tmp_path, 1 << 20, ["python"])
+    mounted = {argv[i + 2] for i, a in enumerate(argv) if a in ("--ro-bind", "--bind")}
+    allowed = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/gptlib-view"}
+    allowed |= {p for p in mounted if p.startswith("/etc/ld.so") or p == "/etc/localtime"}
+    allowed |= set(sandbox._python_roots()) | set(sandbox._gptlib_copies(sandbox._python_roots()))
+    assert mounted <= allowed, mounted - allowed
+    assert "--bind" not in argv  # nothing writable but the private /tmp
+    for private in (Path.home(), ROOT, ROOT / "gptlib", ROOT / "solutions", tmp_path):
+        assert not any(private == Path(m) or private.is_relative_to(m) for m in mounted), private
+    for flag in (
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-user",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ):
+        assert flag in argv
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+
+
+def test_the_seccomp_program_refuses_processes_but_not_threads():
+    from gptlib.course.confine import seccomp_program
+
+    prog = seccomp_program("x86_64")
+    assert prog is not None and seccomp_program("sparc") is None
+    assert (0x15, 0, 1, 57) in prog and (
+        0x45,
+        0,
+        1,
+        0x10000,
+    ) in prog  # fork refused, clone only with CLONE_THREAD
+
+
+# --- reading submissions (no processes) ---------------------------------------------------------------------------
+
+
+def test_reading_never_follows_a_link_or_opens_a_fifo(tmp_path):
+    (tmp_path / "secret").write_text("secret")
+    folder = tmp_path / "subs"
+    (folder / "bob").mkdir(parents=True)
+    (folder / "bob" / "x.ipynb").write_text("{}")
+    os.symlink(tmp_path / "secret", folder / "eve.ipynb")
+    os.symlink(tmp_path, folder / "mallory")
+    os.mkfifo(folder / "pipe.ipynb")
+    found = {s.student: s for s in submissions.collect([folder])}
+    assert sorted(found) == ["bob", "eve", "mallory", "pipe"]
+    assert submissions.read(found["bob"]) == b"{}"
+    for name, words in (
+        ("eve", "symbolic link"),
+        ("mallory", "symbolic link"),
+        ("pipe", "not a regular file"),
+    ):
+        with pytest.raises(submissions.Unreadable, match=words):
+            submissions.read(found[name])
+    # a folder replaced by a link after it was listed is not followed either
+    shutil.rmtree(folder / "bob")
+    os.symlink(tmp_path, folder / "bob")
+    with pytest.raises(submissions.Unreadable, match="symbolic link"):
+        submissions.read(found["bob"])
+
+
+def test_reading_caps_the_bytes(tmp_path):
+    (tmp_path / "big.ipynb").write_bytes(b" " * 2000)
+    (sub,) = submissions.collect([tmp_path])
+    with pytest.raises(submissions.Unreadable, match="larger than"):
+        submissions.read(sub, max_bytes=1000)
+
+
+@pytest.mark.parametrize("name", sorted(subs.MALFORMED))
+def test_every_malformed_notebook_is_unreadable_or_sanitised(name):
+    notes: list[str] = []
     try:
-        done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=180)
-    finally:
-        listener.close()
-    lines = done.stdout.splitlines()
-    for name in attempts:
-        if name != "own folder":
-            assert any(ln.startswith(f"{name} refused: blocked by the grader's sandbox") for ln in lines), (
-                name, done.stdout, done.stderr[-2000:])  # fmt: skip
-    assert "allowed" in lines and (work / "scratch.txt").exists()
-    assert listener.hits == [] and secret.exists() and not (tmp_path / "out.txt").exists()
+        nb = submissions.parse(subs.MALFORMED[name], notes)
+    except submissions.Unreadable as e:
+        assert str(e)
+        return
+    for cell in nb.cells:
+        assert isinstance(cell.source, str) and isinstance(cell.metadata.get("nbgrader", {}), dict)
+    if name == "nbgrader_metadata_is_a_list":
+        assert any("nbgrader metadata is a list" in n for n in notes), notes
 
 
-def test_an_unreadable_notebook_is_reported_not_fatal(tmp_path):
-    bad = tmp_path / "broken.ipynb"
-    bad.write_text("{ not json", encoding="utf-8")
-    lessons = load_course(SOLUTIONS)
-    r = grade_submission(bad, "broken", lessons, tmp_path / "work", lesson="00_tokens_and_batches")
-    assert r.error.startswith("cannot read this notebook")
-    assert r.total == 0 and [e.status for e in r.exercises] == ["not graded"] * 3
+def test_parse_notes_metadata_of_the_wrong_type():
+    notes: list[str] = []
+    submissions.parse(subs.MALFORMED["nbgrader_metadata_is_a_list"], notes)
+    assert len(notes) == 3 and "cell 1" in notes[0]
 
 
-def test_the_lesson_can_be_named_when_the_notebook_gives_no_clue(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
-    path = tmp_path / "empty.ipynb"
-    nbformat.write(nb, path)
-    lessons = load_course(SOLUTIONS)
-    r = grade_submission(path, "s", lessons, tmp_path / "w1")
-    assert r.lesson is None and "pass --lesson" in r.error
-    r = grade_submission(path, "s", lessons, tmp_path / "w2", lesson="02_attention")
-    assert r.lesson == "02_attention" and r.error is None
-    assert [e.status for e in r.exercises] == ["not found"] * 4 and r.max_points == 10
+# --- reports (no processes) -----------------------------------------------------------------------------------------
 
 
-def test_output_folder_rules(tmp_path):
-    subs_dir = tmp_path / "subs"
-    subs_dir.mkdir()
-    nb = subs_dir / "a.ipynb"
-    nb.write_text("{}", encoding="utf-8")
-    with pytest.raises(ValueError, match="contains the submission"):
-        check_out_dir(tmp_path, [nb], [subs_dir], force=True)
-    with pytest.raises(ValueError, match="inside the submissions folder"):
-        check_out_dir(subs_dir / "out", [nb], [subs_dir], force=False)
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "old.csv").write_text("x", encoding="utf-8")
-    with pytest.raises(ValueError, match="not empty"):
-        check_out_dir(tmp_path / "out", [nb], [subs_dir], force=False)
-    check_out_dir(tmp_path / "out", [nb], [subs_dir], force=True)
-    assert main(["grade", str(subs_dir), "--out", str(subs_dir / "out"), "--solutions", str(SOLUTIONS)]) == 2
+def test_markdown_text_cannot_start_anything():
+    from gptlib.course.report import md_block, md_text
 
-
-def test_submissions_are_found_per_student(tmp_path):
-    (tmp_path / "alice").mkdir()
-    (tmp_path / "alice" / "lesson.ipynb").write_text("{}", encoding="utf-8")
-    (tmp_path / "bob.ipynb").write_text("{}", encoding="utf-8")
-    (tmp_path / ".ipynb_checkpoints").mkdir()
-    (tmp_path / ".ipynb_checkpoints" / "bob-checkpoint.ipynb").write_text("{}", encoding="utf-8")
-    assert [s for s, _ in collect_submissions([tmp_path])] == ["alice", "bob"]
-    with pytest.raises(ValueError, match="no such submission"):
-        collect_submissions([tmp_path / "nobody.ipynb"])
-
-
-# --- extraction and screening (no processes) ---------------------------------------------------------
-
-
-def _nb(*sources: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    return nb
-
-
-def _code(defines: tuple[str, ...], *sources: str):
-    parsed = parse_notebook(_nb(*sources))
-    return parsed, exercise_code(parsed, defines)
-
-
-def test_magics_are_neutralised_and_line_numbers_kept():
     assert (
-        cell_python("%matplotlib inline\nimport torch\n!ls\nx = %time f()")
-        == "pass\nimport torch\npass\npass"
+        md_text("**bold** <b>x</b> | `c` [l](u)\nnext") == r"\*\*bold\*\* \<b\>x\</b\> \| \`c\` \[l\](u) next"
     )
-    assert cell_python("%%time\ndef f():\n    return 1") == "\ndef f():\n    return 1"
-    assert cell_python("%%bash\necho hi") is None
-    assert cell_python("s = '''\n%d of them\n'''") == "s = '''\n%d of them\n'''"  # valid Python stays as is
+    block = md_block("a ```` b\n`````\nc")
+    assert block[0] == "``````text" and block[-1] == "``````"
 
 
-def test_only_definitions_run_and_the_last_one_wins():
-    parsed, code = _code(
-        ("f",),
-        "import sys\nimport math\nprint('hi')\nsys.exit(0)",
-        "def f(x):\n    return 0",
-        "for i in range(3):\n    pass\nSCALE = 2 * 3\nmodel = make_model()",
-        "def f(x):\n    return helper(x) * SCALE + math.pi\n",
-        "def helper(x):\n    return x\n",
-    )
-    kept = [(c, parsed.trees[c].body[i].__class__.__name__, k) for c, i, k in code.segments]
-    # math (used), SCALE and helper (used by f), the second f; never print, sys.exit, the loop or model
-    assert sorted(kept) == [(0, "Import", "math"), (2, "Assign", None), (3, "FunctionDef", None),
-                            (4, "FunctionDef", None)]  # fmt: skip
-    order = [parsed.trees[c].body[i] for c, i, _ in code.segments]
-    assert [getattr(n, "name", None) for n in order if hasattr(n, "name")] == ["helper", "f"]
-    assert "model" in parsed.not_run and code.missing == [] and code.refused == []
+def test_csv_cells_that_look_like_formulas_are_text():
+    from gptlib.course.report import csv_cell
+
+    for bad in ("=1+1", "+1", "-1", "@A1", "\tx", "\rx"):
+        assert csv_cell(bad) == "'" + bad
+    assert csv_cell("alice") == "alice"
 
 
-def test_a_class_base_defined_below_still_comes_first():
-    parsed, code = _code(("Child",), "class Child(Base):\n    pass", "class Base:\n    pass")
-    names = [parsed.trees[c].body[i].name for c, i, _ in code.segments]
-    assert names == ["Base", "Child"]
+def test_html_feedback_escapes_everything_the_student_controls():
+    from gptlib.course.grade import ExerciseResult, SubmissionResult
+    from gptlib.course.report import feedback_html
 
-
-def test_a_missing_or_unparsable_definition_is_not_found():
-    _, code = _code(("f",), "def f(x:\n    return 1", "g = 1")
-    assert code.missing == ["f"]
-
-
-@pytest.mark.parametrize(
-    "source, words",
-    [
-        ("import gptlib.checks\ndef f():\n    return gptlib.checks", "imports `gptlib.checks`"),
-        (
-            "def f():\n    from gptlib.checks.verdict import passed\n    return passed",
-            "imports `gptlib.checks.verdict",
-        ),
-        ("import gptlib\ndef f():\n    return gptlib.checks.tokens_and_batches", "uses `gptlib.checks`"),
-        ("def f():\n    return f.__globals__", "uses `.__globals__`"),
-        ("def f():\n    import sys\n    return sys.modules", "uses `sys.modules`"),
-        ("def f():\n    return eval('1')", "uses `eval`"),
-        ("def f(o, n):\n    return getattr(o, n)", "computed attribute name"),
-        ("def f(o):\n    return getattr(o, '__code__')", "uses `getattr(..., '__code__')`"),
-        ("import torch\ndef f():\n    torch.equal = lambda *a: True", "changes `torch.equal`"),
-        ("import math\ndef f():\n    setattr(math, 'isclose', None)", "changes `math.isclose`"),
-        ("def f(e):\n    return e.__traceback__.tb_frame.f_back", "uses `.tb_frame`"),
-        ("def f(m):\n    m.__class__ = object", "changes `.__class__`"),
-        ("import gc\ndef f():\n    return gc", "imports `gc`"),
-        ("import torch\ndef f(p):\n    return torch.load(p)", "uses `torch.load`"),
-        ("import os\ndef f():\n    return os.sys.modules", "uses `os.sys`"),
-        (
-            "import _posixsubprocess\ndef f():\n    return _posixsubprocess.fork_exec",
-            "imports `_posixsubprocess`",
-        ),
-    ],
-)
-def test_screening_refuses_reaching_into_the_grader(source, words):
-    _, code = _code(("f",), source)
-    assert any(words in r for r in code.refused), code.refused
-
-
-def test_screening_lets_ordinary_code_through():
-    source = (
-        "import math\nimport torch\nimport torch.nn as nn\nfrom torch.nn import functional as F\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self, n):\n"
-        "        super().__init__()\n"
-        "        for i in range(n):\n"
-        "            setattr(self, f'layer{i}', nn.Linear(2, 2))\n"
-        "        self.scale = 1 / math.sqrt(2)\n"
-        "    def forward(self, x):\n"
-        "        print(type(self).__name__, x.shape)\n"
-        "        return F.softmax(getattr(self, 'layer0')(x) * self.scale, dim=-1)\n"
-    )
-    _, code = _code(("Net",), source)
-    assert code.refused == [] and code.copied == []
-
-
-def test_handing_in_gptlib_is_not_the_learners_work():
-    _, code = _code(("get_batch",), "from gptlib.data import get_batch")
-    assert code.copied and "gptlib.data.get_batch" in code.copied[0]
-    _, code = _code(
-        ("CausalSelfAttention",),
-        "import gptlib\nclass CausalSelfAttention(gptlib.CausalSelfAttention):\n    pass",
-    )
-    assert code.copied and "gptlib.CausalSelfAttention" in code.copied[0]
-    _, code = _code(
-        ("Block",), "from gptlib import CausalSelfAttention\nclass Block:\n    attn = CausalSelfAttention"
-    )
-    assert code.copied == []  # earlier parts come from gptlib: that is the course's design
-
-
-# --- reports (no processes) --------------------------------------------------------------------------
-
-
-def _result(student: str, lesson: str, *exercises) -> SubmissionResult:
-    return SubmissionResult(
-        student, Path(f"{student}.ipynb"), lesson, [ExerciseResult(*e) for e in exercises]
-    )
-
-
-def test_reports_for_a_class_of_two_lessons():
-    a = _result(
-        "ann",
+    r = SubmissionResult(
+        "<img src=x onerror=alert(1)>",
+        Path("x.ipynb"),
         "00_x",
-        ("e1", 2, 2, "passed", "e1: passed — fine"),
-        ("e2", 0, 3, "failed", "[e2] <b>bad</b> | x", "d"),
+        [ExerciseResult("e", 0, 1, "failed", "</pre><script>x</script>")],
     )
-    b = _result("ann", "02_y", ("e3", 0, 1, "not attempted", "[e3] not done yet"))
-    c = _result("a/b c", "02_y", ("e3", 1, 1, "passed", "e3: passed"))
-    rows = list(csv.reader(scores_csv([a, b, c]).splitlines()))
-    assert rows[0] == ["student", "lesson", "e1", "e2", "e3", "total", "max", "submission", "flags"]
-    assert rows[1][:7] == ["ann", "00_x", "2", "0", "", "2", "5"] and rows[2][:7] == [
-        "ann",
-        "02_y",
-        "",
-        "",
-        "0",
-        "0",
-        "1",
+    page = feedback_html(r)
+    assert "<script>" not in page and "<img" not in page and "&lt;/pre&gt;&lt;script&gt;" in page
+
+
+def test_the_same_name_twice_and_identical_files_are_flagged():
+    from gptlib.course.grade import Read, _class_flags
+
+    def read(student: str, digest: str | None) -> Read:
+        return Read(
+            submissions.Submission(student, Path(f"{student}/x.ipynb"), Path("."), ("x",)), digest=digest
+        )
+
+    flags = _class_flags(
+        [read("ann", "1"), read("Ann", "2"), read("bob", "3"), read("cy", "3"), read("dee", None)]
+    )
+    assert "duplicate student name" in flags[0][0] and "duplicate student name" in flags[1][0]
+    assert flags[2] == ["identical file to the submission of cy"] and flags[3] == [
+        "identical file to the submission of bob"
     ]
-    assert feedback_names([a, b, c]) == ["ann-00_x", "ann-02_y", "a_b_c"]
-    md = feedback_markdown(a)
-    assert "**Score: 2 / 5**" in md and "| `e2` | 0 / 3 | failed: <b>bad</b> \\| x |" in md
-    assert "```text\n[e2] <b>bad</b> | x\n```" in md  # the check's words, whole
-    page = feedback_html(a)
-    assert "&lt;b&gt;bad&lt;/b&gt;" in page and "<b>bad</b>" not in page
-    text = summary([a, b, c])
-    assert "## 02_y: 2 submissions, mean 0.5 / 1" in text and "| `e3` | 1/2 (50%) | 1 | — |" in text
-    assert "| `e2` | 0/1 (0%) | 0 | d (1) |" in text
+    assert flags[4] == []
 
 
-def test_a_name_set_by_code_the_grader_skips_is_explained():
-    parsed, code = _code(
-        ("f",), "VOCAB = sorted(set('hello'))", "def f(s):\n    return [VOCAB.index(c) for c in s]"
-    )
-    assert code.not_run == {"VOCAB": (0, 1)}
-    note = _name_note("[f] f('a') raised NameError: name 'VOCAB' is not defined (at ...)", code.not_run)
-    assert "`VOCAB` is set in cell 1, line 1, by a statement the grader does not run" in note
-    assert _name_note("[f] wrong value", code.not_run) == ""
+def test_feedback_names_are_safe_and_distinct():
+    from gptlib.course.report import feedback_names
 
-
-def test_a_functions_own_locals_pull_in_nothing():
-    """From lesson 05: `V` is a local of the function and also a top-level name built from a statement the
-    grader skips; only names the function really reads from the module count (Python's scoping rules)."""
-    parsed, code = _code(
-        ("count", "Model"),
-        "tok = make_tokenizer()\nV = tok.vocab_size\nW = 4 * 2",
-        "def count(vocab_size):\n    V = vocab_size\n    return sum(V * k for k in range(W))",
-        "import torch.nn as nn\nclass Model(nn.Module):\n    size = W\n    def f(self, _):\n        return [_ for _ in range(3)]",
-    )
-    names = sorted(getattr(parsed.trees[c].body[i], "name", None) or k or "W" for c, i, k in code.segments)
-    assert names == ["Model", "W", "count", "nn"]
-    _, code = _code(("f",), "tok = make()\nV = tok.size", "def f():\n    return V")
-    assert code.segments == [(1, 0, None)] and code.not_run == {"V": (0, 2)}  # V's value needs tok: skipped
+    assert feedback_names(["ann", "Ann", "a/b c", "../x", ""]) == ["ann", "Ann-2", "a_b_c", "x", "student"]

@@ -12,6 +12,7 @@ reported.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -136,7 +137,7 @@ def _output(
 AVERAGE = Exercise(
     "causal_average",
     [*_RUN_CODES, C.NOT_CAUSAL, C.MASK_TRANSPOSED, C.WRONG_DIVISOR, C.SUM_NOT_MEAN, C.EXCLUDES_SELF, C.WRONG_AXIS,
-     C.WRONG_VALUES],
+     C.COLUMNS_NORMALISED, C.RETURNED_WEIGHTS, C.WRONG_VALUES],
 )  # fmt: skip
 
 
@@ -157,6 +158,13 @@ def _average(x: torch.Tensor, kind: str = "right") -> torch.Tensor:
         return past / (counts - 1).clamp(min=1)
     if kind == "channels":
         return x.cumsum(2) / torch.arange(1, C_ + 1, dtype=x.dtype)
+    if kind == "channel-mean":
+        return x.mean(2, keepdim=True).expand_as(x)
+    if kind == "batch":
+        return x.cumsum(0) / torch.arange(1, x.size(0) + 1, dtype=x.dtype).view(-1, 1, 1)
+    if kind == "columns":  # tril / tril.sum(0): each COLUMN of the weights sums to 1
+        wei = torch.tril(torch.ones(T, T, dtype=x.dtype))
+        return (wei / wei.sum(0, keepdim=True)) @ x
     return x.cumsum(1) / counts
 
 
@@ -170,6 +178,12 @@ _AVERAGE_MISTAKES = [
             {"kind": "past-only"}),
     Mistake(C.WRONG_AXIS, "a running mean over the channels (dim 2) instead of over time (dim 1)",
             {"kind": "channels"}),
+    Mistake(C.WRONG_AXIS, "the mean of the channels of each position (dim 2) instead of a running mean over "
+            "the positions (dim 1)", {"kind": "channel-mean"}),
+    Mistake(C.WRONG_AXIS, "a running mean over the batch (dim 0) instead of over the positions (dim 1)",
+            {"kind": "batch"}),
+    Mistake(C.COLUMNS_NORMALISED, "weights normalised by their column sums (wei.sum(0)): each column sums "
+            "to 1 instead of each row (wei.sum(1, keepdim=True))", {"kind": "columns"}),
 ]  # fmt: skip
 
 
@@ -184,6 +198,13 @@ def check_causal_average(fn: Ref) -> None:
     for x in xs:
         what = f"causal_average(x) for x of shape {shape_str(x)}"
         out = _run(ex, what, fn, x, works_for=", ".join(done))
+        T = x.size(1)
+        if isinstance(out, torch.Tensor) and tuple(out.shape[-2:]) == (T, T) and out.shape != x.shape:
+            raise ex.fail(
+                C.RETURNED_WEIGHTS,
+                f"{what} returned shape {shape_str(out)}, the (T, T) weights themselves; apply them to x: "
+                "wei @ x, shape (B, T, C).",
+            )
         try:
             out = _output(ex, what, out, tuple(x.shape), dim=1)
         except CheckFailure as e:
@@ -214,7 +235,7 @@ def check_causal_average(fn: Ref) -> None:
 SOFTMAX = Exercise(
     "masked_softmax",
     [*_RUN_CODES, C.SOFTMAX_AXIS, C.NO_MASK, C.MASK_TRANSPOSED, C.MASK_INVERTED, C.MASK_FILL_ZERO,
-     C.MASK_AFTER_SOFTMAX, C.EXTRA_SCALE, C.FUTURE_LEAK, C.NOT_NORMALISED, C.WRONG_VALUES],
+     C.MASK_AFTER_SOFTMAX, C.EXTRA_SCALE, C.FUTURE_LEAK, C.NOT_NORMALISED, C.T_FROM_FIRST_AXIS, C.WRONG_VALUES],
 )  # fmt: skip
 
 _WEIGHT_MISTAKES = [
@@ -256,7 +277,18 @@ def check_masked_softmax(fn: Ref) -> None:
     done: list[str] = []
     for scores in all_scores:
         what = f"masked_softmax(scores) for scores of shape {shape_str(scores)}"
-        out = _run(ex, what, fn, scores, works_for=", ".join(done))
+        try:
+            out = _run(ex, what, fn, scores, works_for=", ".join(done))
+        except CheckFailure as e:
+            if e.diagnosis in (C.CRASHED, C.FIXED_T) and _t_from_first_axis(fn, scores):
+                raise ex.fail(
+                    C.T_FROM_FIRST_AXIS,
+                    f"{what} crashes, but works when the first axis has T entries too: T is read from the "
+                    f"first axis (scores.size(0) or shape[0], the batch for {shape_str(scores)} scores). T is "
+                    f"the size of the last axis: scores.size(-1). The error: {ex.error_only(e)}",
+                    e.crash,
+                ) from None
+            raise
         if isinstance(out, torch.Tensor) and out.shape == scores.shape and torch.isinf(out).any():
             if not torch.isnan(out).any():
                 raise ex.fail(
@@ -288,6 +320,17 @@ def check_masked_softmax(fn: Ref) -> None:
             raise _weights_failure(ex, what, out, want)
         done.append(shape_str(scores))
     ex.passed(f"causal softmax weights right for scores of shapes {', '.join(done)}; scores left untouched.")
+
+
+def _t_from_first_axis(fn: Ref, scores: torch.Tensor) -> bool:
+    """Whether masked_softmax is right on scores whose first axis is as long as the last: T read from it."""
+    T = scores.size(-1)
+    if scores.dim() < 3 or scores.size(0) == T:
+        return False
+    with seeded(5):
+        square = 2 * torch.randn(T, *scores.shape[1:])
+    out, crash = SOFTMAX.attempt("masked_softmax", fn, square)
+    return crash is None and isinstance(out, torch.Tensor) and close(out, attention_weights(square))
 
 
 def _scaled_weights(scores: torch.Tensor, scale: float) -> torch.Tensor:
@@ -324,9 +367,9 @@ _LAYER_CODES = (
     *_RUN_CODES, C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.MISSING_SCALE, C.WRONG_SCALE,
     C.SOFTMAX_AXIS, C.NO_MASK, C.MASK_TRANSPOSED, C.MASK_INVERTED, C.MASK_FILL_ZERO, C.MASK_AFTER_SOFTMAX,
     C.QK_SWAPPED, C.WRONG_PARAMS, C.DROPOUT_IN_EVAL, C.NO_GRAD, C.MASK_PARAMETER, C.MASK_NOT_BUFFER, C.FUTURE_LEAK,
-    C.RETURNED_WEIGHTS, C.WRONG_VALUES,
+    C.RETURNED_WEIGHTS, C.SCALE_AFTER_SOFTMAX, C.WEIGHTS_TIMES_X, C.TRANSPOSE_ALL_DIMS, C.WRONG_VALUES,
 )  # fmt: skip
-HEAD = Exercise("head", _LAYER_CODES)
+HEAD = Exercise("head", [*_LAYER_CODES, C.HEAD_SIZE_IGNORED])
 ATTENTION = Exercise(
     "attention",
     [*_LAYER_CODES, C.MERGE_ORDER, C.HEAD_SPLIT, C.ONE_HEAD, C.NO_PROJ, C.NO_DROPOUT, C.DROPOUT_RATE,
@@ -336,6 +379,8 @@ ATTENTION = Exercise(
 _LAYER_MISTAKES = [
     Mistake(C.QK_SWAPPED, "scores k @ q^T instead of q @ k^T (keys and queries swapped): row t must be "
             "query t against every key", {"swap_qk": True}),
+    Mistake(C.SCALE_AFTER_SOFTMAX, "the scale applied to the weights after the softmax instead of to the "
+            "scores before the softmax: the weights no longer sum to 1", {"scale_after": True}),
 ]  # fmt: skip
 _HEAD_MISTAKES = [
     Mistake(C.MERGE_ORDER, "heads merged with y.view(B, T, C) without y.transpose(1, 2) first: positions "
@@ -513,6 +558,46 @@ def _returned_weights(spec: _LayerSpec, what: str, x: torch.Tensor, raw: Any, se
             )
 
 
+def _head_width(spec: _LayerSpec, what: str, x: torch.Tensor, raw: Any, search: Any) -> None:
+    """A Head whose output is n_embd wide: its layers ignore head_size, or it sums x instead of the values."""
+    B, T, C_ = x.shape
+    if spec.with_proj or spec.width == C_ or not isinstance(raw, torch.Tensor) or raw.shape != x.shape:
+        return
+    if search.found and all(tuple(p.weight.shape) == (C_, C_) for p in search.found):
+        raise spec.ex.fail(
+            C.HEAD_SIZE_IGNORED,
+            f"{what} returned shape {shape_str(raw)}; expected {(B, T, spec.width)}: your layers map n_embd to "
+            f"n_embd ({C_} -> {C_}), so the head_size argument ({spec.width}) is never used. A head's key, query "
+            "and value are nn.Linear(n_embd, head_size).",
+        )
+    for w in search.candidates[:1]:
+        wei = reference_attention(x, w, 1, output="weights")  # (B, T, T)
+        if close(raw, wei @ x, loose=True):
+            raise spec.ex.fail(
+                C.WEIGHTS_TIMES_X,
+                f"{what} returned shape {shape_str(raw)}, and it equals wei @ x: the weights are applied to the "
+                "input x instead of to the values. The head sums the values: wei @ self.value(x), shape "
+                f"{(B, T, spec.width)}.",
+            )
+
+
+def _transposed_all_dims(spec: _LayerSpec, what: str, x: torch.Tensor, e: CheckFailure) -> None:
+    """A crash where the batch size meets head_size: k.T (or permute) reversed every dim, not the last two."""
+    hs = spec.width // spec.n_head
+    found = re.search(
+        r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)",
+        e.crash.message if e.crash else "",
+    )
+    if found and x.size(0) != hs and {int(found[1]), int(found[2])} == {x.size(0), hs}:
+        raise spec.ex.fail(
+            C.TRANSPOSE_ALL_DIMS,
+            f"{what} crashed where the batch size ({x.size(0)}) meets head_size ({hs}): k.T (or k.permute(2, 1, "
+            "0)) reverses ALL the dims of (B, T, head_size). Transpose only the last two: k.transpose(-2, -1). "
+            f"The error: {spec.ex.error_only(e)}",
+            e.crash,
+        ) from None
+
+
 def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
     """Everything the Head and CausalSelfAttention checks share. Returns what was verified, in words."""
     ex, C_, bs = spec.ex, spec.config.n_embd, spec.config.block_size
@@ -533,6 +618,7 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
     except CheckFailure as e:
         if e.diagnosis != C.CRASHED:
             raise
+        _transposed_all_dims(spec, what, x, e)
         if not search.candidates:  # the likely cause: layers of the wrong size
             raise _wrong_params(spec, name, search, f"\nforward also crashed: {ex.error_only(e)}") from None
         try:  # does it work at the full block size? then the mask is not sliced to T
@@ -546,6 +632,7 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
             e.crash,
         ) from None
     _returned_weights(spec, what, x, raw, search)
+    _head_width(spec, what, x, raw, search)
     out_shape = (x.size(0), x.size(1), spec.width)
 
     def nonfinite(o: torch.Tensor) -> Any:

@@ -78,21 +78,29 @@ BY_HAND = Exercise(
     "attention_weights_by_hand",
     [C.NOT_CALLABLE, C.MISSING_SCALE, C.WRONG_SCALE, C.SOFTMAX_AXIS, C.NO_MASK, C.MASK_TRANSPOSED, C.MASK_INVERTED,
      C.MASK_FILL_ZERO, C.MASK_AFTER_SOFTMAX, C.HEAD_SPLIT, C.ONE_HEAD, C.QK_SWAPPED, C.WRONG_PROJECTION, C.NO_BIAS,
-     C.EXTRA_DIM, C.FIXED_T, C.NAN_0_INF, C.ROW_MASKED, C.NAN, C.NO_SOFTMAX, C.NOT_NORMALISED, C.FUTURE_LEAK,
+     C.WEIGHT_NOT_TRANSPOSED, C.EXTRA_DIM, C.FIXED_T, C.NAN_0_INF, C.ROW_MASKED, C.NAN, C.NO_SOFTMAX, C.NOT_NORMALISED, C.FUTURE_LEAK,
      C.IN_PLACE, C.WRONG_VALUES, C.WRONG_SHAPE, C.WRONG_DTYPE, C.NOT_A_TENSOR, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 
 
 def weights_by_hand(
-    attn: nn.Module, x: torch.Tensor, *, key: str = "key", bias: bool = True, **kw: Any
+    attn: nn.Module,
+    x: torch.Tensor,
+    *,
+    key: str = "key",
+    bias: bool = True,
+    transpose: bool = True,
+    **kw: Any,
 ) -> torch.Tensor:
     """gptlib CausalSelfAttention `attn`'s weights (n_head, T, T) for its input x (T, C), written out.
 
     Right by default (equal to GPT.attention_maps); each keyword switches on one known mistake: those of
-    reference_attention, key="value" (keys made with attn.value), bias=False (the layers' biases left out)."""
+    reference_attention, key="value" (keys made with attn.value), bias=False (the layers' biases left out),
+    transpose=False (x @ weight: the (out, in) weights used untransposed)."""
     lin_k = attn.value if key == "value" else attn.key
+    wq, wk = (attn.query.weight, lin_k.weight) if transpose else (attn.query.weight.T, lin_k.weight.T)
     w = AttentionWeights(
-        attn.query.weight, attn.query.bias if bias else None, lin_k.weight, lin_k.bias if bias else None,
+        wq, attn.query.bias if bias else None, wk, lin_k.bias if bias else None,
         attn.value.weight, attn.value.bias,
     )  # fmt: skip
     with torch.no_grad():
@@ -119,6 +127,8 @@ _WEIGHT_MISTAKES = [
     Mistake(C.WRONG_PROJECTION, "keys made with attn.value instead of attn.key", {"key": "value"}),
     Mistake(C.NO_BIAS, "q and k computed as x @ weight.T without the biases: call the layers, "
             "attn.query(x) and attn.key(x)", {"bias": False}),
+    Mistake(C.WEIGHT_NOT_TRANSPOSED, "q and k computed as x @ weight, the weight untransposed: nn.Linear "
+            "stores its weight as (out, in) and computes x @ weight.T + bias", {"transpose": False}),
 ]  # fmt: skip
 
 
@@ -306,7 +316,7 @@ def _weights_mismatch(ex: Exercise, what: str, out: torch.Tensor, want: torch.Te
 # ==== maps to score =================================================================================
 
 _SCORE_CODES = (C.NOT_CALLABLE, C.IN_PLACE, C.NOT_AVERAGED, C.ONE_NUMBER, C.WRONG_SHAPE, C.WRONG_DTYPE,
-                C.NOT_A_TENSOR, C.RETURNED_NONE, C.RETURNED_TUPLE, C.WRONG_VALUES)  # fmt: skip
+                C.NOT_A_TENSOR, C.RETURNED_NONE, C.RETURNED_TUPLE, C.DIAGONAL_DIMS, C.WRONG_VALUES)  # fmt: skip
 
 
 def _one_hot_rows(T: int, key_of: Any) -> torch.Tensor:
@@ -335,15 +345,21 @@ def _real_maps(T: int) -> torch.Tensor:
 
 
 def _diagonal_score(
-    maps: torch.Tensor, offset: int, first: int = 0, divide: str = "count", add_00: bool = False
+    maps: torch.Tensor,
+    offset: int,
+    first: int = 0,
+    divide: str = "count",
+    add_00: bool = False,
+    drop_last: int = 0,
 ) -> torch.Tensor:
     """Mean over queries t >= first of maps[..., t, t + offset] (offset <= 0: a key before the query).
 
     divide="count" is the mean; "T" divides the sum by T (the other queries counted as 0); "none" is the sum.
-    add_00 adds maps[..., 0, 0] to the sum (position 0 counted as its own previous token)."""
+    add_00 adds maps[..., 0, 0] to the sum (position 0 counted as its own previous token); drop_last leaves
+    out the last queries."""
     T = maps.size(-1)
     d = torch.diagonal(maps, offset=offset, dim1=-2, dim2=-1)  # (..., T - |offset|): queries max(0,-offset)..
-    d = d[..., max(0, first - max(0, -offset)) :]
+    d = d[..., max(0, first - max(0, -offset)) : d.size(-1) - drop_last]
     total = d.sum(-1) + (maps[..., 0, 0] if add_00 else 0)
     if divide == "none":
         return total
@@ -373,6 +389,13 @@ def _score_shape(ex: Exercise, what: str, out: torch.Tensor, maps: torch.Tensor)
             C.ONE_NUMBER,
             f"{what} is a single number; expected one score per head, shape ({L}, {H}). Average over the "
             "query positions only (the last dimension after taking the diagonal), not over layers and heads.",
+        )
+    if tuple(out.shape) == (T, T) and T not in (L, H):
+        raise ex.fail(
+            C.DIAGONAL_DIMS,
+            f"{what} has shape {shape_str(out)} = (T, T); expected ({L}, {H}) (layers, heads). A diagonal taken "
+            "over the first two dims (layers and heads: torch.diagonal's default dims are dim1=0, dim2=1) "
+            "leaves (T, T); take it over the last two axes, queries and keys: dim1=-2, dim2=-1.",
         )
     raise ex.fail(C.WRONG_SHAPE, f"{what} has shape {shape_str(out)}; expected ({L}, {H}) (layers, heads).")
 
@@ -456,13 +479,24 @@ INDUCTION = Exercise(
 
 
 def _induction(
-    maps: torch.Tensor, seq_len: int, shift: int = 1, first: str = "second", divide: str = "count"
+    maps: torch.Tensor,
+    seq_len: int,
+    shift: int = 1,
+    first: str = "second",
+    divide: str = "count",
+    drop_last: int = 0,
 ):
     """Mean over queries t in the second repeat of maps[..., t, t - seq_len + shift] (right: shift=1).
 
     first="second" starts at t = seq_len; "diagonal" takes the whole diagonal (from the first query that has
     such a key)."""
-    return _diagonal_score(maps, -(seq_len - shift), first=seq_len if first == "second" else 0, divide=divide)
+    return _diagonal_score(
+        maps,
+        -(seq_len - shift),
+        first=seq_len if first == "second" else 0,
+        divide=divide,
+        drop_last=drop_last,
+    )
 
 
 def _induction_mistakes(seq_len: int) -> list[Mistake]:
@@ -477,6 +511,12 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
             C.OFF_BY_ONE,
             f"the weight on maps[..., t, t - seq_len + 2] (offset -{seq_len - 2}): one position too far",
             {"shift": 2},
+        ),
+        Mistake(
+            C.OFF_BY_ONE,
+            "the weight on maps[..., t, t - seq_len + 2] for t = seq_len .. T - 2: one position too far (off "
+            "by one), with the last query left out to stay inside the map",
+            {"shift": 2, "drop_last": 1},
         ),
         Mistake(
             C.INCLUDES_FIRST_REPEAT,

@@ -53,6 +53,8 @@ TRANSPOSED = "transposed"
 NOT_A_SLICE = "not-a-slice"
 Y_NOT_SHIFTED = "y-not-shifted"
 SHIFTED_WRONG_WAY = "shifted-wrong-way"
+SHIFTED_TOO_FAR = "shifted-too-far"  # y starts k > 1 tokens after x
+NOT_RANDOM = "not-random"  # fixed windows, whatever the generator
 SEPARATE_STARTS = "separate-starts"
 SAME_WINDOW = "same-window"
 RESEEDS_GENERATOR = "reseeds-generator"
@@ -65,6 +67,8 @@ SIGN = "sign"
 COUNTS_NOT_PROBS = "counts-not-probs"
 UNIFORM = "uniform"
 NOT_A_NUMBER = "not-a-number"
+MEAN_NOT_SUM = "mean-not-sum"
+INTEGER_DIVISION = "integer-division"
 
 # ---- 01 embeddings --------------------------------------------------------------------------------
 NOT_FLOAT = "not-float"
@@ -76,6 +80,8 @@ POSITIONS_NOT_LEARNED = "positions-not-learned"
 POSITIONS_NOT_ADDED = "positions-not-added"
 TOKENS_NOT_ADDED = "tokens-not-added"
 SCALED = "scaled"
+POSITIONS_MULTIPLIED = "positions-multiplied"
+ELEMENTWISE = "elementwise"  # `*` where a matrix product is meant
 CONCATENATED = "concatenated"
 POSITIONS_NOT_SLICED = "positions-not-sliced"
 POSITIONS_BY_TOKEN_ID = "positions-by-token-id"
@@ -88,6 +94,9 @@ NOT_NORMALISED = (
 )
 WRONG_DIM = "wrong-dim"
 WRONG_ORIENTATION = "wrong-orientation"
+ONE_SIDE_NORMALISED = "one-side-normalised"
+NORM_SQUARED = "norm-squared"
+DISTANCE = "distance"
 
 # ---- 02 attention (07 uses most of these too) -----------------------------------------------------
 NOT_CAUSAL = "not-causal"
@@ -110,6 +119,12 @@ QK_SWAPPED = "qk-swapped"
 MASK_PARAMETER = "mask-parameter"
 MASK_NOT_BUFFER = "mask-not-buffer"  # a plain tensor attribute: it does not follow .to(device)
 RETURNED_WEIGHTS = "returned-weights"  # a head that returns its attention weights
+COLUMNS_NORMALISED = "columns-normalised"  # wei / wei.sum(0): columns sum to 1
+T_FROM_FIRST_AXIS = "T-from-first-axis"  # T = scores.size(0), the batch
+SCALE_AFTER_SOFTMAX = "scale-after-softmax"
+WEIGHTS_TIMES_X = "weights-times-x"  # wei @ x instead of wei @ v
+HEAD_SIZE_IGNORED = "head-size-ignored"  # a Head's layers n_embd wide
+TRANSPOSE_ALL_DIMS = "transpose-all-dims"  # k.T on (B, T, hs)
 MERGE_ORDER = "merge-order"
 HEAD_SPLIT = "head-split"
 ONE_HEAD = "one-head"  # one head of full width
@@ -120,6 +135,7 @@ DROPOUT_ON_SCORES = "dropout-on-scores"
 TANH_APPROXIMATION = "tanh-approximation"
 SIGMOID_APPROXIMATION = "sigmoid-approximation"
 RELU = "relu"
+SILU = "silu"
 MISSING_HALF = "missing-half"
 ERF_ARGUMENT = "erf-argument"
 MISSING_X = "missing-x"
@@ -160,6 +176,7 @@ NO_LAYERNORM = "no-layernorm"
 SAME_LAYERNORM = "same-layernorm"
 MLP_FIRST = "mlp-first"
 PARALLEL = "parallel"
+MLP_READS_ATTN = "mlp-reads-attn"  # mlp(ln2(attn_out)) instead of mlp(ln2(x))
 SUBLAYER_UNUSED = "sublayer-unused"
 ATTENTION_DIFFERS = "attention-differs"
 MLP_DIFFERS = "mlp-differs"
@@ -172,6 +189,7 @@ WRONG_INDEX = "wrong-index"
 NO_SOFTMAX = "no-softmax"
 OVERFLOW = "overflow"
 RETURNS_TENSOR = "returns-tensor"
+RETURN_ORDER = "return-order"  # (loss, logits) instead of (logits, loss)
 WRONG_RETURN = "wrong-return"
 NO_HEAD = "no-head"
 FLATTENED_LOGITS = "flattened-logits"
@@ -252,6 +270,9 @@ INCLUDES_FIRST_REPEAT = "includes-first-repeat"
 PREVIOUS_TOKEN = "previous-token"
 FIXED_SEQ_LEN = "fixed-seq-len"
 
+WEIGHT_NOT_TRANSPOSED = "weight-not-transposed"  # x @ weight with an (out, in) weight
+DIAGONAL_DIMS = "diagonal-dims"  # torch.diagonal over layers and heads
+
 # ---- 08 generation and speed ----------------------------------------------------------------------
 CROSSING_DROPPED = "crossing-dropped"
 KEEPS_NONE = "keeps-none"
@@ -263,6 +284,8 @@ UNSORT_GATHER = "unsort-gather"
 ZEROS_NOT_INF = "zeros-not-inf"
 NOTHING_DROPPED = "nothing-dropped"
 VALUES_CHANGED = "values-changed"
+CACHE_ORDER = "cache-order"  # new keys before the cached ones
+VALUES_FROM_KEY = "values-from-key"
 P_ONE = "p-one"
 TIES = "ties"
 WRONG_SET = "wrong-set"

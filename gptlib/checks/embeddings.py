@@ -48,7 +48,7 @@ __all__ = ["check_one_hot_embedding", "check_token_position_embedding", "check_p
 
 ONE_HOT = Exercise(
     "one_hot_embedding",
-    [C.NOT_CALLABLE, C.NOT_FLOAT, C.NUM_CLASSES, C.TRANSPOSED, C.RETURNED_ONE_HOT, C.IN_PLACE, C.NO_GRAD,
+    [C.NOT_CALLABLE, C.NOT_FLOAT, C.NUM_CLASSES, C.TRANSPOSED, C.ELEMENTWISE, C.RETURNED_ONE_HOT, C.IN_PLACE, C.NO_GRAD,
      C.WRONG_VALUES, *C.TENSOR],
 )  # fmt: skip
 
@@ -79,8 +79,23 @@ def check_one_hot_embedding(fn: Ref) -> None:
                         f"{what} failed ({first_line(crash)}) although the same call with id {V - 1} present "
                         f"worked: the one-hot vectors have max(idx) + 1 = {int(idx.max()) + 1} columns, not {V}.",
                     )
+                if "size of tensor a" in msg:
+                    raise ex.fail(
+                        C.ELEMENTWISE,
+                        f"{what} failed ({first_line(crash)}): `*` multiplies elementwise, and a (B, T, V) "
+                        "one-hot tensor cannot be multiplied elementwise by a (V, C) weight. The lookup is the "
+                        "matrix product one_hot @ weight.",
+                    )
+                flipped = f"{C_}x{V}" in msg
                 raise ex.fail(
-                    C.TRANSPOSED, f"{what} failed ({first_line(crash)}): the shapes do not line up."
+                    C.TRANSPOSED,
+                    f"{what} failed ({first_line(crash)}): the shapes do not line up"
+                    + (
+                        f": the second matrix is ({C_}, {V}), weight.T. weight is already (V, C) = {(V, C_)}: "
+                        "one_hot @ weight, without a transpose."
+                        if flipped
+                        else "."
+                    ),
                 )
             raise ex.fail(C.CRASHED, f"{what} raised {first_line(crash)}.", crash, what)
         out = call.value
@@ -114,6 +129,7 @@ STEM = Exercise(
     "token_position_embedding",
     [C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.NO_TOKEN_TABLE, C.POSITIONS_MISSING,
      C.POSITIONS_NOT_LEARNED, C.POSITIONS_NOT_ADDED, C.TOKENS_NOT_ADDED, C.SCALED, C.CONCATENATED,
+     C.POSITIONS_MULTIPLIED,
      C.POSITIONS_NOT_SLICED, C.POSITIONS_BY_TOKEN_ID, C.POSITIONS_FROM_ONE, C.BATCH_DIMENSION, C.NO_DROPOUT, C.DROPOUT_IN_EVAL,
      C.DROPOUT_ON_TOKENS_ONLY, C.DROPOUT_ON_POSITIONS_ONLY, C.DROPOUT_RATE, C.DROPOUT_NOT_SCALED, C.WRONG_VALUES,
      C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
@@ -149,6 +165,11 @@ def _stem_mistakes(idx: torch.Tensor, tok_rows: torch.Tensor, pos: torch.Tensor)
             "equals the position rows alone: no token rows",
             {"v": pos[:T].expand(B, T, C_)},
         ),
+        Mistake(
+            C.POSITIONS_MULTIPLIED,
+            "equals tok * pos: the token and position rows are multiplied instead of added",
+            {"v": tok * pos[:T]},
+        ),
         Mistake(C.SCALED, "equals tok * sqrt(C) + pos", {"v": tok * math.sqrt(C_) + pos[:T]}),
         Mistake(C.SCALED, "equals tok + pos * sqrt(C)", {"v": tok + pos[:T] * math.sqrt(C_)}),
         Mistake(
@@ -159,8 +180,9 @@ def _stem_mistakes(idx: torch.Tensor, tok_rows: torch.Tensor, pos: torch.Tensor)
         ),
         Mistake(
             C.BATCH_DIMENSION,
-            "equals tok + pos[b] for every token of row b: the position rows are counted over the batch "
-            "(torch.arange(B), idx.size(0)) instead of over the T positions of each sequence",
+            "equals tok + pos[b] for every token of row b: each row of the batch gets one position row, "
+            "counted over the batch (torch.arange(B), idx.size(0)), instead of positions torch.arange(T), the "
+            "same for every row",
             {"v": tok + pos[:B, None, :]},
         ),
     ]
@@ -221,17 +243,18 @@ def check_token_position_embedding(cls: Ref) -> None:
     what = f"{name}.forward(idx of shape {(B, Tmax)}) in eval mode"
     out, crash = _forward(mod, idx, what, changed)
     if crash is not None:
+        short = idx[:, : Tmax - 1]
+        out_s, _ = _forward(mod, short, what, changed)
+        if isinstance(out_s, torch.Tensor) and out_s.shape == (B, Tmax - 1, C_):
+            if torch.allclose(out_s, tok_rows[short] + pos_rows[1:Tmax], atol=1e-5):
+                raise ex.fail(
+                    C.POSITIONS_FROM_ONE,
+                    f"{what} raised {first_line(crash)}, and for T = {Tmax - 1} the output is tok + the position "
+                    f"rows 1..T: the positions are off by one, they start at 1 (torch.arange(1, T + 1) or "
+                    f"pos_emb[:, 1:T + 1]) and skip position 0, so at T = block_size = {Tmax} they run past the "
+                    "last row. Positions are 0, 1, ..., T-1: torch.arange(T).",
+                )
         if crash.isa("IndexError") and "out of range" in crash.message:
-            short = idx[:, : Tmax - 1]
-            out_s, _ = _forward(mod, short, what, changed)
-            if isinstance(out_s, torch.Tensor) and out_s.shape == (B, Tmax - 1, C_):
-                if torch.allclose(out_s, tok_rows[short] + pos_rows[1:Tmax], atol=1e-5):
-                    raise ex.fail(
-                        C.POSITIONS_FROM_ONE,
-                        f"{what} raised {first_line(crash)}, and for T = {Tmax - 1} the output is tok + the position "
-                        f"rows 1..T: the positions start at 1 (torch.arange(1, T + 1)), so at T = block_size = {Tmax} "
-                        f"they run past the last row. Positions are 0, 1, ..., T-1: torch.arange(T).",
-                    )
             raise ex.fail(
                 C.POSITIONS_BY_TOKEN_ID,
                 f"{what} raised {first_line(crash)}: a table was looked up with an index beyond its rows. Token "
@@ -352,6 +375,9 @@ SIMILARITY = Exercise(
         C.NOT_NORMALISED,
         C.WRONG_DIM,
         C.WRONG_ORIENTATION,
+        C.ONE_SIDE_NORMALISED,
+        C.NORM_SQUARED,
+        C.DISTANCE,
         C.IN_PLACE,
         C.WRONG_VALUES,
         *C.TENSOR,
@@ -371,7 +397,11 @@ def check_position_similarity(fn: Ref) -> None:
     call = ex.run(what, fn, pos)
     out = untouched(ex, what, call, "pos")
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (C_, C_):
-        raise ex.fail(C.WRONG_ORIENTATION, f"{what} returned shape {(C_, C_)}; expected {(T, T)}.")
+        raise ex.fail(
+            C.WRONG_ORIENTATION,
+            f"{what} returned shape {(C_, C_)} = (C, C), which compares the channels (unit.T @ unit); expected "
+            f"{(T, T)}: the positions are the rows, so compare the rows, unit @ unit.T.",
+        )
     out = expect_tensor(ex, what, out, shape=(T, T), shape_names="(T, T)").double()
     p = pos.double()
     unit = p / p.norm(dim=-1, keepdim=True)
@@ -382,9 +412,30 @@ def check_position_similarity(fn: Ref) -> None:
         )
         return
     col = p / p.norm(dim=0, keepdim=True)
+    squared = p / p.norm(dim=-1, keepdim=True) ** 2
     for code, value, words in (
         (C.NOT_NORMALISED, p @ p.T, "the raw dot products pos @ pos.T"),
         (C.WRONG_DIM, col @ col.T, "the product of pos normalised along the columns (dim=0)"),
+        (
+            C.ONE_SIDE_NORMALISED,
+            unit @ p.T,
+            "unit @ pos.T: only one side of each pair is divided by its length; both rows must be",
+        ),
+        (
+            C.ONE_SIDE_NORMALISED,
+            p @ unit.T,
+            "pos @ unit.T: only one side of each pair is divided by its length; both rows must be",
+        ),
+        (
+            C.NORM_SQUARED,
+            squared @ squared.T,
+            "rows divided by their squared length (the sum of squares) instead of the length, its square root",
+        ),
+        (
+            C.DISTANCE,
+            torch.cdist(p, p),
+            "the distances between the rows (torch.cdist), not their cosine similarities, unit @ unit.T",
+        ),
     ):
         if torch.allclose(out, value, atol=1e-5):
             raise ex.fail(code, f"{what} returned {words}; the diagonal should be all 1.")

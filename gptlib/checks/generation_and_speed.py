@@ -162,6 +162,8 @@ def _top_p_variant(logits: torch.Tensor, p: float, kind: str) -> torch.Tensor:
         drop = cum - probs >= p
     if kind == "sorted-order":
         return sorted_logits.masked_fill(drop, NEG_INF)
+    if kind == "not-mapped-back":
+        return logits.masked_fill(drop, NEG_INF)
     back = drop.gather(-1, order) if kind == "unsort-gather" else drop.scatter(-1, order, drop)
     return logits.masked_fill(back, NEG_INF)
 
@@ -181,6 +183,8 @@ _TOP_P_MISTAKES = [
             {"kind": "mass-on-logits"}),
     Mistake(C.SORTED_ORDER, "returning the logits in sorted order (never mapped back to vocabulary order)",
             {"kind": "sorted-order"}),
+    Mistake(C.SORTED_ORDER, "applying the decision, made in sorted order, to the logits in vocabulary order: "
+            "it is never mapped back (scatter it back with the sort's indices)", {"kind": "not-mapped-back"}),
     Mistake(C.UNSORT_GATHER, "mapping the decision back to vocabulary order with gather instead of scatter",
             {"kind": "unsort-gather"}),
 ]  # fmt: skip
@@ -520,7 +524,7 @@ KV_ATTENTION = Exercise(
     "kv_cache_attention",
     [C.NOT_CALLABLE, C.NOT_A_TENSOR, C.NAN, C.WRONG_SHAPE, C.IN_PLACE, C.CACHE_NOT_STORED, C.CACHE_LAYOUT,
      C.CACHE_LENGTH, C.CACHE_NOT_USED, C.CACHE_OVERWRITTEN, C.MASK_NOT_OFFSET, C.NO_MASK, C.MISSING_SCALE, C.NO_PROJ,
-     C.MERGE_ORDER, C.WRONG_VALUES, C.RETURNED_NONE, C.RETURNED_TUPLE],
+     C.MERGE_ORDER, C.CACHE_ORDER, C.VALUES_FROM_KEY, C.WRONG_VALUES, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 
 
@@ -549,8 +553,12 @@ def _variant_attention(
     B, T, C_ = x.shape
     nh = attn.n_head
     q, k, v = (f(x).view(B, T, nh, C_ // nh).transpose(1, 2) for f in (attn.query, attn.key, attn.value))
+    if mistake == "values-from-key":
+        v = k
     new_k, new_v = k, v
-    if "k" in cache and mistake != "cache-not-used":
+    if "k" in cache and mistake == "new-first":
+        k, v = torch.cat([k, cache["k"]], dim=2), torch.cat([v, cache["v"]], dim=2)
+    elif "k" in cache and mistake != "cache-not-used":
         k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
     cache["k"], cache["v"] = (new_k, new_v) if mistake == "cache-overwritten" else (k, v)
     past = k.size(2) - T
@@ -575,6 +583,10 @@ _KV_ATT_MISTAKES = [
             "0..past + i", {"mistake": "mask-not-offset"}),
     Mistake(C.NO_MASK, "no causal mask (positions in one call see the ones after them)",
             {"mistake": "no-mask"}),
+    Mistake(C.CACHE_ORDER, "the new keys and values put before the cached ones (torch.cat([k, cache['k']])): "
+            "append them after the cached ones, in the order of the positions", {"mistake": "new-first"}),
+    Mistake(C.VALUES_FROM_KEY, "the values taken from attn.key (v = k): the value comes from attn.value",
+            {"mistake": "values-from-key"}),
     Mistake(C.MISSING_SCALE, "scores not scaled by 1/sqrt(head_size)", {"mistake": "missing-scale"}),
     Mistake(C.NO_PROJ, "the output projection attn.proj left out", {"mistake": "no-proj"}),
     Mistake(C.MERGE_ORDER, "heads merged by reshape without the transpose", {"mistake": "merge-order"}),
@@ -644,10 +656,23 @@ def _check_cache(
         t = cache[name]
         if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.size(1) != nh or t.size(3) != C_ // nh:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type_name(t)
+            heads_axis = (
+                isinstance(t, torch.Tensor)
+                and t.dim() == 4
+                and t.size(1) != nh
+                and t.size(1) % nh == 0
+                and t.size(3) == C_ // nh
+            )
             raise ex.fail(
                 C.CACHE_LAYOUT,
                 f"after {what}, cache['{name}'] has shape {shape}; expected {want} "
-                "(B, n_head, positions so far, head_size).",
+                "(B, n_head, positions so far, head_size)."
+                + (
+                    f" Its dim 1 holds {t.size(1)} = {t.size(1) // nh} x n_head: the new keys and values were "
+                    "concatenated along dim 1, the heads axis; the positions are dim 2: torch.cat(..., dim=2)."
+                    if heads_axis
+                    else ""
+                ),
             )
         if layout_only:
             continue

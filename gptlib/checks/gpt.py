@@ -72,7 +72,7 @@ __all__ = ["check_cross_entropy", "check_gpt", "check_count_parameters"]
 CROSS_ENTROPY = Exercise(
     "cross_entropy",
     [C.NOT_CALLABLE, C.NO_LOG, C.SIGN, C.NO_MEAN, C.SUM_NOT_MEAN, C.WRONG_AXIS, C.WRONG_INDEX, C.NO_SOFTMAX,
-     C.OVERFLOW, C.NO_GRAD, C.IN_PLACE, C.WRONG_VALUES, *C.TENSOR],
+     C.LOG2, C.OVERFLOW, C.NO_GRAD, C.IN_PLACE, C.WRONG_VALUES, *C.TENSOR],
 )  # fmt: skip
 
 
@@ -95,6 +95,8 @@ def _ce(logits: torch.Tensor, targets: torch.Tensor, kind: str = "right") -> tor
         "argmax": lambda: -logp.max(-1).values.mean(),
         "all": lambda: -logp.mean(),
         "raw": lambda: -z[rows, targets].mean(),
+        "shifted": lambda: -(z - z.max(-1, keepdim=True).values)[rows, targets].mean(),
+        "log2": lambda: right / math.log(2),
     }[kind]()
 
 
@@ -111,6 +113,10 @@ _CE_MISTAKES = [
     Mistake(C.WRONG_INDEX, "-log p of each row's MOST LIKELY token, not of its target", {"kind": "argmax"}),
     Mistake(C.WRONG_INDEX, "the mean of -log p over every entry, not only the targets'", {"kind": "all"}),
     Mistake(C.NO_SOFTMAX, "-logits[target] averaged: the raw logits, with no log-softmax", {"kind": "raw"}),
+    Mistake(C.NO_SOFTMAX, "-(logits - max)[target] averaged: each row's max is subtracted, but the "
+            "log-sum-exp is not, so it is not a log-softmax (a second normalisation after the max shift "
+            "undoes the first)", {"kind": "shifted"}),
+    Mistake(C.LOG2, "the loss in bits (log base 2) instead of nats (the natural log)", {"kind": "log2"}),
 ]  # fmt: skip
 
 
@@ -228,7 +234,7 @@ def _ce_is(out: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, kind:
 
 GPT = Exercise(
     "gpt",
-    [C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.RETURNS_TENSOR, C.WRONG_RETURN, C.NO_HEAD,
+    [C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.RETURNS_TENSOR, C.WRONG_RETURN, C.RETURN_ORDER, C.NO_HEAD,
      C.FLATTENED_LOGITS, C.LOSS_WITHOUT_TARGETS, C.LOSS_NOT_MEAN, C.LOSS_WRONG, C.LOSS_NOT_FLATTENED,
      C.LOSS_ON_PROBABILITIES, C.TARGETS_SHIFTED, C.DROPOUT_IN_EVAL, C.HEAD_BIAS, C.NO_FINAL_LN, C.LN_F_FIRST,
      C.NO_POSITION, C.TIED_WEIGHTS, C.N_LAYER, C.BLOCKS_NOT_REGISTERED, C.WRONG_PARAMS, C.INITIAL_LOSS, C.INIT,
@@ -253,6 +259,16 @@ def _unpack(out: Any, what: str, B: int, T: int, config: GPTConfig) -> tuple[tor
         n = len(out) if isinstance(out, (tuple, list)) else type_name(out)
         raise GPT.fail(C.WRONG_RETURN, f"{what} returned {n} items; expected (logits, loss).")
     logits, loss = out
+    if (
+        isinstance(loss, torch.Tensor)
+        and tuple(loss.shape) == (B, T, V)
+        and (logits is None or (isinstance(logits, torch.Tensor) and logits.dim() == 0))
+    ):
+        raise GPT.fail(
+            C.RETURN_ORDER,
+            f"{what} returned (loss, logits): the second item has the logits' shape {(B, T, V)}. The order is "
+            "swapped: return logits, loss.",
+        )
     if isinstance(logits, torch.Tensor):
         if tuple(logits.shape) == (B, T, C_) and C_ != V:
             raise GPT.fail(
@@ -837,9 +853,15 @@ def check_count_parameters(fn: Ref) -> None:
     delta = {p: got[p] - true[p] for p in _COUNT_POINTS}
     off = f"your count is off by {delta[_COUNT_POINTS[0]]:+,} for V={_COUNT_POINTS[0][0]}, T={_COUNT_POINTS[0][1]}, "
     off += f"L={_COUNT_POINTS[0][2]}, C={_COUNT_POINTS[0][3]}"
-    for m in _COUNT_MISTAKES:
-        if _explains(delta, m):
-            raise ex.fail(m.code, f"{off}: {m.says}." + _per_part(got))
+    alike = [m for m in _COUNT_MISTAKES if _explains(delta, m)]
+    if len(alike) == 1:
+        raise ex.fail(alike[0].code, f"{off}: {alike[0].says}." + _per_part(got))
+    if alike:  # e.g. the blocks' LayerNorms and the attention's biases are both 4C per block
+        says = "; or ".join(m.says for m in alike)
+        raise ex.fail(
+            alike[0].code,
+            f"{off}: {says}. These give the same count, so check each of them." + _per_part(got),
+        )
     for a, b in itertools.combinations(_COUNT_MISTAKES, 2):
         if _explains(delta, a, b):
             raise ex.fail(a.code, f"{off}: two things at once: {a.says}; and {b.says}." + _per_part(got))

@@ -64,7 +64,7 @@ def _quiet() -> Iterator[None]:
 
 GELU = Exercise(
     "gelu",
-    [C.NOT_CALLABLE, C.TANH_APPROXIMATION, C.SIGMOID_APPROXIMATION, C.RELU, C.MISSING_HALF, C.ERF_ARGUMENT,
+    [C.NOT_CALLABLE, C.TANH_APPROXIMATION, C.SIGMOID_APPROXIMATION, C.RELU, C.SILU, C.MISSING_HALF, C.ERF_ARGUMENT,
      C.MISSING_X, C.MATH_ERF, C.IN_PLACE, C.NO_GRAD, C.WRONG_VALUES, *C.TENSOR],
 )  # fmt: skip
 
@@ -82,6 +82,7 @@ def _gelu(x: torch.Tensor, kind: str = "exact") -> torch.Tensor:
         "erf(x*s2)": lambda: 0.5 * x * (1 + erf(x * s2)),
         "erf(x/2)": lambda: 0.5 * x * (1 + erf(x / 2)),
         "cdf": lambda: 0.5 * (1 + erf(x / s2)),
+        "silu": lambda: x * torch.sigmoid(x),
     }[kind]()
 
 
@@ -89,6 +90,7 @@ _GELU_MISTAKES = [
     Mistake(C.TANH_APPROXIMATION, "the tanh approximation (GPT-2's GELU)", {"kind": "tanh"}),
     Mistake(C.SIGMOID_APPROXIMATION, "the sigmoid approximation x * sigmoid(1.702 x)", {"kind": "sigmoid"}),
     Mistake(C.RELU, "ReLU", {"kind": "relu"}),
+    Mistake(C.SILU, "SiLU (swish), x * sigmoid(x), a different activation", {"kind": "silu"}),
     Mistake(C.MISSING_HALF, "2 x the GELU: the factor 0.5 is missing", {"kind": "no-half"}),
     Mistake(C.ERF_ARGUMENT, "0.5 x (1 + erf(x)): the argument of erf is not divided by sqrt(2)",
             {"kind": "erf(x)"}),
@@ -112,7 +114,11 @@ def check_gelu(fn: Ref) -> None:
         if crash is not None:
             msg = crash.message
             if "only one element tensors" in msg or "must be real number" in msg or "not Tensor" in msg:
-                raise ex.fail(C.MATH_ERF, f"{what} raised {first_line(crash)}.")
+                raise ex.fail(
+                    C.MATH_ERF,
+                    f"{what} raised {first_line(crash)}: math.erf takes one number (a Python float), not a "
+                    "tensor; torch.erf works on every element of x.",
+                )
             if "leaf Variable that requires grad" in msg:
                 raise ex.fail(C.IN_PLACE, f"{what} raised {first_line(crash)}.")
             raise ex.fail(C.CRASHED, f"{what} raised {first_line(crash)}.", crash, what)

@@ -151,6 +151,7 @@ def reference_attention(
     output: str = "y",
     dropout: str | None = None,
     p: float = 0.0,
+    scale_after: bool = False,
 ) -> torch.Tensor:
     """Causal self-attention (B, T, C) -> (B, T, C), or (B, T, head_size) for a single head (w.wo None).
 
@@ -158,7 +159,8 @@ def reference_attention(
     1/sqrt(head_size); the other keywords each switch on one mistake: heads (the number of heads used,
     e.g. 1: one head of full width), output="weights" (the weights returned instead of the output).
     dropout="weights" (right in train mode), or a mistake: "scores", "values", "input", drops with rate p,
-    drawing its mask from torch's RNG as nn.Dropout does."""
+    drawing its mask from torch's RNG as nn.Dropout does. scale_after: the scale applied to the weights
+    after the softmax instead of to the scores."""
     n_head = heads or n_head
     if swap_qk:
         w = w.swapped_qk()
@@ -171,10 +173,12 @@ def reference_attention(
         v = F.dropout(v, p)
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T)
+    scores = (q @ k.transpose(-2, -1)) * (1.0 if scale_after else scale)  # (B, nh, T, T)
     if dropout == "scores":
         scores = F.dropout(scores, p)
     att = attention_weights(scores, mask=mask, softmax_dim=softmax_dim, fill=fill, mask_after=mask_after)
+    if scale_after:
+        att = att * scale
     if output == "weights":
         return att[:, 0] if n_head == 1 else att
     if dropout == "weights":

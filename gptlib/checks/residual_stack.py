@@ -404,7 +404,7 @@ def _no_keepdim(module: Ref, what: str, e: CheckFailure, C_: int, readings: list
 BLOCK = Exercise(
     "block",
     [*_CLASS_CODES, C.NO_RESIDUAL_ATTN, C.NO_RESIDUAL_MLP, C.NO_RESIDUAL, C.POST_NORM, C.NORM_IN_RESIDUAL,
-     C.NO_LAYERNORM, C.SAME_LAYERNORM, C.MLP_FIRST, C.PARALLEL, C.SUBLAYER_UNUSED, C.FUTURE_LEAK,
+     C.NO_LAYERNORM, C.SAME_LAYERNORM, C.MLP_FIRST, C.PARALLEL, C.MLP_READS_ATTN, C.SUBLAYER_UNUSED, C.FUTURE_LEAK,
      C.ATTENTION_DIFFERS, C.MLP_DIFFERS, C.LAYERNORM_DIFFERS, C.WRONG_PARAMS, C.IN_PLACE, C.NO_DROPOUT,
      C.DROPOUT_IN_EVAL, C.DROPOUT_WRONG_PLACE, C.NO_GRAD, C.WRONG_VALUES, *C.TENSOR],
 )  # fmt: skip
@@ -529,6 +529,9 @@ def _compose(
         return h + A(Lb(h))
     if kind == "parallel":
         return x + A(La(x)) + M(Lb(x))
+    if kind == "mlp-reads-attn":  # the MLP reads the attention's output, not the updated stream
+        a = A(La(x))
+        return x + a + M(Lb(a))
     if kind == "mlp-unused":
         return x + A(La(x))
     if kind == "attn-unused":
@@ -558,6 +561,8 @@ _BLOCK_MISTAKES = [
     Mistake(C.MLP_FIRST, "the MLP applied before the attention", {"kind": "mlp-first"}),
     Mistake(C.PARALLEL, "x + attn(ln1(x)) + mlp(ln2(x)): the MLP reads the block's input, not x after the "
             "attention's update", {"kind": "parallel"}),
+    Mistake(C.MLP_READS_ATTN, "a = attn(ln1(x)); x + a + mlp(ln2(a)): the MLP reads the attention's output "
+            "instead of the updated stream x + a", {"kind": "mlp-reads-attn"}),
     Mistake(C.SUBLAYER_UNUSED, "x + attn(ln1(x)) alone: the MLP is never applied", {"kind": "mlp-unused"}),
     Mistake(C.SUBLAYER_UNUSED, "x + mlp(ln2(x)) alone: the attention is never applied",
             {"kind": "attn-unused"}),

@@ -173,7 +173,10 @@ def check_char_tokenizer(cls: Ref) -> None:
             C.DECODE_NOT_STR, f"decode(ids) returned a {type_name(back)} ({back!r:.60}); expected one string."
         )
     if back != unseen:
-        raise ex.fail(C.DECODE_WRONG, f"decode(encode(s)) != s for s = {unseen!r}: got {back!r}.")
+        raise ex.fail(
+            C.DECODE_WRONG,
+            f"decode(encode(s)) != s for s = {unseen!r}: got {back!r}.{_separator(back, unseen)}",
+        )
     if ex.call("decode([])", decode, []) != "":
         raise ex.fail(C.DECODE_WRONG, "decode([]) should give the empty string.")
     rt = ex.call("decode(encode(s))", decode, _as_ids("encode(s)", ex.call("encode(s)", encode, unseen)))
@@ -225,6 +228,17 @@ def check_char_tokenizer(cls: Ref) -> None:
     )
 
 
+def _separator(back: str, text: str) -> str:
+    """What decode put between the characters, when that is all that differs from the text, in words."""
+    for sep in (" ", ",", ", ", "\n", "|"):
+        if back == sep.join(text):
+            return (
+                f" decode puts the separator {sep!r} between the characters (a space or comma in the join): "
+                "join them with the empty string, ''.join(...)."
+            )
+    return ""
+
+
 def _has(obj: Ref, name: str) -> bool:
     try:
         attribute(TOKENIZER, name, obj, name)
@@ -245,6 +259,7 @@ def _method(obj: Any, name: str) -> Ref:
 BATCH = Exercise(
     "get_batch",
     [C.NOT_CALLABLE, C.NOT_A_PAIR, C.TRANSPOSED, C.NOT_A_SLICE, C.Y_NOT_SHIFTED, C.SHIFTED_WRONG_WAY,
+     C.SHIFTED_TOO_FAR, C.NOT_RANDOM,
      C.SEPARATE_STARTS, C.SAME_WINDOW, C.GENERATOR_IGNORED, C.RESEEDS_GENERATOR, C.PAST_END,
      C.NEVER_LAST_WINDOW, C.NEVER_FIRST_WINDOW, C.IN_PLACE, C.NOT_A_TENSOR, C.WRONG_SHAPE, C.WRONG_DTYPE],
 )  # fmt: skip
@@ -316,6 +331,14 @@ def check_get_batch(fn: Ref) -> None:
                 C.SHIFTED_WRONG_WAY,
                 "each y window starts one token BEFORE its x window; it should start one token after.",
             )
+        shift = (sy - sx).unique()
+        if len(shift) == 1 and int(shift) > 1:
+            k = int(shift)
+            raise ex.fail(
+                C.SHIFTED_TOO_FAR,
+                f"each y window starts {k} tokens after its x window (a shift of {k}): y must be shifted by "
+                "exactly one token, y = data[i+1 : i+1+T], so that y[:, :-1] == x[:, 1:].",
+            )
         if not torch.equal(sy, sx + 1):
             raise ex.fail(
                 C.SEPARATE_STARTS,
@@ -339,6 +362,15 @@ def check_get_batch(fn: Ref) -> None:
             "source (torch's global generator, or Python's random), not from `generator`.",
         )
     if torch.equal(a[0], c[0]):
+        starts = _starts(where, a[0], T)
+        steps = starts.diff().unique() if starts is not None and B > 1 else None
+        if starts is not None and steps is not None and len(steps) == 1 and int(starts[0]) == 0:
+            raise ex.fail(
+                C.NOT_RANDOM,
+                f"the windows are fixed: every call gives the same consecutive chunks from the start of data "
+                f"(starts {starts.tolist()}), whatever the generator. Draw random starts with "
+                "torch.randint(..., generator=generator).",
+            )
         raise ex.fail(
             C.RESEEDS_GENERATOR,
             "generators seeded 7 and 8 gave the same batch: get_batch seems to seed or make its own generator.",
@@ -404,7 +436,7 @@ def check_get_batch(fn: Ref) -> None:
 ENTROPY = Exercise(
     "unigram_entropy",
     [C.NOT_CALLABLE, C.RETURNED_NONE, C.NAN, C.LOG2, C.LOG10, C.SIGN, C.COUNTS_NOT_PROBS, C.UNIFORM, C.NOT_A_NUMBER, C.IN_PLACE,
-     C.WRONG_VALUES],
+     C.MEAN_NOT_SUM, C.INTEGER_DIVISION, C.WRONG_VALUES],
 )  # fmt: skip
 
 
@@ -415,8 +447,14 @@ def _entropy(counts: list[int], kind: str = "right") -> float:
         return math.log(len(counts))
     if kind == "counts":
         return -sum(c * math.log(c) for c in counts if c)
+    if kind == "integer":  # counts // total: every probability 0 (or 1 for a single id)
+        return -sum(c // n * math.log(c // n) for c in counts if c // n > 0)
     log = {"log2": math.log2, "log10": math.log10}.get(kind, math.log)
     h = -sum(c / n * log(c / n) for c in counts if c > 0)
+    if kind == "mean_seen":  # -(p ln p).mean() over the ids that occur
+        return h / sum(1 for c in counts if c > 0)
+    if kind == "mean_all":  # -(p ln p).mean() over the whole vocabulary
+        return h / len(counts)
     return -h if kind == "sign" else h
 
 
@@ -426,6 +464,13 @@ _ENTROPY_MISTAKES = [
     Mistake(C.SIGN, "has the wrong sign", {"kind": "sign"}),
     Mistake(C.UNIFORM, "is ln(vocab_size): every token treated as equally likely", {"kind": "uniform"}),
     Mistake(C.COUNTS_NOT_PROBS, "uses raw counts instead of probabilities", {"kind": "counts"}),
+    Mistake(C.MEAN_NOT_SUM, "is the mean of -p ln p over the ids that occur, not its sum", {"kind": "mean_seen"}),
+    Mistake(C.MEAN_NOT_SUM, "is the mean of -p ln p over the vocabulary, not its sum", {"kind": "mean_all"}),
+    Mistake(
+        C.INTEGER_DIVISION,
+        "is 0: counts // total is integer division, so every probability becomes 0; divide as floats",
+        {"kind": "integer"},
+    ),
 ]  # fmt: skip
 
 

@@ -336,7 +336,8 @@ def _share_same(params: dict[str, torch.Tensor], snapshot: dict[str, torch.Tenso
 
 _SLIPS = {
     C.EVAL_MODE: "the model was left in eval mode (dropout off)",
-    C.NO_CLIP: "the gradients were not clipped before the step",
+    C.NO_CLIP: "the gradients were not clipped before the step: clip_grad_norm_ is missing, or it runs before "
+    "backward (when there is no gradient yet to clip); clip between backward and step",
     C.CLIP_VALUE: f"the gradients were clipped to norm 1.0, not to grad_clip={_CLIP}",
     C.CLIP_BY_VALUE: "each gradient value was clipped (clip_grad_value_), not the norm",
     C.LR_NOT_SET: f"the optimizer kept its own lr ({_OPT_LR}) instead of the lr argument",
@@ -485,7 +486,7 @@ def check_train_step(fn: Ref) -> None:
 SAMPLE = Exercise(
     "sample",
     [C.NOT_CALLABLE, C.WRONG_SHAPE, C.WRONG_DTYPE, C.IN_PLACE, C.GENERATOR_IGNORED, C.SAMPLED_LOGITS, C.ARGMAX,
-     C.TEMPERATURE_MULTIPLIED, C.TEMPERATURE_IGNORED, C.TOPK_IGNORED, C.TOPK_ZERO, C.SOFTMAX_TWICE, C.TOPK_INDEX,
+     C.TEMPERATURE_MULTIPLIED, C.TEMPERATURE_IGNORED, C.TOPK_IGNORED, C.TOPK_ZERO, C.SOFTMAX_TWICE, C.TOPK_INDEX, C.TOPK_OFF_BY_ONE,
      C.SOFTMAX_AXIS, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION, C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 # Two rows of logits (V = 8), with no ties, negative values and the maximum not at id 0.
@@ -521,6 +522,8 @@ def _distributions(logits: torch.Tensor, T: float, k: int | None) -> dict[str, t
     col = F.softmax(_mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
     if torch.isfinite(col).all() and (col.sum(-1) > 0).all():
         out[C.SOFTMAX_AXIS] = col / col.sum(-1, keepdim=True)
+    if k is not None and k > 1:  # logits <= kth: the k-th token dropped too
+        out[C.TOPK_OFF_BY_ONE] = F.softmax(_mask_top_k(rows, k - 1) / T, dim=-1)
     if k is not None:
         out[C.TOPK_INDEX] = (
             out["ok"].sort(dim=-1, descending=True).values
@@ -580,6 +583,8 @@ _SAMPLE_WORDS = {
     C.SOFTMAX_TWICE: "a softmax of the probabilities: softmax applied twice",
     C.SOFTMAX_AXIS: "a softmax over the batch (dim=0) instead of over the vocabulary",
     C.TOPK_INDEX: "the position within the top-k list instead of the token id",
+    C.TOPK_OFF_BY_ONE: "the top k - 1 tokens: the k-th is dropped too (logits <= kth instead of logits < kth), "
+    "one fewer than k",
     C.ARGMAX: "the most likely token every time: argmax, not a random draw",
 }
 
@@ -625,7 +630,8 @@ def check_sample(fn: Ref) -> None:
                 min(fits)[1] if fits else C.TOPK_IGNORED,
                 f"{what}: {int(counts[outside].sum())} of {2 * _DRAWS} draws are tokens outside the top {k}; only "
                 f"the {k} most likely tokens of each row may be drawn. Frequencies of row 0: {_describe(freq)}, "
-                f"expected {_describe(dists['ok'][0])}.",
+                f"expected {_describe(dists['ok'][0])}"
+                + (f"; they fit {_SAMPLE_WORDS[min(fits)[1]]}." if fits else "."),
             )
         code = min(fits)[1] if fits else C.WRONG_DISTRIBUTION
         raise ex.fail(

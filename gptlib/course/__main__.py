@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     g.add_argument("--format", choices=["md", "html"], default="md", help="feedback files (default md)")
     g.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing results")
+    g.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="grade without the sandbox where bubblewrap cannot run (the student's code can then read and write "
+        "your files and use the network; see docs/teachers.md)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     args, lab_options = parser.parse_known_args(argv)
@@ -190,27 +196,36 @@ def _teacher(args: argparse.Namespace) -> int:
         for p in release(solutions, args.out, args.lessons, not args.no_hidden_tests, args.force):
             print(f"wrote {p}")
         return 0
-    from gptlib.course.grade import check_out_dir, collect_submissions, grade
-    from gptlib.course.report import summary, write_reports
-    from gptlib.course.sandbox import Limits, network_isolation
+    from gptlib.course import submissions
+    from gptlib.course.grade import check_out_dir, grade
+    from gptlib.course.report import Reports, summary
+    from gptlib.course.sandbox import UNSAFE_NOTE, Limits, SandboxUnavailable, unavailable
 
     limits = Limits(timeout=args.timeout, memory=int(args.memory * 2**30))
-    pairs = collect_submissions(args.submissions)
-    check_out_dir(args.out, [p for _, p in pairs], args.submissions, args.force)
-    if not network_isolation():
-        print(
-            "note: no network namespace here (unshare); the sandbox blocks sockets in-process only.",
-            file=sys.stderr,
-        )
-    results = grade(
-        args.submissions, solutions, args.lesson, args.jobs, limits, progress=not args.no_progress
-    )
-    write_reports(results, args.out, args.format)
+    found = submissions.collect(args.submissions)
+    check_out_dir(args.out, found, args.submissions, args.force)
+    if args.unsafe and unavailable():
+        print(f"warning: {UNSAFE_NOTE}", file=sys.stderr)
+    reports = Reports(args.out, [s.student for s in found], args.format)
+    try:
+        results = grade(
+            args.submissions, solutions, args.lesson, args.jobs, limits, progress=not args.no_progress,
+            unsafe=args.unsafe, on_result=reports.add, found=found,
+        )  # fmt: skip
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    reports.finish(results)
     print(summary(results))
     print(
         f"wrote {args.out / 'scores.csv'}, {args.out / 'summary.md'} and {len(results)} feedback files in "
         f"{args.out / 'feedback'}"
     )
+    regrade = sum(e.regrade for r in results for e in r.exercises)
+    if regrade:
+        print(f"warning: {regrade} exercises were not graded because the grader itself failed (see the flags "
+              "in scores.csv); grade those submissions again.", file=sys.stderr)  # fmt: skip
+        return 3
     return 0
 
 

@@ -12,14 +12,10 @@ neutralised first), and keeps only four kinds of top-level statement:
 the last binding of a name winning, as when a notebook runs top to bottom. Every
 other top-level statement (training loops, prints, ``sys.exit()``, monkeypatching
 from a cell) is never run. For one exercise, the code is the names it defines
-plus whatever top-level names those use, found transitively: helper functions,
-constants, imports.
-
-The code that will run is screened first: code that reaches into the grader or
-the interpreter (``gptlib.checks``, frames, ``__globals__``, ``sys.modules``,
-``gc``, ``eval``...), that rebinds a library's attributes (``torch.equal = ...``)
-or that hands in gptlib's finished version as the learner's own is refused,
-with the place and the reason.
+plus whatever top-level names they use, found transitively: helper functions,
+constants, imports. That choice is about running the notebook's definitions
+without its script, not about safety: whatever runs, runs in the sandboxed
+worker (`gptlib.course.worker`), where it can reach nothing of the grader's.
 """
 
 from __future__ import annotations
@@ -32,50 +28,6 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-# Statements the grader runs: the same set is re-checked in the sandbox before anything runs.
-RUN_KINDS = (
-    ast.Import,
-    ast.ImportFrom,
-    ast.FunctionDef,
-    ast.AsyncFunctionDef,
-    ast.ClassDef,
-    ast.Assign,
-    ast.AnnAssign,
-)
-
-# Modules whose use could change the grading, reach other processes, or read the interpreter's insides.
-FORBIDDEN_MODULES = (
-    "gptlib.checks", "gptlib.course", "gc", "ctypes", "_ctypes", "cffi", "importlib", "imp", "inspect",
-    "traceback", "builtins", "__builtin__", "runpy", "code", "codeop", "pdb", "bdb", "signal", "threading",
-    "_thread", "multiprocessing", "concurrent", "subprocess", "socket", "ssl", "http", "urllib", "requests",
-    "pickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "copyreg", "atexit", "weakref", "_weakref",
-    "sysconfig", "site", "faulthandler", "tracemalloc", "pty", "_posixsubprocess", "posix", "nt", "_winapi",
-    "_imp", "_socket", "_signal", "_multiprocessing", "_xxsubinterpreters", "_testcapi", "_testinternalcapi",
-)  # fmt: skip
-FORBIDDEN_ATTRS = frozenset(
-    {
-        "__globals__", "__code__", "__closure__", "__builtins__", "__subclasses__", "__bases__", "__base__",
-        "__mro__", "__dict__", "__defaults__", "__kwdefaults__", "__traceback__", "__loader__", "__spec__",
-        "__import__", "__setattr__", "__delattr__", "__getattribute__", "__reduce__", "__reduce_ex__",
-        "__self__", "__func__", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace",
-        "tb_frame", "tb_next", "gi_frame", "gi_code", "cr_frame", "ag_frame", "_getframe", "settrace",
-        "setprofile", "addaudithook", "_current_frames", "last_traceback",
-    }
-)  # fmt: skip
-FORBIDDEN_STORES = frozenset({"__class__", "__module__", "__qualname__", "__name__"})
-FORBIDDEN_NAMES = frozenset(
-    {"eval", "exec", "compile", "__import__", "globals", "vars", "breakpoint", "__builtins__"}
-)
-SYS_ALLOWED = frozenset(
-    {"float_info", "int_info", "maxsize", "version", "version_info", "platform", "byteorder", "stdout",
-     "stderr", "exit", "getrecursionlimit", "getsizeof", "float_repr_style"}
-)  # fmt: skip
-FORBIDDEN_CALL_PATHS = frozenset({"torch.load", "torch.jit.load", "numpy.load", "torch.package"})
-_ATTR_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
-# attribute names that reach a forbidden module through another one (`os.sys`); common words left out
-_FORBIDDEN_LAST = frozenset(
-    ({m.split(".")[-1] for m in FORBIDDEN_MODULES} | {"sys", "os"}) - {"code", "signal"}
-)
 _PY_BODY_MAGICS = frozenset({"time", "timeit", "capture", "prun"})
 
 
@@ -87,7 +39,7 @@ def cell_python(source: str) -> str | None:
     try:
         ast.parse(source)
         return source
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         pass
     lines = source.split("\n")
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
@@ -149,7 +101,7 @@ def _global_refs(stmt: ast.stmt) -> frozenset[str]:
     names its bodies read that are not their own locals (Python's own scoping rules, from `symtable`)."""
     try:
         top = symtable.symtable(ast.unparse(stmt), "<definition>", "exec")
-    except SyntaxError:  # cannot happen for parsed code; be generous if it does
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # code nested too deeply: its names
         return _names_in(stmt)
     names = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
     tables = list(top.get_children())
@@ -228,6 +180,9 @@ def parse_notebook(nb: nbformat.NotebookNode) -> Parsed:
         except SyntaxError as e:
             parsed.unparsable[ci] = f"line {e.lineno}: {e.msg}"
             continue
+        except (ValueError, RecursionError, MemoryError) as e:  # null bytes, code nested too deeply
+            parsed.unparsable[ci] = f"{type(e).__name__}: {str(e)[:100]}"
+            continue
         parsed.sources[ci], parsed.trees[ci] = source, tree
         for si, stmt in enumerate(tree.body):
             for name, binding in _bindings_of(stmt, ci, si, parsed):
@@ -274,10 +229,9 @@ def _bindings_of(stmt: ast.stmt, ci: int, si: int, parsed: Parsed) -> list[tuple
 class ExerciseCode:
     """The code that grading one exercise runs, or why it cannot run."""
 
-    segments: list[tuple[int, int, str | None]]  # (cell, statement index, import alias), in run order
+    # (cell, statement index, for an import the positions of the aliases to keep, else None), in run order
+    segments: list[tuple[int, int, list[int] | None]]
     missing: list[str]  # defined names the notebook does not define
-    refused: list[str]  # screening findings: each one a sentence with its place
-    copied: list[str]  # exercise names taken from gptlib instead of written
     not_run: dict[str, tuple[int, int]]  # names it uses that only a skipped statement binds
 
 
@@ -329,161 +283,30 @@ def _run_order(bindings: list[Binding]) -> list[Binding]:
     return order
 
 
-def exercise_code(parsed: Parsed, defines: tuple[str, ...], exercise: str = "") -> ExerciseCode:
-    """The bindings one exercise needs, in run order, with the screening's findings."""
-    missing, imported = [], []
-    for n in defines:
-        b = parsed.bindings.get(n)
-        if b is not None and b.kind == "import" and (b.target or "").startswith("gptlib"):
-            imported.append(f"`{n}` is imported from gptlib (`{b.target}`), the finished version")
-        elif b is None or b.kind == "import":
-            missing.append(n)
+def _kept(stmt: ast.stmt, alias: str | None) -> list[int] | None:
+    """Which aliases of an import statement to run: the ones binding `alias` ("*": a star import)."""
+    if alias is None or not isinstance(stmt, ast.Import | ast.ImportFrom):
+        return None
+    is_from = isinstance(stmt, ast.ImportFrom)
+    return [
+        i
+        for i, a in enumerate(stmt.names)
+        if (a.name == "*" if alias == "*" else import_bound(a, is_from) == alias)
+    ]
+
+
+def exercise_code(parsed: Parsed, defines: tuple[str, ...]) -> ExerciseCode:
+    """The bindings one exercise needs, in run order."""
+    missing = [n for n in defines if n not in parsed.bindings]
     chosen = _run_order(_needed(parsed, defines))
-    segments: list[tuple[int, int, str | None]] = [(b.cell, b.index, "*") for b in parsed.star_imports]
-    segments += [(b.cell, b.index, b.alias) for b in chosen]
-    refused, copied = screen(parsed, segments, set(defines))
-    copied = imported or copied
+    segments = [(b.cell, b.index, "*") for b in parsed.star_imports] + [
+        (b.cell, b.index, b.alias) for b in chosen
+    ]
+    segments = [(c, i, _kept(parsed.trees[c].body[i], alias)) for c, i, alias in segments]
     used = set().union(*(b.refs for b in chosen)) if chosen else set()
     not_run = {n: where for n, where in parsed.not_run.items() if n in used}
     for n in used - {b.name for b in chosen}:
         b = parsed.bindings.get(n)
         if b is not None and not _runnable(parsed, b):  # a constant built from something that is not run
             not_run[n] = (b.cell, parsed.trees[b.cell].body[b.index].lineno)
-    return ExerciseCode(segments, missing, refused, copied, not_run)
-
-
-# --- screening -------------------------------------------------------------------------------------
-
-
-def _resolve(node: ast.expr, imports: dict[str, str]) -> str | None:
-    """`torch.nn.functional.softmax` for an attribute chain rooted at an imported name, else None."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name) or node.id not in imports:
-        return None
-    return ".".join([imports[node.id], *reversed(parts)])
-
-
-def _forbidden_module(path: str) -> str | None:
-    for mod in FORBIDDEN_MODULES:
-        if path == mod or path.startswith(mod + "."):
-            return mod
-    return None
-
-
-def _imports_of(stmt: ast.stmt, keep: str | None) -> list[tuple[str, str]]:
-    """(bound name, full dotted path) for an import statement's aliases (only `keep` when given)."""
-    out = []
-    is_from = isinstance(stmt, ast.ImportFrom)
-    for alias in stmt.names:
-        if alias.name == "*":
-            if keep == "*":
-                out.append(("*", f"{stmt.module}.*"))
-            continue
-        name = import_bound(alias, is_from)
-        if keep is not None and keep != name:
-            continue
-        if is_from:
-            full = f"{stmt.module}.{alias.name}"
-        else:
-            full = alias.name if alias.asname else alias.name.split(".")[0]
-        out.append((name, full))
-    return out
-
-
-def screen(
-    parsed: Parsed, segments: list[tuple[int, int, str | None]], defines: set[str]
-) -> tuple[list[str], list[str]]:
-    """Findings that stop an exercise from running (refused), and exercise names taken from gptlib (copied)."""
-    stmts = [(ci, parsed.trees[ci].body[si], keep) for ci, si, keep in segments]
-    imports: dict[str, str] = {}  # every name bound by an import anywhere in the code that will run
-    for _, stmt, keep in stmts:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                imports.update(_imports_of(node, keep if node is stmt else None))
-    refused: list[str] = []
-    copied: list[str] = []
-    for ci, stmt, keep in stmts:
-        for node in ast.walk(stmt):
-            where = f"cell {ci + 1}, line {getattr(node, 'lineno', '?')}"
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                for alias in node.names if isinstance(node, ast.Import) else ():
-                    if _forbidden_module(alias.name):  # `import gptlib.checks` binds only `gptlib`
-                        refused.append(f"imports `{alias.name}` ({where})")
-                for name, full in _imports_of(node, keep if node is stmt else None):
-                    module = full.removesuffix(".*")
-                    if _forbidden_module(module):
-                        refused.append(f"imports `{module}` ({where})")
-                    elif module.startswith("gptlib") and module.split(".")[-1] in defines:
-                        copied.append(f"`{name}` is gptlib's finished `{module}` ({where})")
-            elif isinstance(node, ast.Attribute):
-                refused += [f"{r} ({where})" for r in _attribute_findings(node, imports)]
-                path = _resolve(node, imports)
-                if (
-                    path
-                    and path.startswith("gptlib")
-                    and node.attr in defines
-                    and not _forbidden_module(path)
-                ):
-                    copied.append(f"uses gptlib's finished `{path}` ({where})")
-            elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
-                refused.append(f"uses `{node.id}` ({where})")
-            elif (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in _ATTR_BUILTINS
-            ):
-                refused += [f"{r} ({where})" for r in _attr_call_findings(node, imports)]
-    return _unique(refused), _unique(copied)
-
-
-def _attribute_findings(node: ast.Attribute, imports: dict[str, str]) -> list[str]:
-    path = _resolve(node, imports)
-    writes = isinstance(node.ctx, ast.Store | ast.Del)
-    if node.attr in FORBIDDEN_ATTRS:
-        return [f"uses `.{node.attr}`"]
-    if writes and node.attr in FORBIDDEN_STORES:
-        return [f"changes `.{node.attr}`"]
-    if path is None:
-        return []
-    if writes:
-        return [f"changes `{path}`, which belongs to a library"]
-    if (
-        node.attr in _FORBIDDEN_LAST and "." in path
-    ):  # `os.sys`, `torch.multiprocessing`: a module by another road
-        return [f"uses `{path}`"]
-    bad = _forbidden_module(path)
-    if bad and not isinstance(
-        node.value, ast.Attribute
-    ):  # report `gptlib.checks` once, not each longer chain
-        return [f"uses `{bad}`"]
-    if path.startswith("sys.") and path.count(".") == 1 and node.attr not in SYS_ALLOWED:
-        return [f"uses `{path}`"]
-    if path in FORBIDDEN_CALL_PATHS:
-        return [f"uses `{path}`"]
-    return []
-
-
-def _attr_call_findings(node: ast.Call, imports: dict[str, str]) -> list[str]:
-    """getattr/setattr/delattr/hasattr: the attribute name must be a plain string (or the object `self`)."""
-    fn = node.func.id
-    if len(node.args) < 2:
-        return []
-    arg = node.args[1]
-    name = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
-    on_self = isinstance(node.args[0], ast.Name) and node.args[0].id == "self"
-    writes = fn in ("setattr", "delattr")
-    if name is None:
-        return [] if on_self else [f"calls `{fn}` with a computed attribute name"]
-    if name in FORBIDDEN_ATTRS or (writes and name in FORBIDDEN_STORES):
-        return [f"uses `{fn}(..., {name!r})`"]
-    target = _resolve(node.args[0], imports)
-    if writes and target:
-        return [f"changes `{target}.{name}`, which belongs to a library"]
-    return []
-
-
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+    return ExerciseCode(segments, missing, not_run)

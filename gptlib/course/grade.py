@@ -1,11 +1,20 @@
-"""Grade a class's submitted notebooks: each exercise by the course's own checks, in a sandbox.
+"""Grade a class's submitted notebooks: each exercise by the course's own checks, the student's code sandboxed.
 
-For every submission the grader reads the file once (it is never modified),
-works on a temporary copy, finds which lesson it is from its content, extracts
-the learner's definitions for each exercise (`gptlib.course.extract`), and runs
-the solution's trusted check cell on them in a separate process
-(`gptlib.course.sandbox`). It never runs the notebook itself, its outputs or its
-check cells. Points come from the solutions' nbgrader metadata.
+Processes, per exercise (see docs/teachers.md, "How grading is protected"):
+
+    grader (this process)  --job-->  check process (trusted: the check, the reference, the verdict)
+                                           |  requests / plain-data answers (gptlib.course.wire)
+                                     worker (the student's code only; bubblewrap + its own namespaces)
+
+The grader reads each submission once, safely (`gptlib.course.submissions`), finds
+its lesson from its content, picks each exercise's definitions
+(`gptlib.course.extract`), has a fresh worker made for the exercise
+(`gptlib.course.sandbox`) and the solution's check cell run against it by the
+check server (`gptlib.course.checker`). It never runs the notebook, its outputs or
+its check cells, and it writes every student's results as soon as they are
+known (`gptlib.course.report`). A worker that dies is given one more try in a
+fresh worker; a failure of the grader's own machinery is flagged for the teacher,
+never blamed on the student.
 """
 
 from __future__ import annotations
@@ -13,24 +22,28 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from gptlib.course import submissions as subs
 from gptlib.course.catalog import Exercise, Lesson, identify, load_course, pick
+from gptlib.course.checker import CheckServer
 from gptlib.course.extract import Parsed, exercise_code, parse_notebook
-from gptlib.course.sandbox import ForkServer, Limits, Sandbox, can_fork
+from gptlib.course.sandbox import STARTUP_SECONDS, Limits, Sandbox
 
-PASSED, FAILED, NOT_ATTEMPTED, NOT_FOUND, NOT_GRADED = (
-    "passed",
-    "failed",
-    "not attempted",
-    "not found",
-    "not graded",
+PASSED, FAILED, NOT_ATTEMPTED, NOT_FOUND, TIMED_OUT, NOT_GRADED = (
+    "passed", "failed", "not attempted", "not found", "timed out", "not graded",
+)  # fmt: skip
+GRADER_PROBLEM = (
+    "not graded: the grader failed on this exercise (its own problem, not your code's); your teacher has been "
+    "told and will grade it again."
 )
 
 
@@ -41,10 +54,11 @@ class ExerciseResult:
     exercise: str
     points: float
     max_points: float
-    status: str  # passed, failed, not attempted, not found, not graded
+    status: str  # passed, failed, not attempted, not found, timed out, not graded
     message: str  # the check's own words (what the notebook shows), or why it was not graded
     diagnosis: str | None = None  # the check's code for the mistake, e.g. "missing-mask"
-    flags: list[str] = field(default_factory=list)  # for the teacher: what the sandbox refused, notes
+    flags: list[str] = field(default_factory=list)  # for the teacher
+    regrade: bool = False  # the grader's own failure: grade this exercise again
 
 
 @dataclass
@@ -56,6 +70,7 @@ class SubmissionResult:
     lesson: str | None
     exercises: list[ExerciseResult]
     error: str | None = None  # the notebook could not be graded at all (unreadable, unknown lesson)
+    flags: list[str] = field(default_factory=list)  # for the teacher: duplicates, identical files
     seconds: float = 0.0
 
     @property
@@ -67,35 +82,12 @@ class SubmissionResult:
         return sum(e.max_points for e in self.exercises)
 
 
-# --- which files, which students -----------------------------------------------------------------
-
-
-def collect_submissions(paths: Iterable[Path]) -> list[tuple[str, Path]]:
-    """(student, notebook) pairs. A file is one student (its name); a folder holds either notebooks
-    (one per student, named after the student) or one subfolder per student."""
-    found: list[tuple[str, Path]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            for nb in sorted(p.rglob("*.ipynb")):
-                rel = nb.relative_to(p)
-                if ".ipynb_checkpoints" in rel.parts:
-                    continue
-                found.append((rel.parts[0] if len(rel.parts) > 1 else nb.stem, nb))
-        elif p.is_file():
-            found.append((p.stem, p))
-        else:
-            raise ValueError(f"no such submission file or folder: {p}")
-    if not found:
-        raise ValueError("no notebooks (.ipynb) among the submissions given.")
-    return found
-
-
-def check_out_dir(out: Path, submissions: list[Path], inputs: list[Path], force: bool) -> None:
+def check_out_dir(out: Path, found: list[subs.Submission], inputs: list[Path], force: bool) -> None:
     """Refuse an output folder that holds submissions, lies inside a submissions folder, or is not empty."""
     out = Path(out).resolve()
-    for sub in submissions:
-        if out in Path(sub).resolve().parents:
-            raise ValueError(f"--out {out} contains the submission {sub}; choose a folder of its own.")
+    for sub in found:
+        if out in Path(sub.path).resolve().parents:
+            raise ValueError(f"--out {out} contains the submission {sub.path}; choose a folder of its own.")
     for given in inputs:
         given = Path(given).resolve()
         if given.is_dir() and (out == given or given in out.parents):
@@ -110,7 +102,143 @@ def check_out_dir(out: Path, submissions: list[Path], inputs: list[Path], force:
         )
 
 
-# --- one submission ------------------------------------------------------------------------------
+# --- one exercise ------------------------------------------------------------------------------------
+
+
+class Machinery:
+    """What grading runs on: the sandbox, the check server, the limits; and what went wrong with them."""
+
+    def __init__(self, root: Path, limits: Limits, unsafe: bool):
+        self.root, self.limits = root, limits
+        self.sandbox = Sandbox(root, unsafe)
+        self._lock = threading.Lock()
+        self._checks: CheckServer | None = None
+
+    def checks(self) -> CheckServer:
+        with self._lock:
+            if self._checks is None or not self._checks.alive():
+                if self._checks is not None:
+                    self.sandbox.events.append("the check server stopped and was restarted")
+                self._checks = CheckServer(self.root / "checks.log")
+            return self._checks
+
+    def close(self) -> None:
+        self.sandbox.close()
+        if self._checks is not None:
+            self._checks.close()
+
+
+def _job(parsed: Parsed, ex: Exercise, segments: list, timeout: float) -> dict:
+    cells = sorted({c for c, _, _ in segments})
+    return {
+        "exercise": ex.id,
+        "cells": {str(c): parsed.sources[c] for c in cells},
+        "segments": [list(s) for s in segments],
+        "future": parsed.future_annotations,
+        "defines": list(ex.defines),
+        "check": ex.check_source,
+        "timeout": timeout,
+        "startup": STARTUP_SECONDS,
+    }
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _ended(report: dict, limits: Limits) -> tuple[str, str] | None:
+    """(status, words) for a worker that ended on its own, from its monitor's report; None if the report does
+    not show that (the sandbox itself failed)."""
+    status = report.get("status")
+    if type(status) is not int or report.get("killed"):
+        return None
+    if status >= 0:
+        return FAILED, (
+            f"your code ended the process (exit code {status}) while it was checked: does it call os._exit() or "
+            "sys.exit(), or end the process some other way?"
+        )
+    if -status == getattr(signal, "SIGXCPU", -1):
+        return TIMED_OUT, f"timed out: your code used more than {limits.timeout:g} s of CPU time."
+    if -status == signal.SIGKILL:
+        return FAILED, (
+            "the process running your code was killed (SIGKILL): it used too much memory, or killed itself."
+        )
+    return FAILED, f"the process running your code crashed ({_signal_name(-status)}) while it was checked."
+
+
+def run_exercise(m: Machinery, job: dict) -> tuple[dict, list[str]]:
+    """The check's verdict for one exercise, and notes for the teacher. A worker that was lost (it died, sent
+    garbage, or the machinery failed) gets one more try in a fresh one: if that one is lost too, the verdict
+    says how (the student's code ending its process is the student's; anything else is the grader's)."""
+    first = None
+    for _ in range(2):
+        try:
+            worker = m.sandbox.spawn(job["exercise"], m.limits)
+        except RuntimeError as e:
+            verdict: dict = {
+                "status": "infrastructure",
+                "message": f"the sandbox did not start a worker ({e})",
+            }
+        else:
+            try:
+                verdict = m.checks().run(job, worker.channel, job["timeout"] + job["startup"] + 30)
+            except (OSError, RuntimeError) as e:
+                verdict = {"status": "check lost", "message": f"{type(e).__name__}: {e}"}
+            verdict["worker"] = worker.finish(ended=verdict["status"] == "worker gone")
+        if verdict["status"] not in ("worker gone", "worker failed", "check lost", "infrastructure"):
+            notes = (
+                [f"the worker was lost once ({_lost(first)}); graded again in a fresh one"] if first else []
+            )
+            return verdict, notes
+        first = first or verdict
+    own = _ended(verdict.get("worker", {}), m.limits) if verdict["status"] == "worker gone" else None
+    if own is not None:
+        return {"status": own[0], "message": own[1], "worker": verdict["worker"]}, []
+    return verdict, []
+
+
+def _lost(verdict: dict) -> str:
+    return f"{verdict['status']}: {verdict.get('message') or verdict.get('worker')}"[:300]
+
+
+def grade_exercise(m: Machinery, parsed: Parsed, nb: nbformat.NotebookNode, ex: Exercise) -> ExerciseResult:
+    """Find the exercise's code, run the check on it in the sandbox, turn the verdict into points."""
+    code = exercise_code(parsed, ex.defines)
+
+    def result(status: str, message: str, **kw: object) -> ExerciseResult:
+        points = ex.points if status == PASSED else 0.0
+        return ExerciseResult(ex.id, points, ex.points, status, message, **kw)
+
+    if code.missing:
+        return result(NOT_FOUND, _not_found(parsed, nb, code.missing))
+    job = _job(parsed, ex, code.segments, m.limits.timeout)
+    verdict, notes = run_exercise(m, job)
+    status, message = verdict.get("status"), str(verdict.get("message", ""))
+    if status == PASSED:
+        return result(PASSED, message or "passed", flags=notes)
+    if status in (FAILED, NOT_ATTEMPTED):
+        return result(
+            status,
+            message + _name_note(message, code.not_run),
+            diagnosis=verdict.get("diagnosis"),
+            flags=notes,
+        )
+    if status == "timed out":
+        words = message or (
+            f"timed out: your code did not finish within {m.limits.timeout:g} s (an endless loop, or far too slow?)"
+        )
+        return result(TIMED_OUT, words, flags=notes)
+    if status == "worker failed":
+        why = f"not graded: the process running your code stopped answering properly ({message[:300]})."
+        return result(NOT_GRADED, why, flags=[*notes, f"worker: {message[:300]}"])
+    # the grader's own failure (a check that crashed, a sandbox that would not start): flagged, never the student's
+    detail = str(verdict.get("detail") or message or status)[-600:]
+    return result(
+        NOT_GRADED, GRADER_PROBLEM, flags=[*notes, f"grader problem ({status}): {detail}"], regrade=True
+    )
 
 
 def _not_found(parsed: Parsed, nb: nbformat.NotebookNode, missing: list[str]) -> str:
@@ -130,66 +258,6 @@ def _not_found(parsed: Parsed, nb: nbformat.NotebookNode, missing: list[str]) ->
     return text + ("; " + "; ".join(notes) if notes else "") + "."
 
 
-def _job(parsed: Parsed, ex: Exercise, segments: list) -> dict:
-    cells = sorted({c for c, _, _ in segments})
-    return {
-        "exercise": ex.id,
-        "cells": {str(c): parsed.sources[c] for c in cells},
-        "segments": [list(s) for s in segments],
-        "future_annotations": parsed.future_annotations,
-        "defines": list(ex.defines),
-        "check": ex.check_source,
-    }
-
-
-def grade_exercise(box: Sandbox, parsed: Parsed, nb: nbformat.NotebookNode, ex: Exercise) -> ExerciseResult:
-    """Find the exercise's code, screen it, run the check on it in the sandbox, turn the verdict into points."""
-    code = exercise_code(parsed, ex.defines, ex.id)
-
-    def result(status: str, message: str, **kw: object) -> ExerciseResult:
-        points = ex.points if status == PASSED else 0.0
-        return ExerciseResult(ex.id, points, ex.points, status, message, **kw)
-
-    if code.missing:
-        return result(NOT_FOUND, _not_found(parsed, nb, code.missing))
-    if code.refused:
-        return result(
-            NOT_GRADED,
-            "not graded: your code "
-            + "; ".join(code.refused[:5])
-            + ". Graded code may not reach into the checks, the interpreter or other processes; remove that "
-            "and resubmit.",
-            flags=["refused: " + r for r in code.refused],
-        )
-    if code.copied:
-        return result(
-            NOT_GRADED,
-            "not graded: "
-            + "; ".join(code.copied)
-            + ". Write your own version; gptlib's is the finished answer.",
-            flags=["copied: " + c for c in code.copied],
-        )
-    outcome = box.run(_job(parsed, ex, code.segments))
-    if outcome.verdict is None:
-        return result(NOT_GRADED, f"not graded: {outcome.problem}", flags=[f"sandbox: {outcome.problem}"])
-    v = outcome.verdict
-    flags = [f"blocked: {b}" for b in v.get("blocked", [])]
-    status, message = v["status"], v.get("message", "")
-    if status == PASSED:
-        line = next((ln for ln in reversed(v.get("output", "").splitlines()) if ln.startswith("✅ ")), "")
-        return result(PASSED, line.removeprefix("✅ ") or "passed", flags=flags)
-    if status in ("not attempted", "failed"):
-        message += _name_note(message, code.not_run)
-        return result(status, message, diagnosis=v.get("diagnosis"), flags=flags)
-    if status == "copied":
-        return result(
-            NOT_GRADED, f"not graded: {message}. Write your own version.", flags=["copied: " + message]
-        )
-    if status == "tampered":
-        return result(NOT_GRADED, f"not graded: {message}", flags=["tampered: " + message, *flags])
-    return result(FAILED, message + _name_note(message, code.not_run), flags=flags)
-
-
 def _name_note(message: str, not_run: dict[str, tuple[int, int]]) -> str:
     m = re.search(r"NameError: name '(\w+)' is not defined", message)
     if m and m.group(1) in not_run:
@@ -201,43 +269,48 @@ def _name_note(message: str, not_run: dict[str, tuple[int, int]]) -> str:
     return ""
 
 
-def grade_submission(
-    path: Path,
-    student: str,
-    lessons: dict[str, Lesson],
-    work: Path,
-    lesson: str | None = None,
-    limits: Limits | None = None,
-    server: ForkServer | None = None,
-    data: bytes | None = None,
-) -> SubmissionResult:
-    """Grade one notebook in `work` (a fresh folder of its own). The submitted file is only read, once.
+# --- one submission ----------------------------------------------------------------------------------
 
-    With a fork server each exercise runs in a fork of this submission's own session server; without one,
-    in a fresh Python process each."""
+
+@dataclass
+class Read:
+    """A submission as read, before grading: its notebook, or why it could not be read."""
+
+    sub: subs.Submission
+    nb: nbformat.NotebookNode | None = None
+    error: str | None = None
+    digest: str | None = None
+    notes: list[str] = field(default_factory=list)  # what was odd in it and ignored
+
+
+def read_submission(sub: subs.Submission) -> Read:
+    notes: list[str] = []
+    try:
+        data = subs.read(sub)
+        return Read(sub, subs.parse(data, notes), digest=subs.digest(data), notes=notes)
+    except subs.Unreadable as e:
+        return Read(sub, error=f"could not read this notebook: {e}")
+
+
+def grade_submission(
+    m: Machinery, item: Read, lessons: dict[str, Lesson], lesson: str | None
+) -> SubmissionResult:
+    """Grade one read submission (its exercises one after another)."""
     start = time.perf_counter()
-    path = Path(path)
-    work.mkdir(parents=True)
+    sub = item.sub
+    if item.nb is None:
+        return _ungraded(sub, lessons, lesson, item.error or "could not read this notebook")
+    parsed = parse_notebook(item.nb)
     try:
-        data = path.read_bytes() if data is None else data
-        (work / "submission.ipynb").write_bytes(data)  # the copy the grader works on
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        return _ungraded(
-            student, path, lessons, lesson, f"cannot read this notebook: {type(e).__name__}: {e}"
-        )
-    parsed = parse_notebook(nb)
-    try:
-        chosen = lessons[lesson] if lesson else identify(nb, lessons, parsed.defined)
+        chosen = lessons[lesson] if lesson else identify(item.nb, lessons, parsed.defined)
     except ValueError as e:
-        return _ungraded(student, path, lessons, lesson, str(e))
-    with Sandbox(work, limits, server) as box:
-        results = [grade_exercise(box, parsed, nb, ex) for ex in chosen.exercises]
-    return SubmissionResult(student, path, chosen.name, results, seconds=time.perf_counter() - start)
+        return _ungraded(sub, lessons, lesson, str(e))
+    results = [grade_exercise(m, parsed, item.nb, ex) for ex in chosen.exercises]
+    return SubmissionResult(sub.student, sub.path, chosen.name, results, seconds=time.perf_counter() - start)
 
 
 def _ungraded(
-    student: str, path: Path, lessons: dict[str, Lesson], lesson: str | None, why: str
+    sub: subs.Submission, lessons: dict[str, Lesson], lesson: str | None, why: str
 ) -> SubmissionResult:
     exercises = []
     if lesson:
@@ -245,10 +318,32 @@ def _ungraded(
             ExerciseResult(e.id, 0.0, e.points, NOT_GRADED, f"not graded: {why}")
             for e in lessons[lesson].exercises
         ]
-    return SubmissionResult(student, path, lesson, exercises, error=why)
+    return SubmissionResult(sub.student, sub.path, lesson, exercises, error=why)
 
 
-# --- a class -------------------------------------------------------------------------------------
+def _class_flags(items: list[Read]) -> list[list[str]]:
+    """Per submission, what the teacher should know about it among the others: the same student name twice,
+    byte-identical files."""
+    names = Counter(i.sub.student.casefold() for i in items)
+    digests = Counter(i.digest for i in items if i.digest)
+    flags: list[list[str]] = []
+    for item in items:
+        mine = []
+        if names[item.sub.student.casefold()] > 1:
+            others = [
+                str(o.sub.path)
+                for o in items
+                if o is not item and o.sub.student.casefold() == item.sub.student.casefold()
+            ]
+            mine.append(f"duplicate student name: also {', '.join(others[:3])}")
+        if item.digest and digests[item.digest] > 1:
+            twins = [o.sub.student for o in items if o is not item and o.digest == item.digest]
+            mine.append(f"identical file to the submission of {', '.join(twins[:3])}")
+        flags.append(mine)
+    return flags
+
+
+# --- a class -------------------------------------------------------------------------------------------
 
 
 def grade(
@@ -258,11 +353,12 @@ def grade(
     jobs: int = 1,
     limits: Limits | None = None,
     progress: bool = True,
-    fork: bool | None = None,
+    unsafe: bool = False,
+    on_result: object = None,
+    found: list[subs.Submission] | None = None,
 ) -> list[SubmissionResult]:
-    """Grade every notebook in `submissions` (files or folders), `jobs` at a time, in input order.
-
-    fork: use one fork server for the run (default: where the platform has fork, i.e. Linux)."""
+    """Grade every notebook in `submissions` (files or folders; or those already `found` there), `jobs` at a
+    time. Results come back in input order; `on_result(index, result)` is called as each one finishes."""
     limits = limits or Limits()
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}.")
@@ -270,34 +366,40 @@ def grade(
     if not lessons:
         raise ValueError(f"no lesson in {solutions} has graded exercises (check cells with nbgrader points).")
     name = pick(sorted(lessons), lesson) if lesson else None
-    pairs = collect_submissions(submissions)
-    contents: list[bytes | None] = []
-    for _, path in pairs:  # read every submission before any code runs: what is graded is what was handed in
-        try:
-            contents.append(path.read_bytes())
-        except OSError:
-            contents.append(None)  # reported by grade_submission
+    items = [read_submission(s) for s in (found if found is not None else subs.collect(submissions))]
+    flags = _class_flags(items)
     root = Path(tempfile.mkdtemp(prefix="gptlib-grade-"))
-    server = ForkServer(root / "server") if (can_fork() if fork is None else fork) else None
-    results: list[SubmissionResult | None] = [None] * len(pairs)
+    results: list[SubmissionResult | None] = [None] * len(items)
+    m = Machinery(root, limits, unsafe)
     try:
-        if server is not None:
-            server.start()  # fail now, not once per exercise
+
+        def one(i: int) -> SubmissionResult:
+            try:
+                r = grade_submission(m, items[i], lessons, name)
+            except Exception as e:  # a bug of the grader must cost this row, not the batch
+                r = _ungraded(
+                    items[i].sub, lessons, name, f"the grader failed on it ({type(e).__name__}: {e})"
+                )
+                r.flags.append("grader problem: grade it again")
+            r.flags = flags[i] + items[i].notes[:10] + r.flags
+            return r
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {
-                pool.submit(
-                    grade_submission, p, s, lessons, root / f"{i:04d}", name, limits, server, contents[i]
-                ): i
-                for i, (s, p) in enumerate(pairs)
-            }
+            futures = {pool.submit(one, i): i for i in range(len(items))}
             from tqdm.auto import tqdm
 
-            with tqdm(total=len(pairs), desc="grading", unit="notebook", disable=not progress) as bar:
+            with tqdm(total=len(items), desc="grading", unit="notebook", disable=not progress) as bar:
                 for fut in concurrent.futures.as_completed(futures):
-                    results[futures[fut]] = fut.result()
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    if callable(on_result):
+                        on_result(i, results[i])
                     bar.update()
     finally:
-        if server is not None:
-            server.close()
+        m.close()
+        events = m.sandbox.events
         shutil.rmtree(root, ignore_errors=True)
-    return [r for r in results if r is not None]
+    done = [r for r in results if r is not None]
+    if events and done:
+        done[0].flags.extend(f"sandbox: {e}" for e in dict.fromkeys(events))
+    return done

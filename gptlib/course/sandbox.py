@@ -1,51 +1,78 @@
-"""The parent side of the grading sandbox: start the child processes, hand them exercises, trust only signed verdicts.
+"""The grader's side of the sandbox: bubblewrap around every process that runs a student's code.
 
-On Linux a `ForkServer` starts one ``python -I`` process per grading run (in a
-network namespace of its own when ``unshare`` allows it, in its own session,
-with a minimal environment) that imports torch and the checks once and never
-sees a submission. For each submission it forks a session server of its own
-(own session, own network namespace where possible), and that one forks a fresh
-process for each exercise (see `gptlib.course._runner`). Elsewhere each exercise
-starts its own ``python -I`` process (slower: torch is imported every time).
+For each set of answers to withhold (`gptlib.course.view.answers`: most
+exercises have their own), `Sandbox` starts one bubblewrap (Debian/Ubuntu
+package `bubblewrap`) whose only view of the machine is read-only: the system's
+libraries, the Python installation and its packages, and a copy of gptlib
+without those answers, the checks and the grader (`gptlib.course.view`); every
+other copy of gptlib is covered by an empty folder. It has no home, no project tree, no submissions, no solutions, no
+results folder; a size-limited /tmp; no network; its own pid namespace and
+session; no capabilities; and it dies with the grader. Inside it the zygote
+(`gptlib.course.confine`) imports torch once and forks each exercise's worker
+into namespaces of its own, so students graded at the same time never meet.
 
-For each exercise the parent makes a fresh key and nonce. The child's verdict
-counts only if it is exactly one line, signed with that key over that nonce,
-for that exercise; a timeout, a crash, an early exit, no verdict or a forged one
-gives 0 points with the reason. Results are written by the grader's own process,
-never by a child.
+`Worker` is one exercise's worker as the grader holds it: the channel to it
+(handed to the trusted check) and the way to end it and learn how it ended.
+
+Where the kernel refuses nested namespaces, each exercise gets a bubblewrap of
+its own (torch is imported each time: slower, as safe). Where bubblewrap is
+missing or cannot run (not Linux, no user namespaces), grading refuses to run
+unless the teacher passes --unsafe: then the worker is a plain process with
+rlimits (and seccomp on Linux) and the student's code can read and write
+whatever the teacher's account can. See docs/teachers.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import json
 import os
-import secrets
-import selectors
 import shutil
 import signal
-import site
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gptlib.course.view import MOUNT, answers, build_view
+
 STARTUP_SECONDS = 300.0  # importing torch on a busy machine can take a while
+PRELOAD = [
+    "numpy",
+    "torch.nn.functional",
+    "gptlib",
+    "gptlib.config",
+    "gptlib.checks.learner",
+    "gptlib.checks.builders",
+    "gptlib.course.worker",
+]  # imported once by each zygote
+UNSAFE_NOTE = (
+    "--unsafe: grading WITHOUT the sandbox. Each exercise still runs in a separate worker process with CPU, "
+    "memory and file-size limits, and the verdict is still computed from plain data in a process the student's "
+    "code never touches; but that code can read and write every file your account can (other submissions, the "
+    "solutions, the results folder, your home), use the network, and see gptlib's finished code. Use it only for "
+    "code you trust."
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """Grading cannot be sandboxed here (and --unsafe was not given)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per exercise: wall-clock seconds, address space in bytes (torch itself takes ~0.6 GB), largest file."""
+    """Per exercise: wall-clock seconds, address space in bytes (torch itself takes ~0.6 GB), largest file,
+    bytes of /tmp, processes (threads count)."""
 
     timeout: float = 60.0
     memory: int = 2 << 30
     file_size: int = 64 << 20
+    disk: int = 128 << 20
+    processes: int = 64
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -56,357 +83,343 @@ class Limits:
                 "address space; use at least 1 GB."
             )
 
+    def for_worker(self) -> dict:
+        return {**asdict(self), "cpu": self.timeout}
 
-@dataclass
-class Outcome:
-    """What came back from one exercise: the verified verdict, or why there is none."""
 
-    verdict: dict | None
-    problem: str | None = None
+# --- can we sandbox here? -----------------------------------------------------------------------------------
+
+
+def _bwrap() -> str | None:
+    return shutil.which("bwrap") if sys.platform.startswith("linux") else None
 
 
 @functools.cache
-def network_isolation() -> tuple[str, ...]:
-    """The command prefix that gives the child no network (a fresh network namespace), or () where none works.
-
-    Where it can, the prefix also gives a process-id namespace whose first process is the grader's server: when
-    it ends, the kernel ends every process left inside, even one that escaped into a session of its own."""
-    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
-        return ()
-    pid = ("--pid", "--fork", "--kill-child")
-    tries = [("unshare", "--net", *pid, "--"), ("unshare", "--net", "--")]
-    if hasattr(os, "geteuid") and os.geteuid() != 0:  # an unprivileged user needs a user namespace first
-        tries = [(*t[:-1], "--map-root-user", "--") for t in tries] + tries
-    for prefix in tries:
-        try:
-            done = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if done.returncode == 0:
-            return prefix
-    return ()
-
-
-def can_fork() -> bool:
-    return sys.platform.startswith("linux") and hasattr(os, "fork")
-
-
-def _library_path(root: Path) -> str | None:
-    """A folder from which the child can import gptlib (and nothing else beside it), or None if it already can."""
-    import gptlib
-
-    package = Path(gptlib.__file__).resolve().parent
-    sites = {Path(p).resolve() for p in site.getsitepackages() if p}
-    if package.parent in sites:
-        return None
-    lib = root / "lib"
-    if (lib / "gptlib").is_dir():
-        return str(lib)
-    lib.mkdir(exist_ok=True)
+def unavailable() -> str | None:
+    """None where bubblewrap works here; else why not, in words for the teacher."""
+    if not sys.platform.startswith("linux"):
+        return f"the grading sandbox needs Linux with bubblewrap; this is {sys.platform}"
+    if _bwrap() is None:
+        return "bubblewrap is not installed (Debian/Ubuntu: sudo apt-get install bubblewrap)"
     try:
-        (lib / "gptlib").symlink_to(package, target_is_directory=True)
-        return str(lib)
-    except OSError:  # no symlinks (Windows without the privilege): the package's parent folder
-        return str(package.parent)
-
-
-def _boot(entry: str, path: str | None, arg: str = "") -> str:
-    prefix = f"import sys; sys.path.insert(0, {path!r}); " if path else ""
-    return prefix + f"from gptlib.course._runner import {entry}; {entry}({arg})"
-
-
-def _start(
-    entry: str, root: Path, cwd: Path, arg: str = "", pass_fds: tuple[int, ...] = (), **kw
-) -> subprocess.Popen:
-    """Start `gptlib.course._runner.<entry>` in a fresh isolated Python, in a session of its own, with no network
-    where possible, a minimal environment, and its stderr in root/<entry>.log."""
-    argv = [*network_isolation(), sys.executable, "-I", "-c", _boot(entry, _library_path(root), arg)]
-    extra = (
-        {"start_new_session": True}
-        if os.name == "posix"
-        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-    )
-    with open(root / f"{entry}.log", "ab") as log:
-        return subprocess.Popen(
-            argv, stderr=log, cwd=cwd, env=_child_env(root), pass_fds=pass_fds, **extra, **kw
+        done = subprocess.run(
+            [_bwrap(), *_namespaces(), *_system_mounts(), "--", "/bin/true"], capture_output=True, timeout=60
         )
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"bubblewrap could not run: {e}"
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip()[-300:]
+        return (
+            f"bubblewrap cannot make a sandbox here ({why}); it needs unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04 an AppArmor profile for bwrap) or root"
+        )
+    return None
 
 
-class ForkServer:
-    """One fork server for a grading run (Linux): imports torch once; forks a session server per submission.
-
-    Thread-safe: the grader's worker threads ask it for sessions one at a time."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._proc: subprocess.Popen | None = None
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> ForkServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> None:
-        """Start the server now (it starts on first use otherwise); RuntimeError with its log if it cannot."""
-        with self._lock:
-            self._ensure()
-
-    def _ensure(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            return
-        self.close()
-        ours, theirs = socket.socketpair()
-        try:
-            self._proc = _start(
-                "master_main", self.root, self.root, str(theirs.fileno()), (theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-        finally:
-            theirs.close()
-        self._sock = ours
-        ours.settimeout(STARTUP_SECONDS)
-        if self._recv_line() != "ready":
-            log = (self.root / "master_main.log").read_text(errors="replace")[-1500:]
-            self.close()
-            raise RuntimeError(f"the grading sandbox did not start:\n{log}")
-
-    def _recv_line(self) -> str:
-        data = b""
-        try:
-            while not data.endswith(b"\n"):
-                chunk = self._sock.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            return ""
-        return data.decode(errors="replace").strip()
-
-    def session(self) -> tuple[int, int, int]:
-        """A new session server: (its pid, the fd to write jobs to, the fd to read reports from)."""
-        with self._lock:
-            self._ensure()
-            job_r, job_w = os.pipe()
-            rep_r, rep_w = os.pipe()
-            try:
-                self._sock.settimeout(60)
-                socket.send_fds(self._sock, [b"session"], [job_r, rep_w])
-                answer = self._recv_line()
-            finally:
-                os.close(job_r)
-                os.close(rep_w)
-            if not answer.isdigit():
-                os.close(job_w)
-                os.close(rep_r)
-                self.close()
-                raise RuntimeError(
-                    f"the grading sandbox could not start a session ({answer or 'no answer'})."
-                )
-            return int(answer), job_w, rep_r
-
-    def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            _kill(proc)
+def _namespaces() -> list[str]:
+    return [
+        "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try", "--uid", "65534", "--gid", "65534",
+        "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+    ]  # fmt: skip
 
 
-def _child_env(root: Path) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(root),
-        "TMPDIR": str(root),
-        "TEMP": str(root),
-        "TMP": str(root),
+def _system_mounts() -> list[str]:
+    """The system's programs and libraries, read-only (merged-/usr symlinks kept as symlinks)."""
+    args = []
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+        if os.path.exists(f):
+            args += ["--ro-bind", f, f]
+    return args
+
+
+def _python_roots() -> list[str]:
+    """The folders the Python and its packages live in (each mounted read-only at its own path)."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    for p in sys.path:
+        if p and os.path.isdir(p) and os.path.basename(p) in ("site-packages", "dist-packages"):
+            roots.add(p)
+    real = sorted({os.path.realpath(r) for r in roots} | roots, key=len)
+    kept: list[str] = []
+    for r in real:  # a folder inside another one is mounted with it
+        if (
+            r.startswith(("/usr/", "/lib"))
+            or r == "/usr"
+            or any(r.startswith(k.rstrip("/") + "/") for k in kept)
+        ):
+            continue
+        if os.path.isdir(r):
+            kept.append(r)
+    return kept
+
+
+def _gptlib_copies(roots: list[str]) -> list[str]:
+    """Every installed copy of gptlib inside the mounted folders (each is covered by an empty folder)."""
+    found = set()
+    for root in roots:
+        for pattern in (
+            "gptlib",
+            "*-packages/gptlib",
+            "lib/python3*/*-packages/gptlib",
+            "lib64/python3*/*-packages/gptlib",
+        ):
+            found |= {str(p) for p in Path(root).glob(pattern) if p.is_dir()}
+    for p in sys.path:  # a folder on the path inside a mounted one (e.g. a .pth that adds a source tree)
+        if (
+            p
+            and any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)
+            and os.path.isdir(os.path.join(p, "gptlib"))
+        ):
+            found.add(os.path.join(p, "gptlib"))
+    return sorted(found)
+
+
+def bwrap_command(view: Path, empty: Path, disk: int, argv: list[str]) -> list[str]:
+    """The whole bubblewrap command line that runs `argv` with `view` as its gptlib."""
+    roots = _python_roots()
+    args = [_bwrap() or "bwrap", *_namespaces(), *_system_mounts()]
+    for r in roots:
+        args += ["--ro-bind", r, r]
+    for copy in _gptlib_copies(roots):
+        args += ["--ro-bind", str(empty), copy]
+    args += ["--ro-bind", str(view), MOUNT, "--dev", "/dev", "--proc", "/proc"]
+    args += [
+        "--size",
+        str(disk),
+        "--tmpfs",
+        "/tmp",
+        "--remount-ro",
+        "/",
+        "--remount-ro",
+        "/dev",
+        "--chdir",
+        "/tmp",
+    ]
+    args += ["--clearenv", *_env_args()]
+    return [*args, "--", *argv]
+
+
+def _worker_env() -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
-        "no_proxy": "*",
-        "NO_PROXY": "*",
-        "LC_ALL": "C.UTF-8",
+        "MPLCONFIGDIR": "/tmp",
     }
-    for name in ("SYSTEMROOT", "WINDIR"):  # Windows needs these to start Python at all
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env
 
 
-def verify(raw: str, key: bytes, nonce: str, exercise: str) -> tuple[dict | None, str | None]:
-    """The verdict in `raw` if it is one line signed with `key` over `nonce` for `exercise`; else (None, why)."""
-    lines = [ln for ln in raw.split("\n") if ln.strip()]
-    if not lines:
-        return None, None
-    if len(lines) > 1:
-        return None, "the grading channel carried data besides the verdict (written by the submission?)"
+def _env_args() -> list[str]:
+    return [a for k, v in _worker_env().items() for a in ("--setenv", k, v)]
+
+
+def _python(entry: str) -> list[str]:
+    """`python -I -c` that imports the entry point from the view."""
+    return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {MOUNT!r}); {entry}"]
+
+
+# --- workers -------------------------------------------------------------------------------------------------
+
+
+class Worker:
+    """One exercise's worker as the grader holds it. `channel` goes to the trusted check; `finish()` ends the
+    worker (and everything it left) and says how it ended: {"status": exit code or -signal, "killed": whether
+    it was still running} or {"setup_failed": why}."""
+
+    def __init__(self, channel: socket.socket, control: socket.socket | None = None, proc=None):
+        self.channel = channel
+        self._control = control
+        self._proc = proc
+        self.report: dict | None = None
+
+    def finish(self, timeout: float = 30.0, ended: bool = False) -> dict:
+        """End the worker; `ended`: it seems to have ended by itself (give it a moment to be sure)."""
+        if self.report is not None:
+            return self.report
+        with contextlib.suppress(OSError):
+            self.channel.close()
+        if self._control is not None:
+            self.report = _finish_monitor(self._control, timeout, ended)
+        else:
+            self.report = _finish_process(self._proc, timeout, ended)
+        return self.report
+
+
+def _finish_monitor(control: socket.socket, timeout: float, ended: bool) -> dict:
+    with contextlib.suppress(OSError):
+        if ended:
+            control.sendall(b"wait\n")
+        control.shutdown(socket.SHUT_WR)  # the monitor kills the worker, then reports
+    control.settimeout(timeout)
+    data = b""
+    with contextlib.suppress(OSError):
+        while not data.endswith(b"\n"):
+            chunk = control.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    control.close()
     try:
-        message = json.loads(lines[0])
-        payload, mac = message["payload"], message["mac"]
-        expected = hmac.new(key, (nonce + payload).encode(), hashlib.sha256).hexdigest()
-        if not (isinstance(mac, str) and hmac.compare_digest(mac, expected)):
-            return None, "the verdict's signature is wrong (forged?)"
-        verdict = json.loads(payload)
-    except (ValueError, KeyError, TypeError):
-        return None, "the grading channel carried something that is not a verdict"
-    if verdict.get("nonce") != nonce or verdict.get("exercise") != exercise:
-        return None, "the verdict belongs to another run"
-    return verdict, None
+        report = json.loads(data)
+    except ValueError:
+        return {"lost": "the sandbox's monitor did not report (the sandbox itself stopped?)"}
+    return report if isinstance(report, dict) else {"lost": "the sandbox's monitor sent nonsense"}
 
 
-def _no_verdict(exit_code: int | None, timed_out: bool, limits: Limits) -> str:
-    if timed_out:
-        return f"did not finish within {limits.timeout:g} s (an endless loop, or far too slow?); the grader stopped it."
-    if exit_code is not None and exit_code < 0:
-        sig = -exit_code
-        if sig == getattr(signal, "SIGXCPU", -1):
-            return f"used more than {limits.timeout:g} s of CPU time; the grader stopped it."
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        return (
-            f"the grading process was killed by {name} (out of memory, or a crash) before the check finished."
-        )
-    return (
-        f"the grading process ended (exit code {exit_code}) before the check finished: does your code call "
-        "os._exit() or sys.exit(), or end the process some other way?"
-    )
+def _finish_process(proc: subprocess.Popen, timeout: float, ended: bool) -> dict:
+    if ended:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+    running = proc.poll() is None
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    return {"status": proc.returncode, "killed": running}
 
 
 class Sandbox:
-    """The child processes that grade one submission's exercises, under `limits`, in folder `root`.
+    """The sandboxes of one grading run, one per set of withheld answers, started on first use. Thread-safe."""
 
-    With a `ForkServer` (Linux) each exercise is a fork of this submission's own session server; without one
-    each exercise starts a fresh Python (`fork=False`, or where fork is not available)."""
+    def __init__(self, root: Path, unsafe: bool = False):
+        self.root = Path(root)
+        self.unsafe = unsafe
+        self.why_not = unavailable()
+        if self.why_not and not unsafe:
+            raise SandboxUnavailable(
+                f"cannot grade safely here: {self.why_not}. Install bubblewrap, run the grader in the container "
+                "of docs/teachers.md, or pass --unsafe to grade without the sandbox (read what it loses first)."
+            )
+        self._zygotes: dict[tuple[str, ...], _Zygote] = {}
+        self._lock = threading.Lock()
+        self.events: list[str] = []  # for the teacher: restarts, fallbacks
 
-    def __init__(self, root: Path, limits: Limits | None = None, server: ForkServer | None = None):
-        self.root = Path(root).resolve()
-        self.limits = limits or Limits()
-        self.server = server
-        self._session: tuple[int, int, int] | None = None
-        self._count = 0
-        self._buffer = b""
+    def view(self, withheld: tuple[str, ...]) -> Path:
+        """The worker's gptlib without `withheld` (built once per run for each set of withheld objects)."""
+        path = self.root / f"view-{abs(hash(withheld)):x}"
+        if not path.exists():
+            build_view(path, withheld)
+            (path / "empty").mkdir()
+        return path
 
-    def __enter__(self) -> Sandbox:
-        return self
+    def spawn(self, exercise: str, limits: Limits) -> Worker:
+        """A fresh worker for one exercise, its answer withheld. RuntimeError if the sandbox cannot start one."""
+        withheld = answers(exercise)
+        if self.unsafe and self.why_not:
+            return self._spawn_plain(withheld, limits)
+        with self._lock:
+            z = self._zygotes.get(withheld)
+            if z is None or not z.alive():
+                if z is not None:
+                    self.events.append(f"the sandbox for {exercise!r} stopped and was restarted")
+                z = self._zygotes[withheld] = _Zygote(self.view(withheld), self.root / "zygote.log")
+                if z.nesting:
+                    self.events.append(
+                        f"nested namespaces refused ({z.nesting}): one bubblewrap per exercise"
+                    )
+        if z.nesting:
+            return self._spawn_single(withheld, limits)
+        try:
+            return z.spawn(limits)
+        except OSError as e:
+            raise RuntimeError(f"the sandbox did not take the exercise ({e})") from None
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _spawn_single(self, withheld: tuple[str, ...], limits: Limits) -> Worker:
+        ours, theirs = socket.socketpair()
+        entry = (
+            f"from gptlib.course.confine import single; single({theirs.fileno()}, "
+            f"{json.dumps(limits.for_worker())!r}, {PRELOAD!r})"
+        )
+        view = self.view(withheld)
+        argv = bwrap_command(view, view / "empty", limits.disk, _python(entry))
+        return Worker(ours, proc=_popen(argv, theirs, self.root / "single.log"))
+
+    def _spawn_plain(self, withheld: tuple[str, ...], limits: Limits) -> Worker:
+        ours, theirs = socket.socketpair()
+        work = Path(tempfile.mkdtemp(prefix="exercise-", dir=self.root))
+        entry = (
+            f"import os; os.chdir({str(work)!r}); from gptlib.course.worker import serve_plain; "
+            f"serve_plain({theirs.fileno()}, {json.dumps(limits.for_worker())!r})"
+        )
+        argv = [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(self.view(withheld))!r}); {entry}",
+        ]
+        env = {**_worker_env(), "HOME": str(work)}
+        return Worker(ours, proc=_popen(argv, theirs, self.root / "plain.log", env=env))
 
     def close(self) -> None:
-        """End this submission's session server and anything left in its process group."""
-        session, self._session = self._session, None
-        if session is None:
-            return
-        pid, job_w, rep_r = session
-        with contextlib.suppress(OSError):
-            os.close(job_w)  # the session server ends at end of input
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.02)
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            os.close(rep_r)
+        with self._lock:
+            for z in self._zygotes.values():
+                z.close()
+            self._zygotes.clear()
 
-    def run(self, job: dict) -> Outcome:
-        """Grade one exercise. `job`: exercise, cells, segments, future_annotations, defines, check."""
-        self._count += 1
-        workdir = self.root / f"exercise-{self._count}"
-        workdir.mkdir()
-        key, nonce = secrets.token_bytes(32), secrets.token_hex(16)
-        full = dict(
-            job,
-            id=self._count,
-            key=key.hex(),
-            nonce=nonce,
-            workdir=str(workdir),
-            timeout=self.limits.timeout,
-            memory=self.limits.memory,
-            file_size=self.limits.file_size,
-        )
-        report = self._run_forked(full) if self.server is not None else self._run_spawned(full, workdir)
-        if "problem" in report:
-            return Outcome(None, report["problem"])
-        verdict, why = verify(report["verdict"], key, nonce, job["exercise"])
-        if report.get("overflow"):
-            verdict, why = None, "the grading channel was flooded with data (written by the submission?)"
-        if verdict is not None:
-            return Outcome(verdict)
-        return Outcome(
-            None, why or _no_verdict(report.get("exit"), report.get("timed_out", False), self.limits)
-        )
 
-    def _run_spawned(self, job: dict, workdir: Path) -> dict:
-        proc = _start("spawn_main", self.root, workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def _popen(argv: list[str], theirs: socket.socket, log: Path, env: dict | None = None) -> subprocess.Popen:
+    with open(log, "ab") as err:
         try:
-            out, _ = proc.communicate(json.dumps(job).encode(), timeout=self.limits.timeout + STARTUP_SECONDS)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            out, _ = proc.communicate()
-            timed_out = True
-        _kill(proc)
-        return {"verdict": out.decode("utf-8", "replace"), "exit": proc.returncode, "timed_out": timed_out}
+            return subprocess.Popen(
+                argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                start_new_session=True, env=env if env is not None else {"PATH": os.defpath},
+            )  # fmt: skip
+        finally:
+            theirs.close()
 
-    def _run_forked(self, job: dict) -> dict:
-        if self._session is None:
-            try:
-                self._session = self.server.session()
-            except RuntimeError as e:
-                return {"problem": str(e)}
-        _, job_w, rep_r = self._session
+
+class _Zygote:
+    """One bubblewrap (one view of gptlib), holding the zygote that forks workers."""
+
+    def __init__(self, view: Path, log: Path):
+        self.log = log
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        entry = f"from gptlib.course.confine import zygote; zygote({theirs.fileno()}, {PRELOAD!r})"
+        argv = bwrap_command(view, view / "empty", 16 << 20, _python(entry))
+        self.proc = _popen(argv, theirs, log)
+        self.sock = ours
+        ours.settimeout(STARTUP_SECONDS)
         try:
-            data = (json.dumps(job) + "\n").encode()
-            while data:
-                data = data[os.write(job_w, data) :]
-        except OSError:
+            hello = json.loads(ours.recv(4096) or b"null")
+        except (OSError, ValueError):
+            hello = None
+        if not isinstance(hello, dict) or not hello.get("ready"):
             self.close()
-            return {"problem": "the grading sandbox stopped unexpectedly"}
-        line = self._readline(rep_r, self.limits.timeout + 60)
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise RuntimeError(f"the grading sandbox did not start:\n{tail}")
+        ours.settimeout(30)
+        self.nesting: str | None = hello.get("nesting")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, limits: Limits) -> Worker:
+        ours, theirs = socket.socketpair()
+        control, monitor_end = socket.socketpair()
         try:
-            report = json.loads(line) if line else None
-        except ValueError:
-            report = None
-        if not isinstance(report, dict) or report.get("id") != job["id"]:
-            self.close()
-            return {"problem": "the grading sandbox stopped answering"}
-        return report
+            socket.send_fds(
+                self.sock, [json.dumps(limits.for_worker()).encode()], [theirs.fileno(), monitor_end.fileno()]
+            )
+        finally:
+            theirs.close()
+            monitor_end.close()
+        return Worker(ours, control=control)
 
-    def _readline(self, fd: int, timeout: float) -> str | None:
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                if not sel.select(left):
-                    continue
-                data = os.read(fd, 1 << 16)
-                if not data:
-                    return None
-                self._buffer += data
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode("utf-8", "replace").strip()
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill a child and everything in its process group."""
-    if os.name == "posix":
+    def close(self) -> None:
         with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+            self.sock.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
