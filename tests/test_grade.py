@@ -246,9 +246,7 @@ def test_a_class_without_forward_is_told_so_not_to_replace_raise(run):
 
 # --- every attack ------------------------------------------------------------------------------------------------
 
-GRADED_AS_RETURNED = (
-    "returned 0.0000; the entropy of the token frequencies is 1.2130"  # what it really returned
-)
+GRADED_AS_RETURNED = "returned 0.0000, expected 1.2130"  # what it really returned
 EXPECT = {  # attack -> words its attacked exercise's message must hold
     "lying_tensor": "returned a Liar, not a tensor",
     "lying_int_and_str": "expected the int 38",
