@@ -347,7 +347,7 @@ class Sandbox:
         ours, theirs = socket.socketpair()
         work = Path(tempfile.mkdtemp(prefix="exercise-", dir=self.root))
         entry = (
-            f"import os; os.chdir({str(work)!r}); from gptlib.course.worker import serve_plain; "
+            f"import os; os.chdir({str(work)!r}); from gptlib.course.confine import serve_plain; "
             f"serve_plain({theirs.fileno()}, {json.dumps(limits.for_worker())!r})"
         )
         argv = [

@@ -25,7 +25,6 @@ import __future__
 import ast
 import contextlib
 import dataclasses
-import json
 import linecache
 import os
 import sys
@@ -158,16 +157,3 @@ def serve(channel: int, notes: dict) -> None:
             wire.send(channel, {"refused": f"the answer could not be sent: {e}"})
         except (wire.ChannelClosed, OSError):
             os._exit(0)
-
-
-def serve_plain(channel: int, limits_json: str) -> None:
-    """--unsafe: serve without the sandbox, with what limits this system has (rlimits; seccomp on Linux)."""
-    notes: dict[str, Any] = {"unsafe": True}
-    try:
-        from gptlib.course import confine
-
-        confine.set_limits(json.loads(limits_json))
-        notes["seccomp"] = confine.install_seccomp()
-    except Exception as e:  # not Linux: fewer limits (see docs/teachers.md, Platforms)
-        notes["limits"] = f"{type(e).__name__}: {e}"
-    serve(channel, notes)
