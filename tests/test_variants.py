@@ -1,9 +1,10 @@
 """Every check against the independent corpus in tests/variants: each correct variant passes, each mistake
 raises CheckFailure (not a pass, not another exception).
 
-Mistakes the checks miss today are listed in tests/variants/missed_today.py and marked xfail (strict: once
-a check catches one, the test fails until its line is removed). Whether a caught mistake is named with the
-right words is measured, not asserted: `python -m tests.variants.measure`.
+A caught mistake must also be named: its message holds one of the teacher's phrases for it (the measure's
+"named", `python -m tests.variants.measure`). Mistakes the checks miss or do not name today are listed in
+tests/variants/missed_today.py and marked xfail (strict: once a check gets one right, the test fails until
+its line is removed).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def test_mistake_is_caught(variant: Variant):
     outcome = run(variant)
     assert outcome.result == "caught", f"{variant.id} ({variant.teacher}) {outcome.result}" + (
         f": {outcome.message}" if outcome.message else ""
+    )
+    assert outcome.named(variant.words), (
+        f"{variant.id} is caught but not named {variant.words}: {outcome.message}"
     )
 
 

@@ -87,7 +87,7 @@ def report(results: list[tuple[Variant, Outcome, float]], hints: bool = False) -
 
 
 def missed_today(results: list[tuple[Variant, Outcome, float]]) -> str:
-    """The text of missed_today.py: every correct variant rejected and every mistake not caught."""
+    """The text of missed_today.py: every correct variant rejected, every mistake not caught or not named."""
     lines = [
         '"""Variants the checks get wrong today: tests/test_variants.py marks them xfail (strict).',
         "",
@@ -105,6 +105,8 @@ def missed_today(results: list[tuple[Variant, Outcome, float]]) -> str:
                 if o.result == "passed"
                 else f"the check crashes: {_short(o.message, 120)}"
             )
+        elif v.kind == "mistake" and not o.named(v.words):
+            why = f"caught, but not named: {_short(o.message, 120)}"
         else:
             continue
         lines.append(f"    {json.dumps(v.id)}: {json.dumps(why, ensure_ascii=False)},")
