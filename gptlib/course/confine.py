@@ -10,7 +10,7 @@ forks:
   (on the control socket, which the worker never holds). It kills the worker
   when the grader says so;
 - the *worker*, process 1 of that pid namespace (every process it leaves dies
-  with it), with a fresh size-limited /tmp, an empty /proc, no capabilities,
+  with it), with a fresh size-limited scratch folder (SCRATCH), an empty /proc, no capabilities,
   rlimits (address space, CPU seconds, file size, processes, open files), and a
   seccomp filter that refuses new processes, namespaces, mounts and ptrace. Then
   it loads the student's code and answers requests (`gptlib.course.worker`).
@@ -37,6 +37,10 @@ import signal
 import socket
 
 from gptlib.course.forks import serve_forks
+
+# The worker's private, size-limited writable folder (HOME and TMPDIR). Not /tmp: a venv or a checkout under
+# /tmp (as CI makes them) is mounted read-only into the sandbox, and a fresh tmpfs on /tmp would hide it.
+SCRATCH = "/gptlib-scratch"
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -204,13 +208,13 @@ def enter_worker(channel: int, limits: dict, nested: bool) -> None:
     try:
         die_with_parent()
         if nested:
-            mount_tmpfs("/tmp", limits["disk"])
+            mount_tmpfs(SCRATCH, limits["disk"])
             mount_tmpfs("/proc", 4096, read_only=True)
-        os.chdir("/tmp")
+        os.chdir(SCRATCH)
         with contextlib.suppress(OSError):
             os.setsid()
         _quiet_fds(channel)
-        os.environ.update(HOME="/tmp", TMPDIR="/tmp")
+        os.environ.update(HOME=SCRATCH, TMPDIR=SCRATCH)
         if nested:
             drop_capabilities()
         set_limits(limits)
@@ -289,7 +293,7 @@ def _probe_nesting() -> str | None:
         os.close(r)
         try:
             new_namespaces()
-            mount_tmpfs("/tmp", 1 << 20)
+            mount_tmpfs(SCRATCH, 1 << 20)
             os.write(w, b"ok")
         except BaseException as e:
             os.write(w, f"{type(e).__name__}: {e}".encode()[:500])

@@ -6,7 +6,7 @@ package `bubblewrap`) whose only view of the machine is read-only: the system's
 libraries, the Python installation and its packages, and a copy of gptlib
 without those answers, the checks and the grader (`gptlib.course.view`); every
 other copy of gptlib is covered by an empty folder. It has no home, no project tree, no submissions, no solutions, no
-results folder; a size-limited /tmp; no network; its own pid namespace and
+results folder; a size-limited scratch folder (confine.SCRATCH); no network; its own pid namespace and
 session; no capabilities; and it dies with the grader. Inside it the zygote
 (`gptlib.course.confine`) imports torch once and forks each exercise's worker
 into namespaces of its own, so students graded at the same time never meet.
@@ -66,7 +66,7 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Limits:
     """Per exercise: wall-clock seconds, address space in bytes (torch itself takes ~0.6 GB), largest file,
-    bytes of /tmp, processes (threads count)."""
+    bytes of the scratch folder, processes (threads count)."""
 
     timeout: float = 60.0
     memory: int = 2 << 30
@@ -182,6 +182,8 @@ def _gptlib_copies(roots: list[str]) -> list[str]:
 
 def bwrap_command(view: Path, empty: Path, disk: int, argv: list[str]) -> list[str]:
     """The whole bubblewrap command line that runs `argv` with `view` as its gptlib."""
+    from gptlib.course.confine import SCRATCH  # Linux only (confine needs `resource`)
+
     roots = _python_roots()
     args = [_bwrap() or "bwrap", *_namespaces(), *_system_mounts()]
     for r in roots:
@@ -193,33 +195,30 @@ def bwrap_command(view: Path, empty: Path, disk: int, argv: list[str]) -> list[s
         "--size",
         str(disk),
         "--tmpfs",
-        "/tmp",
+        SCRATCH,
         "--remount-ro",
         "/",
         "--remount-ro",
         "/dev",
         "--chdir",
-        "/tmp",
+        SCRATCH,
     ]
-    args += ["--clearenv", *_env_args()]
+    args += ["--clearenv", *(a for k, v in _worker_env(SCRATCH).items() for a in ("--setenv", k, v))]
     return [*args, "--", *argv]
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(scratch: str) -> dict[str, str]:
+    """The worker's whole environment; `scratch` is its writable folder (home, temporary files)."""
     return {
         "PATH": "/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
+        "HOME": scratch,
+        "TMPDIR": scratch,
         "LANG": "C.UTF-8",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp",
+        "MPLCONFIGDIR": scratch,
     }
-
-
-def _env_args() -> list[str]:
-    return [a for k, v in _worker_env().items() for a in ("--setenv", k, v)]
 
 
 def _python(entry: str) -> list[str]:
@@ -356,7 +355,7 @@ class Sandbox:
             "-c",
             f"import sys; sys.path.insert(0, {str(self.view(withheld))!r}); {entry}",
         ]
-        env = {**_worker_env(), "HOME": str(work)}
+        env = _worker_env(str(work))
         return Worker(ours, proc=_popen(argv, theirs, self.root / "plain.log", env=env))
 
     def close(self) -> None:
