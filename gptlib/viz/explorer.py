@@ -15,8 +15,11 @@ controls a view ignores are hidden but keep their place, and messages have a
 line of their own. The whole explorer fits a 1400 x 900 browser window.
 
 The prompt runs when its text reaches the kernel (Enter, or leaving the box,
-which clicking Run does), never from a copy of the box that may be older than
-what was typed: a click can overtake the box's text on its way to the kernel.
+which clicking Run does), and Run runs the box as the kernel has it then: a
+click can overtake the box's text on its way to the kernel, whose arrival runs
+it again. The kernel may handle two widget events at once, on two threads
+(ipykernel 7 does), so every event takes one lock and reads the box when its
+turn comes: the last one to run shows what is in the box.
 A one-line box cannot hold a newline, so newlines show as ⏎, and ⏎ or \\n
 typed in the box is one.
 
@@ -35,9 +38,11 @@ data-tokens, data-prompt, data-renders, data-error).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 import re
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -82,6 +87,17 @@ _HIDE_DEAD_WIDGET = (
     ".jp-OutputArea-child:has(.gptlib-attn-static)"
     " + .jp-OutputArea-child > .jp-OutputArea-output:not(:has(*)) { display: none; }"
 )
+
+
+def _one_at_a_time(method: Any) -> Any:
+    """The method under the explorer's lock: widget events may run on another thread meanwhile."""
+
+    @functools.wraps(method)
+    def locked(self: AttentionExplorer, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class AttentionExplorer(widgets.VBox):
@@ -140,6 +156,7 @@ class AttentionExplorer(widgets.VBox):
         self._renders = 0
         self._error = ""
         self._updating = False
+        self._lock = threading.RLock()  # one widget event or public call at a time (see the module docstring)
         self._picture_id = f"gptlib-attn-{uuid.uuid4().hex}"  # the display id of the last view's picture
         self._displayed = False
 
@@ -253,10 +270,10 @@ class AttentionExplorer(widgets.VBox):
         )
 
         for w in (self._checkpoint, self._view, self._layer, self._head, self._query):
-            w.observe(self._on_control, names="value")
-        self._prompt.observe(self._on_prompt, names="value")
-        self._run_button.on_click(lambda _: self._try(self._run_typed, self._prompt.value))
-        self._save.on_click(lambda _: self._try(self._save_clicked))
+            w.observe(lambda _: self._on_event(self._render), names="value")
+        self._prompt.observe(lambda _: self._on_event(self._run_box), names="value")
+        self._run_button.on_click(lambda _: self._on_event(self._run_box))
+        self._save.on_click(lambda _: self._on_event(self._save_clicked))
         self.show(layer=layer, head=head)
 
     # --- what is shown ----------------------------------------------------------------------------
@@ -272,6 +289,7 @@ class AttentionExplorer(widgets.VBox):
             "query": self._query.value,
         }
 
+    @_one_at_a_time
     def show(self, **choice: Any) -> None:
         """Change any of checkpoint, view, layer, head, query (ValueError if out of range) and redraw."""
         controls = {
@@ -346,6 +364,7 @@ class AttentionExplorer(widgets.VBox):
             figsize=(min(len(self.maps) * (height - 0.3) + 1.4, MAX_WIDTH), height),
         )
 
+    @_one_at_a_time
     def set_prompt(self, prompt: str) -> None:
         """Run the model(s) on a new prompt and redraw; ValueError if it cannot be encoded or is too long."""
         self._apply_prompt(prompt)
@@ -425,17 +444,15 @@ class AttentionExplorer(widgets.VBox):
             self._updating = False
         self._render()
 
-    def _run_typed(self, text: str) -> None:
-        # Never writes the box: a box written from here could undo what is being typed.
-        self._apply_prompt(_typed(text))
+    def _run_box(self) -> None:
+        # Reads the box now, not when the event was sent; never writes it (that could undo what is being typed).
+        self._apply_prompt(_typed(self._prompt.value))
 
-    def _on_prompt(self, change: dict) -> None:
-        if not self._updating:
-            self._try(self._run_typed, change["new"])
-
-    def _on_control(self, change: dict) -> None:
-        if not getattr(self, "_updating", False):
-            self._try(self._render)
+    def _on_event(self, action: Any) -> None:
+        """A widget event: one at a time; none while the explorer sets its own controls."""
+        with self._lock:
+            if not self._updating:
+                self._try(action)
 
     def _save_clicked(self) -> None:
         path = self.save_png()
