@@ -416,31 +416,6 @@ def test_explorer_prompt_errors_show_in_the_widget_and_keep_the_picture(tokenize
 
 
 
-def test_explorer_events_on_two_threads_end_showing_the_box(tokenizer, monkeypatch):
-    """ipykernel 7 may handle a Run click and the box's new text at once, on two threads: the box must win."""
-    import threading
-    import time
-
-    explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be")
-    run = explorer._run
-    clicked = threading.Event()
-
-    def slow_first_run(prompt):  # the click's run (the old text) is slow; the new text's run is quick
-        if not clicked.is_set():
-            clicked.set()
-            time.sleep(0.5)
-        return run(prompt)
-
-    monkeypatch.setattr(explorer, "_run", slow_first_run)
-    click = threading.Thread(target=explorer._run_button.click)
-    click.start()
-    clicked.wait(5)
-    explorer._prompt.value = "be or"  # the box's text arriving while the click still runs
-    click.join(5)
-    assert not click.is_alive()
-    s = state(explorer)
-    assert (s["data-prompt"], s["data-tokens"], s["data-error"]) == ("be or", "5", "0")
-
 def test_explorer_compares_checkpoints_and_saves_png(tokenizer, tmp_path):
     a, b = tiny_gpt(tokenizer, seed=0), tiny_gpt(tokenizer, seed=1)
     explorer = AttentionExplorer({"untrained": a, "other": b}, tokenizer, "to be", save_dir=tmp_path)
@@ -500,6 +475,31 @@ def test_a_click_that_overtakes_the_typed_text_neither_wins_nor_undoes_it(tokeni
     s = state(explorer)
     assert s["data-prompt"] == "that is" and int(s["data-renders"]) == renders + 1
 
+
+def test_explorer_events_on_two_threads_end_showing_the_box(tokenizer, monkeypatch):
+    """ipykernel 7 may handle a Run click and the box's new text at once, on two threads: the box must win."""
+    import threading
+    import time
+
+    explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be")
+    run = explorer._run
+    clicked = threading.Event()
+
+    def slow_first_run(prompt):  # the click's run (the old text) is slow; the new text's run is quick
+        if not clicked.is_set():
+            clicked.set()
+            time.sleep(0.5)
+        return run(prompt)
+
+    monkeypatch.setattr(explorer, "_run", slow_first_run)
+    click = threading.Thread(target=explorer._run_button.click)
+    click.start()
+    clicked.wait(5)
+    explorer._prompt.value = "be or"  # the box's text arriving while the click still runs
+    click.join(5)
+    assert not click.is_alive()
+    s = state(explorer)
+    assert (s["data-prompt"], s["data-tokens"], s["data-error"]) == ("be or", "5", "0")
 
 def test_newlines_show_as_a_symbol_and_can_be_typed(tokenizer):
     explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be\nor")
