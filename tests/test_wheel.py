@@ -71,6 +71,8 @@ def test_the_wheel_holds_the_library_the_corpus_and_the_notebooks_and_nothing_el
         for name, source in expected.items():
             assert zf.read(name) == source.read_bytes(), f"{name} differs from {source}"
         meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        licenses = [n for n in zf.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert licenses and zf.read(licenses[0]) == (ROOT / "LICENSE").read_bytes(), "the wheel lacks LICENSE"
     assert f"Name: {PROJECT['name']}\n" in meta
     assert f"Requires-Python: {PROJECT['requires-python']}\n" in meta
     assert "gptlib/corpora/pydoc.txt.gz" in names
