@@ -19,9 +19,7 @@ import io
 import json
 import os
 import select
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from gptlib.course import remote
+from gptlib.course import process, remote
 from gptlib.course.forks import serve_forks
 
 MAX_TEXT = 6000
@@ -139,12 +137,7 @@ class CheckServer:
         package_parent = str(Path(gptlib.__file__).resolve().parents[1])
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         code = f"import sys; sys.path.insert(0, {package_parent!r}); from gptlib.course.checker import serve; serve({theirs.fileno()})"
-        with open(log, "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", code], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=err, stderr=err, start_new_session=True, env=_env(),
-            )  # fmt: skip
-        theirs.close()
+        self.proc = process.start([sys.executable, "-I", "-c", code], theirs, log, env=_env())
         self.sock, self.log = ours, log
         self._lock = threading.Lock()
         ours.settimeout(300)
@@ -183,10 +176,7 @@ class CheckServer:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        process.stop(self.proc, grace=10)
 
 
 def _read_verdict(fd: int, deadline: float) -> dict:

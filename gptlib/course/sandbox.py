@@ -29,7 +29,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gptlib.course import process
 from gptlib.course.view import MOUNT, answers, build_view
 
 STARTUP_SECONDS = 300.0  # importing torch on a busy machine can take a while
@@ -275,14 +275,7 @@ def _finish_monitor(control: socket.socket, timeout: float, ended: bool) -> dict
 
 
 def _finish_process(proc: subprocess.Popen, timeout: float, ended: bool) -> dict:
-    if ended:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-    running = proc.poll() is None
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout)
+    running = process.stop(proc, grace=5 if ended else 0, reap=timeout)
     return {"status": proc.returncode, "killed": running}
 
 
@@ -340,7 +333,7 @@ class Sandbox:
         )
         view = self.view(withheld)
         argv = bwrap_command(view, view / "empty", limits.disk, _python(entry))
-        return Worker(ours, proc=_popen(argv, theirs, self.root / "single.log"))
+        return Worker(ours, proc=process.start(argv, theirs, self.root / "single.log"))
 
     def _spawn_plain(self, withheld: tuple[str, ...], limits: Limits) -> Worker:
         ours, theirs = socket.socketpair()
@@ -356,24 +349,13 @@ class Sandbox:
             f"import sys; sys.path.insert(0, {str(self.view(withheld))!r}); {entry}",
         ]
         env = _worker_env(str(work))
-        return Worker(ours, proc=_popen(argv, theirs, self.root / "plain.log", env=env))
+        return Worker(ours, proc=process.start(argv, theirs, self.root / "plain.log", env=env))
 
     def close(self) -> None:
         with self._lock:
             for z in self._zygotes.values():
                 z.close()
             self._zygotes.clear()
-
-
-def _popen(argv: list[str], theirs: socket.socket, log: Path, env: dict | None = None) -> subprocess.Popen:
-    with open(log, "ab") as err:
-        try:
-            return subprocess.Popen(
-                argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                start_new_session=True, env=env if env is not None else {"PATH": os.defpath},
-            )  # fmt: skip
-        finally:
-            theirs.close()
 
 
 class _Zygote:
@@ -384,7 +366,7 @@ class _Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         entry = f"from gptlib.course.confine import zygote; zygote({theirs.fileno()}, {PRELOAD!r})"
         argv = bwrap_command(view, view / "empty", 16 << 20, _python(entry))
-        self.proc = _popen(argv, theirs, log)
+        self.proc = process.start(argv, theirs, log)
         self.sock = ours
         ours.settimeout(STARTUP_SECONDS)
         try:
@@ -416,9 +398,4 @@ class _Zygote:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        process.stop(self.proc, grace=5)
