@@ -415,7 +415,6 @@ def test_explorer_prompt_errors_show_in_the_widget_and_keep_the_picture(tokenize
         explorer.set_prompt("to be or not to be that")
 
 
-
 def test_explorer_compares_checkpoints_and_saves_png(tokenizer, tmp_path):
     a, b = tiny_gpt(tokenizer, seed=0), tiny_gpt(tokenizer, seed=1)
     explorer = AttentionExplorer({"untrained": a, "other": b}, tokenizer, "to be", save_dir=tmp_path)
@@ -500,6 +499,7 @@ def test_explorer_events_on_two_threads_end_showing_the_box(tokenizer, monkeypat
     assert not click.is_alive()
     s = state(explorer)
     assert (s["data-prompt"], s["data-tokens"], s["data-error"]) == ("be or", "5", "0")
+
 
 def test_newlines_show_as_a_symbol_and_can_be_typed(tokenizer):
     explorer = AttentionExplorer(tiny_gpt(tokenizer), tokenizer, "to be\nor")
