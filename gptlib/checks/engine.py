@@ -214,14 +214,6 @@ def attribute(ex: Exercise, what: str, obj: Ref, name: str) -> Any:
         raise ex.crashed(what, crash) from None
 
 
-def has_attribute(obj: Ref, name: str) -> bool:
-    try:
-        learner.backend().attribute(obj, name)
-    except Crash:
-        return False
-    return True
-
-
 def train(ex: Exercise, obj: Ref, mode: bool = True) -> None:
     try:
         learner.backend().train(obj, mode)
