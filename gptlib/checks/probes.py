@@ -75,7 +75,9 @@ def untouched(ex: Exercise, what: str, call: Call, inputs: str = "its input", ad
     return call.value
 
 
-def run_untouched(ex: Exercise, what: str, fn: Ref, *args: Any, tied: str = "", advice: str = "") -> Any:
+def run_untouched(
+    ex: Exercise, what: str, fn: Ref, *args: Any, tied: str = "", inputs: str = "its input", advice: str = ""
+) -> Any:
     """fn(*args), its tensor arguments left untouched (see `untouched`). `tied`, when other sizes worked
     already: the message for a crash now (FIXED_T, the code is tied to one size), the error appended."""
     try:
@@ -84,7 +86,7 @@ def run_untouched(ex: Exercise, what: str, fn: Ref, *args: Any, tied: str = "", 
         if tied and e.diagnosis == C.CRASHED:
             raise ex.fail(C.FIXED_T, f"{tied} The error: {ex.error_only(e)}", e.crash) from None
         raise
-    return untouched(ex, what, call, advice=advice)
+    return untouched(ex, what, call, inputs, advice)
 
 
 def leaks(

@@ -44,6 +44,7 @@ from gptlib.checks.engine import (
     seeded,
     set_parameters,
     shape_str,
+    shapes_str,
     tensors_close,
     train,
 )
@@ -55,7 +56,7 @@ from gptlib.checks.probes import (
     future_leak,
     gradients,
     leaks,
-    untouched,
+    run_untouched,
 )
 from gptlib.checks.reference_attention import find_projections, load_weights
 from gptlib.checks.verdict import CheckFailure
@@ -67,14 +68,11 @@ __all__ = ["check_layer_norm", "check_block"]
 
 def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor) -> Any:
     """fn(x) with plain-words errors; fails if fn changed x in place."""
-    return untouched(
-        ex,
-        what,
-        ex.run(what, fn, x),
-        "its input x",
+    advice = (
         " The caller still needs x (the residual pathway adds it back): write `x = x + ...`, not `x += ...`, "
-        "and use out-of-place operations (x - mean, not x.sub_).",
+        "and use out-of-place operations (x - mean, not x.sub_)."
     )
+    return run_untouched(ex, what, fn, x, inputs="its input x", advice=advice)
 
 
 def _output(ex: Exercise, what: str, fn: Ref, x: torch.Tensor, shape_names: str = "") -> torch.Tensor:
@@ -203,7 +201,7 @@ def _ln_params(params: dict[str, torch.Tensor], C_: int, name: str) -> _LNParams
         f"a gain (e.g. self.weight = nn.Parameter(torch.ones({C_}))) and a bias "
         f"(self.bias = nn.Parameter(torch.zeros({C_})))"
     )
-    found = ", ".join(f"{n} {tuple(p.shape)}" for n, p in params.items()) or "none"
+    found = shapes_str(params)
     vectors = {n: p for n, p in params.items() if p.numel() == C_}
     if not params:
         raise ex.fail(
