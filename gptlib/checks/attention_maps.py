@@ -468,25 +468,10 @@ INDUCTION = Exercise(
 )  # fmt: skip
 
 
-def _induction(
-    maps: torch.Tensor,
-    seq_len: int,
-    shift: int = 1,
-    first: str = "second",
-    divide: str = "count",
-    drop_last: int = 0,
-):
-    """Mean over queries t in the second repeat of maps[..., t, t - seq_len + shift] (right: shift=1).
-
-    first="second" starts at t = seq_len; "diagonal" takes the whole diagonal (from the first query that has
-    such a key)."""
-    return _diagonal_score(
-        maps,
-        -(seq_len - shift),
-        first=seq_len if first == "second" else 0,
-        divide=divide,
-        drop_last=drop_last,
-    )
+def _induction(maps: torch.Tensor, seq_len: int, **mistake: Any) -> torch.Tensor:
+    """Mean over the queries t of the second repeat (t >= seq_len) of maps[..., t, t - seq_len + 1]; a
+    mistake's keywords of _diagonal_score replace these (first=0: the whole diagonal)."""
+    return _diagonal_score(maps, **{"offset": 1 - seq_len, "first": seq_len, **mistake})
 
 
 def _induction_mistakes(seq_len: int) -> list[Mistake]:
@@ -495,25 +480,25 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
             C.SAME_TOKEN,
             f"the weight on the earlier copy of the SAME token, maps[..., t, t - seq_len] (offset -{seq_len}): "
             "a duplicate-token head. An induction head looks one further, at the token that came NEXT last time",
-            {"shift": 0},
+            {"offset": -seq_len},
         ),
         Mistake(
             C.OFF_BY_ONE,
             f"the weight on maps[..., t, t - seq_len + 2] (offset -{seq_len - 2}): one position too far",
-            {"shift": 2},
+            {"offset": 2 - seq_len},
         ),
         Mistake(
             C.OFF_BY_ONE,
             "the weight on maps[..., t, t - seq_len + 2] for t = seq_len .. T - 2: one position too far (off "
             "by one), with the last query left out to stay inside the map",
-            {"shift": 2, "drop_last": 1},
+            {"offset": 2 - seq_len, "drop_last": 1},
         ),
         Mistake(
             C.INCLUDES_FIRST_REPEAT,
             f"the mean of the whole diagonal at offset -{seq_len - 1}: it starts at query seq_len - 1 = "
             f"{seq_len - 1}, the last token of the FIRST repeat, which has no earlier copy. Use the queries "
             f"t = seq_len .. T - 1 only",
-            {"first": "diagonal"},
+            {"first": 0},
         ),
         Mistake(
             C.INCLUDES_FIRST_REPEAT,
@@ -524,12 +509,12 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
         Mistake(
             C.PREVIOUS_TOKEN,
             "the previous-token score, maps[..., t, t - 1], not the induction score",
-            {"shift": seq_len - 1, "first": "diagonal"},
+            {"offset": -1, "first": 0},
         ),
         Mistake(
             C.PREVIOUS_TOKEN,
             "the weight on the previous token, maps[..., t, t - 1], over the second repeat: not the induction score",
-            {"shift": seq_len - 1},
+            {"offset": -1},
         ),
         Mistake(
             C.SUM_NOT_MEAN,
@@ -540,7 +525,7 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
             C.TRANSPOSED,
             "maps[..., t - seq_len + 1, t], above the diagonal (keys after their query, always 0): rows are "
             "queries, columns keys",
-            {"shift": 2 * seq_len - 1},
+            {"offset": seq_len - 1},
         ),
     ]
 

@@ -303,8 +303,7 @@ def find_projections(module: Ref, n_embd: int, width: int, with_proj: bool) -> P
 
 def expected_layouts(n_embd: int, width: int, n_head: int, with_proj: bool) -> list[str]:
     """The layouts find_projections understands, in words, for a 'wrong parameters' message."""
-    out = f", and an output projection Linear({width}, {n_embd}) (e.g. proj, c_proj, out_proj)"
-    out = out if with_proj else ""
+    out = f", and an output projection Linear({width}, {n_embd}) (e.g. proj, c_proj, out_proj)" * with_proj
     layouts = [
         f"query, key, value: Linear({n_embd}, {width}) each, bias optional{out}",
         f"one fused Linear({n_embd}, {3 * width}) holding q, k, v (e.g. c_attn){out}",
