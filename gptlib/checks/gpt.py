@@ -54,6 +54,7 @@ from gptlib.checks.probes import (
     dropout_active,
     expect_callable,
     expect_tensor,
+    future_leak,
     gradients,
     leaks,
     untouched,
@@ -678,12 +679,7 @@ def check_gpt(cls: Ref) -> None:
 
         moved = leaks(lambda i: forward(i)[0], idx, V, seed=0)
         if moved:
-            t0 = T // 2
-            raise ex.fail(
-                C.FUTURE_LEAK,
-                f"future tokens leak: changing the tokens at positions {t0}..{T - 1} changed the logits at earlier "
-                f"positions {moved}.",
-            )
+            raise future_leak(ex, f"{name}.forward(idx)", moved, T, inputs="tokens", outputs="logits")
         verified.append("causal")
 
         parts = _find_gpt_parts(tree, config, _ref_parts(ref)[2][0])
