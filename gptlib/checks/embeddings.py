@@ -27,12 +27,14 @@ from gptlib.checks.engine import (
     parameters,
     seed_learner,
     set_parameters,
+    shapes_str,
     train,
 )
 from gptlib.checks.learner import Backward, Ref, backend
 from gptlib.checks.probes import (
     deterministic,
-    dropout_rate,
+    dropout_at_work,
+    dropout_scaled,
     expect_callable,
     expect_tensor,
     gradients,
@@ -134,7 +136,7 @@ STEM = Exercise(
      C.DROPOUT_ON_TOKENS_ONLY, C.DROPOUT_ON_POSITIONS_ONLY, C.DROPOUT_RATE, C.DROPOUT_NOT_SCALED, C.WRONG_VALUES,
      C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
 )  # fmt: skip
-_P_EMBD, _P_RESID, _P_ATTN = 0.5, 0.25, 0.125
+_RATES = {"embd_pdrop": 0.5, "resid_pdrop": 0.25, "attn_pdrop": 0.125}  # each rate tells its field
 
 
 def _find(
@@ -146,10 +148,6 @@ def _find(
             if word in n.lower():
                 return n
     return names[0] if names else None
-
-
-def _shapes(params: dict[str, torch.Tensor]) -> str:
-    return ", ".join(f"{n} {tuple(p.shape)}" for n, p in params.items()) or "none"
 
 
 def _stem_mistakes(idx: torch.Tensor, tok_rows: torch.Tensor, pos: torch.Tensor) -> list[Mistake]:
@@ -193,10 +191,7 @@ def check_token_position_embedding(cls: Ref) -> None:
     """Check an Embeddings(config) module: idx (B, T) -> tok_emb(idx) + pos rows[:T], then dropout."""
     ex = STEM
     V, Tmax, C_ = 13, 8, 32
-    cfg = GPTConfig(
-        vocab_size=V, block_size=Tmax, n_layer=1, n_head=4, n_embd=C_,
-        embd_pdrop=_P_EMBD, resid_pdrop=_P_RESID, attn_pdrop=_P_ATTN,
-    )  # fmt: skip
+    cfg = GPTConfig(vocab_size=V, block_size=Tmax, n_layer=1, n_head=4, n_embd=C_, **_RATES)
     name = cls.info.name or "Embeddings"
     mod = ex.build(cls, cfg)
 
@@ -207,7 +202,7 @@ def check_token_position_embedding(cls: Ref) -> None:
     if tok_name is None:
         raise ex.fail(
             C.NO_TOKEN_TABLE,
-            f"{name}(config) has no ({V}, {C_}) token table. Expected {expected}; found parameters: {_shapes(params)}.",
+            f"{name}(config) has no ({V}, {C_}) token table. Expected {expected}; found parameters: {shapes_str(params)}.",
         )
     pos_shapes = [(Tmax, C_), (1, Tmax, C_)]
     pos_name = _find({n: p for n, p in params.items() if n != tok_name}, pos_shapes, ("pos", "wpe"))
@@ -221,7 +216,7 @@ def check_token_position_embedding(cls: Ref) -> None:
             )
         raise ex.fail(
             C.POSITIONS_MISSING,
-            f"{name}(config) has no learned position table. Expected {expected}; found parameters: {_shapes(params)}.",
+            f"{name}(config) has no learned position table. Expected {expected}; found parameters: {shapes_str(params)}.",
         )
     g = torch.Generator().manual_seed(1)
     tables = {  # random values, so that a missing or misplaced term shows in the output
@@ -323,10 +318,7 @@ def check_token_position_embedding(cls: Ref) -> None:
     what_tr = f"{name}.forward(idx of shape {tuple(big.shape)}) in train mode"
     out_tr = expect_tensor(ex, what_tr, ex.call(what_tr, mod, big), shape=(16, Tmax, C_))
     out_ev = ref.eval()(big)
-    if torch.allclose(out_tr, out_ev, atol=1e-6):
-        raise ex.fail(
-            C.NO_DROPOUT, f"{what_tr} equals the eval-mode output: no dropout (embd_pdrop={_P_EMBD})."
-        )
+    dropout_at_work(ex, what_tr, out_tr, out_ev, "embd_pdrop", _RATES)
     for code, other, words in (
         (C.DROPOUT_ON_TOKENS_ONLY, pos_rows, "the token rows are dropped before the positions are added"),
         (
@@ -338,15 +330,8 @@ def check_token_position_embedding(cls: Ref) -> None:
         same = ((out_tr - other).abs() < 1e-6).float().mean().item()
         if same > 0.3:
             raise ex.fail(code, f"{what_tr}: {same:.0%} of the outputs equal one table alone: {words}.")
-    zero = out_tr == 0
-    rate = zero.float().mean().item()
-    dropout_rate(ex, what_tr, rate, _P_EMBD, "embd_pdrop", {_P_RESID: "resid_pdrop", _P_ATTN: "attn_pdrop"})
-    if not torch.allclose(out_tr[~zero], out_ev[~zero] / (1 - _P_EMBD), atol=1e-5):
-        raise ex.fail(
-            C.DROPOUT_NOT_SCALED,
-            f"{what_tr}: the values that survive dropout should be the eval-mode values divided by "
-            f"1 - p = {1 - _P_EMBD}; they are not.",
-        )
+    unscaled = f" = {1 - _RATES['embd_pdrop']}; they are not."
+    dropout_scaled(ex, what_tr, out_tr, out_ev, "embd_pdrop", _RATES, unscaled)
 
     # gradients reach both tables
     train(ex, mod, False)

@@ -320,6 +320,11 @@ def shape_str(t: Any) -> str:
     return str(tuple(t.shape))
 
 
+def shapes_str(params: dict[str, torch.Tensor]) -> str:
+    """Parameters with their shapes, as a message lists them: "fc.weight (32, 8), fc.bias (32,)"."""
+    return ", ".join(f"{n} {tuple(p.shape)}" for n, p in params.items()) or "none"
+
+
 def first_line(crash: Crash, width: int = 160) -> str:
     """The error's type and the first line of its message."""
     text = crash.message.strip().splitlines()

@@ -67,16 +67,9 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> 
 # ---- a small random GPT-2 and what it computes ----------------------------------------------------
 
 
-@dataclass
-class _GPT2:
-    """A random GPT-2: the check's own Hugging Face model, and an identical one on the learner's side (a Ref)."""
-
-    hf: Any
-    ref: Ref
-
-
-def _random_gpt2(ex: Exercise, seed: int, **config: Any) -> _GPT2:
-    """A GPT2LMHeadModel in eval mode with every parameter random (std 0.1; LayerNorm gains near 1)."""
+def _random_gpt2(ex: Exercise, seed: int, **config: Any) -> tuple[Any, Ref]:
+    """A GPT2LMHeadModel in eval mode with every parameter random (std 0.1; LayerNorm gains near 1): the
+    check's own, and an identical one on the learner's side."""
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError:
@@ -103,7 +96,7 @@ def _random_gpt2(ex: Exercise, seed: int, **config: Any) -> _GPT2:
                     p.copy_(0.1 * torch.randn(p.shape, generator=g))
     state = {n: t.detach().clone() for n, t in [*hf.named_parameters(), *hf.named_buffers()]}
     with seeded(seed):  # its random init draws from a stream of its own
-        return _GPT2(hf, build(Spec("GPT2LMHeadModel", kwargs=fields, state=state, train=False)))
+        return hf, build(Spec("GPT2LMHeadModel", kwargs=fields, state=state, train=False))
 
 
 @dataclass
@@ -138,34 +131,43 @@ def _hf_run(hf: Any, idx: torch.Tensor) -> _HFRun:
     return _HFRun(out.logits.detach(), [a.detach() for a in out.attentions], ins, outs)
 
 
-def _random_in_training(ex: Exercise, what: str, module: Ref, *args: Any) -> bool:
-    """True if the module is in training mode and two calls on the same input differ (dropout at work)."""
+def _same_maps(got: Any, want: list[torch.Tensor]) -> bool:
+    """Attention maps, one (B, nh, T, T) per layer, equal to GPT-2's."""
+    return len(got) == len(want) and all(_close(a, e, 1e-5) for a, e in zip(got, want, strict=True))
+
+
+def _in_eval_mode(ex: Exercise, calling: str, module: Ref, x: torch.Tensor, failure: str) -> None:
+    """A module in training mode whose two calls on x differ (dropout at work) fails with `failure`."""
     if not module.info.training:
-        return False
+        return
     with torch.no_grad():
-        a, b = ex.call(what, module, *args), ex.call(what, module, *args)
+        a, b = ex.call(calling, module, x), ex.call(calling, module, x)
     a, b = (t[0] if isinstance(t, (tuple, list)) else t for t in (a, b))
-    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and not torch.equal(a, b)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and not torch.equal(a, b):
+        raise ex.fail(C.TRAIN_MODE, failure)
 
 
-def _converted(ex: Exercise, what: str, module: Any, wanted: str, missing: str) -> Ref:
-    """The conversion's result: a module (not None, not a state dict) and not a Hugging Face one."""
-    if module is None:
-        raise ex.fail(C.RETURNED_NONE, f"{what} returned None: is `return {missing}` missing?")
-    if not isinstance(module, Ref) or module.info.kind != "module":
-        expected = "expected the Block you built." if missing == "block" else "expected a GPT."
-        raise ex.fail(C.NOT_A_MODULE, f"{what} returned a {type_name(module)}; {expected}")
-    if module.info.classes[0].startswith("transformers."):
-        raise ex.fail(
-            C.NOT_CONVERTED,
-            f"{what} returned a Hugging Face {module.info.type_name}, not {wanted}: build gptlib's and copy "
-            "GPT-2's weights into it.",
-        )
-    return module
+_CONV1D_CLASH = (
+    "A shape clash while copying GPT-2's weights usually means a Conv1D weight, stored (in, out), was copied "
+    "into an nn.Linear weight, stored (out, in), without .t()."
+)
+_CLASHES = ("must match the size", "size mismatch", "shapes cannot be multiplied", "expand")
 
 
-def _untouched(ex: Exercise, what: str, module: Ref, before: dict[str, torch.Tensor]) -> None:
-    changed = [k for k, v in parameters(module).items() if not torch.equal(v, before[k])]
+def _convert(
+    ex: Exercise, what: str, fn: Ref, theirs: Ref, *args: Any, to: str, why: str = _CONV1D_CLASH
+) -> Ref:
+    """The learner's conversion of GPT-2's `theirs` to a gptlib `to` ("block" or "model"): a copy between
+    mismatched shapes gets its own diagnosis; GPT-2's weights must stay as they were; the result must be a
+    module (not None, not a state dict) and not a Hugging Face one."""
+    before = parameters(theirs)
+    try:
+        module = ex.call(what, fn, theirs, *args)
+    except CheckFailure as e:
+        if e.diagnosis == C.CRASHED and any(s in e.message for s in _CLASHES):
+            raise ex.fail(C.SHAPE_MISMATCH, f"{what} raised {ex.error_only(e)}. {why}", e.crash) from None
+        raise
+    changed = [k for k, v in parameters(theirs).items() if not torch.equal(v, before[k])]
     if changed:
         raise ex.fail(
             C.IN_PLACE,
@@ -173,23 +175,18 @@ def _untouched(ex: Exercise, what: str, module: Ref, before: dict[str, torch.Ten
             "to it: .t() makes a transposed view (t_() transposes in place), and copy_ goes INTO your "
             "model's tensor: mine.weight.copy_(theirs.weight.t()).",
         )
-
-
-_CONV1D_CLASH = (
-    "A shape clash while copying GPT-2's weights usually means a Conv1D weight, stored (in, out), was copied "
-    "into an nn.Linear weight, stored (out, in), without .t()."
-)
-
-
-def _call_converting(ex: Exercise, what: str, fn: Ref, *args: Any, why: str = _CONV1D_CLASH) -> Any:
-    """Call a learner's conversion; a copy_/assignment between mismatched shapes gets its own diagnosis."""
-    try:
-        return ex.call(what, fn, *args)
-    except CheckFailure as e:
-        clash = ("must match the size", "size mismatch", "shapes cannot be multiplied", "expand")
-        if e.diagnosis == C.CRASHED and any(s in e.message for s in clash):
-            raise ex.fail(C.SHAPE_MISMATCH, f"{what} raised {ex.error_only(e)}. {why}", e.crash) from None
-        raise
+    cls, expected = ("Block", "the Block you built") if to == "block" else ("GPT", "a GPT")
+    if module is None:
+        raise ex.fail(C.RETURNED_NONE, f"{what} returned None: is `return {to}` missing?")
+    if not isinstance(module, Ref) or module.info.kind != "module":
+        raise ex.fail(C.NOT_A_MODULE, f"{what} returned a {type_name(module)}; expected {expected}.")
+    if module.info.classes[0].startswith("transformers."):
+        raise ex.fail(
+            C.NOT_CONVERTED,
+            f"{what} returned a Hugging Face {module.info.type_name}, not a gptlib {cls}: build gptlib's and "
+            "copy GPT-2's weights into it.",
+        )
+    return module
 
 
 def _block_from_hf(
@@ -412,7 +409,7 @@ def check_split_c_attn(fn: Ref) -> None:
     done: list[str] = []
     verified = []
     for seed, sizes in ((1, dict(n_embd=24, n_head=4)), (2, dict(n_embd=16, n_head=2, n_layer=1))):
-        hf = _random_gpt2(ex, seed, **sizes).hf
+        hf, _ = _random_gpt2(ex, seed, **sizes)
         model = from_hf_gpt2(hf).eval()  # gptlib's conversion; query/key/value then replaced by the learner's
         for i, hf_block in enumerate(hf.transformer.h):
             attn = hf_block.attn.c_attn
@@ -427,9 +424,7 @@ def check_split_c_attn(fn: Ref) -> None:
         with torch.no_grad():
             logits = model(idx)[0]
         maps = model.attention_maps(idx)
-        if not _close(logits, run.logits, 1e-4) or not all(
-            _close(a, e, 1e-5) for a, e in zip(maps, run.maps, strict=True)
-        ):
+        if not _close(logits, run.logits, 1e-4) or not _same_maps(maps, run.maps):
             raise ex.fail(  # the parts were right one by one; this would be a gptlib bug, not the learner's
                 C.WRONG_VALUES,
                 "your parts are right, yet the model differs from Hugging Face's GPT-2: please report this.",
@@ -488,6 +483,12 @@ _BLOCK_SHAPES = {"ln1.weight": (1,), "ln1.bias": (1,), "ln2.weight": (1,), "ln2.
                  **{f"attn.{n}.weight": (1, 1) for n in (*_ROLES, "proj")}}  # fmt: skip  # in units of C
 
 
+_CONV1D_SHAPES = (
+    " These are GPT-2's Conv1D shapes (in, out): nn.Linear keeps (out, in), so copy the weight transposed, "
+    "theirs.weight.t()."
+)
+
+
 def _parameter_shapes(
     ex: Exercise, what: str, params: dict[str, torch.Tensor], C_: int, prefix: str = ""
 ) -> None:
@@ -502,12 +503,7 @@ def _parameter_shapes(
         transposed = any(
             n in params and tuple(params[n].shape) == s[::-1] and len(s) == 2 for n, s in expected.items()
         )
-        why = (
-            " These are GPT-2's Conv1D shapes (in, out): nn.Linear keeps (out, in), so copy the weight transposed, "
-            "theirs.weight.t()."
-            if transposed
-            else ""
-        )
+        why = _CONV1D_SHAPES if transposed else ""
         raise ex.fail(C.SHAPE_MISMATCH, f"{what}: parameters of the wrong shape: {', '.join(wrong)}.{why}")
 
 
@@ -555,25 +551,21 @@ def check_convert_block(fn: Ref) -> None:
     )
     count = 0
     for seed, fields in configs:
-        gpt2 = _random_gpt2(ex, seed, **fields)
-        cfg = gpt2.hf.config
+        hf, ref = _random_gpt2(ex, seed, **fields)
+        cfg = hf.config
         idx = torch.randint(cfg.vocab_size, (2, cfg.n_positions))
-        run = _hf_run(gpt2.hf, idx)
-        hf_config = attribute(ex, "hf_model.config", gpt2.ref, "config")
-        for i, hf_block in enumerate(gpt2.hf.transformer.h):
+        run = _hf_run(hf, idx)
+        hf_config = attribute(ex, "hf_model.config", ref, "config")
+        for i, hf_block in enumerate(hf.transformer.h):
             what = f"convert_block(hf.transformer.h[{i}], hf.config) for n_embd={cfg.n_embd}, n_head={cfg.n_head}"
-            their_block = submodule(gpt2.ref, f"transformer.h.{i}")
-            before = parameters(their_block)
-            block = _call_converting(ex, what, fn, their_block, hf_config)
-            _untouched(ex, what, their_block, before)
-            block = _converted(ex, what, block, "a gptlib Block", "block")
+            their_block = submodule(ref, f"transformer.h.{i}")
+            block = _convert(ex, what, fn, their_block, hf_config, to="block")
             _parameter_shapes(ex, f"the block from {what}", parameters(block), cfg.n_embd)
-            if _random_in_training(ex, "your block", block, run.block_in[i]):
-                raise ex.fail(
-                    C.TRAIN_MODE,
-                    f"{what} returned a block in training mode, with dropout on: two calls on the same input "
-                    "give different outputs. GPT-2's block is in eval mode: return block.eval().",
-                )
+            in_train = (
+                f"{what} returned a block in training mode, with dropout on: two calls on the same input give "
+                "different outputs. GPT-2's block is in eval mode: return block.eval()."
+            )
+            _in_eval_mode(ex, "your block", block, run.block_in[i], in_train)
             _check_block_output(ex, "your block", block, run.block_in[i], run.block_out[i], hf_block, cfg)
             count += 1
     ex.passed(
@@ -623,8 +615,8 @@ def _gpt_parts(tree: Tree) -> _Parts | None:
 
 def _parts_failure(ex: Exercise, tree: Tree, parts: _Parts, hf: Any, run: _HFRun) -> None:
     """Compare a gptlib-like model with GPT-2 part by part; fail on the first part that differs."""
-    t, C_, T = hf.transformer, hf.config.n_embd, hf.config.n_positions
-    p = tree.params
+    t, cfg, p = hf.transformer, hf.config, tree.params
+    C_, T = cfg.n_embd, cfg.n_positions
     pos = p[parts.pos]
     if tuple(pos.shape) != (1, T, C_):
         raise ex.fail(
@@ -648,23 +640,17 @@ def _parts_failure(ex: Exercise, tree: Tree, parts: _Parts, hf: Any, run: _HFRun
                 f"{diff:.3g}). Put convert_block(hf_model.transformer.h[i], hf_model.config) there, and check it "
                 "with check_convert_block first.",
             )
-    ln_w, ln_b = p[tree.subs[parts.ln_f].params["weight"]], p[tree.subs[parts.ln_f].params["bias"]]
-    ln_ok = _close(ln_w, t.ln_f.weight, 1e-6) and _close(ln_b, t.ln_f.bias, 1e-6)
+    ln = tree.own(parts.ln_f)
+    ln_ok = _close(ln["weight"], t.ln_f.weight, 1e-6) and _close(ln["bias"], t.ln_f.bias, 1e-6)
     eps = attribute(ex, f"model.{parts.ln_f}.eps", tree.sub(parts.ln_f), "eps")
-    eps_ok = abs(eps - hf.config.layer_norm_epsilon) < 1e-12
+    eps_ok = abs(eps - cfg.layer_norm_epsilon) < 1e-12
     if not (ln_ok and eps_ok):
-        raise ex.fail(
-            C.LN_F,
-            f"model.{parts.ln_f} is not GPT-2's final LayerNorm transformer.ln_f"
-            + ("" if ln_ok else " (weight and bias)")
-            + (
-                ""
-                if eps_ok
-                else f" (its eps is {eps:g}, GPT-2's layer_norm_epsilon {hf.config.layer_norm_epsilon:g})"
-            )
-            + ".",
+        wrong = "" if ln_ok else " (weight and bias)"
+        wrong += (
+            "" if eps_ok else f" (its eps is {eps:g}, GPT-2's layer_norm_epsilon {cfg.layer_norm_epsilon:g})"
         )
-    w = p[tree.subs[parts.head.rsplit(".", 1)[0]].params["weight"]]
+        raise ex.fail(C.LN_F, f"model.{parts.ln_f} is not GPT-2's final LayerNorm transformer.ln_f{wrong}.")
+    w = tree.own(parts.head.rsplit(".", 1)[0])["weight"]  # by the module: a tied head is named after wte
     if not _close(w, t.wte.weight, 1e-6):
         transposed = w.shape == t.wte.weight.t().shape and w.shape != t.wte.weight.shape
         raise ex.fail(
@@ -700,27 +686,23 @@ def check_convert_gpt2(fn: Ref) -> None:
     """Check `convert_gpt2(hf_model) -> GPT`: Hugging Face GPT-2's logits, attention maps and greedy tokens."""
     ex = CONVERT_GPT2
     expect_callable(ex, fn, "convert_gpt2")
-    gpt2 = _random_gpt2(ex, 5, n_layer=3, layer_norm_epsilon=1e-4)  # not GPTConfig's default eps
-    hf, cfg = gpt2.hf, gpt2.hf.config
+    hf, ref = _random_gpt2(ex, 5, n_layer=3, layer_norm_epsilon=1e-4)  # not GPTConfig's default eps
+    cfg = hf.config
     V, T = cfg.vocab_size, cfg.n_positions
     idx = torch.randint(V, (2, T))
     run = _hf_run(hf, idx)
     what = "convert_gpt2(hf_model)"
-    before = parameters(gpt2.ref)
-    model = _call_converting(
-        ex, what, fn, gpt2.ref,
-        why=f"Two shapes clash: compare them with GPT-2's (vocab_size {V}, n_positions {T}, n_embd "
-        f"{cfg.n_embd}). The config's sizes come from hf_model.config; the Conv1D weights need .t(), the "
-        "tables and the head do not.",
-    )  # fmt: skip
-    _untouched(ex, what, gpt2.ref, before)
-    model = _converted(ex, what, model, "a gptlib GPT", "model")
-    if _random_in_training(ex, "your model(idx)", model, idx):
-        raise ex.fail(
-            C.TRAIN_MODE,
-            f"{what} returned a model in training mode, with dropout on: two calls on the same idx give "
-            "different logits. GPT-2 came in eval mode: return model.eval().",
-        )
+    clash = (
+        f"Two shapes clash: compare them with GPT-2's (vocab_size {V}, n_positions {T}, n_embd {cfg.n_embd}). "
+        "The config's sizes come from hf_model.config; the Conv1D weights need .t(), the tables and the head "
+        "do not."
+    )
+    model = _convert(ex, what, fn, ref, to="model", why=clash)
+    in_train = (
+        f"{what} returned a model in training mode, with dropout on: two calls on the same idx give different "
+        "logits. GPT-2 came in eval mode: return model.eval()."
+    )
+    _in_eval_mode(ex, "your model(idx)", model, idx, in_train)
     tree = Tree(model)
     parts = _gpt_parts(tree)
     if parts is not None:
@@ -733,11 +715,7 @@ def check_convert_gpt2(fn: Ref) -> None:
             "n_embd": cfg.n_embd,
             "layer_norm_eps": cfg.layer_norm_epsilon,
         }
-        mine = (
-            {k: attribute(ex, f"model.config.{k}", config, k) for k in sizes}
-            if isinstance(config, Ref)
-            else {}
-        )
+        mine = {k: attribute(ex, f"model.config.{k}", config, k) for k in sizes if isinstance(config, Ref)}
         off = {k: (mine.get(k), v) for k, v in sizes.items() if mine.get(k, v) != v}
         if off or len(parts.blocks) != cfg.n_layer:
             listing = ", ".join(
@@ -764,9 +742,7 @@ def check_convert_gpt2(fn: Ref) -> None:
     verified = [f"logits of Hugging Face's GPT-2 ({cfg.n_layer} layers) to 1e-4"]
     maps = _optional(ex, "model.attention_maps(idx)", model, "attention_maps", idx)
     if maps is not None:
-        if len(maps) != len(run.maps) or not all(
-            _close(a, e, 1e-5) for a, e in zip(maps, run.maps, strict=True)
-        ):
+        if not _same_maps(maps, run.maps):
             raise ex.fail(
                 C.WRONG_VALUES, "the logits match, but model.attention_maps(idx) differs from GPT-2's."
             )

@@ -21,13 +21,13 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlib.checks import codes as C
 from gptlib.checks.engine import (
     Exercise,
     Mistake,
+    Tree,
     first_line,
     fraction_close,
     match,
@@ -35,12 +35,14 @@ from gptlib.checks.engine import (
     parameters,
     seed_learner,
     set_parameters,
+    shapes_str,
     train,
 )
-from gptlib.checks.learner import Backward, Ref, Sub, backend
+from gptlib.checks.learner import Backward, Ref
 from gptlib.checks.probes import (
     deterministic,
-    dropout_rate,
+    dropout_at_work,
+    dropout_scaled,
     expect_callable,
     expect_tensor,
     gradients,
@@ -168,7 +170,7 @@ MLP = Exercise(
      C.NO_DROPOUT, C.DROPOUT_IN_EVAL, C.DROPOUT_WRONG_PLACE, C.DROPOUT_RATE, C.DROPOUT_NOT_SCALED,
      C.MIXES_POSITIONS, C.WRONG_VALUES, C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
 )  # fmt: skip
-_P_RESID, _P_EMBD, _P_ATTN = 0.5, 0.25, 0.125
+_RATES = {"resid_pdrop": 0.5, "embd_pdrop": 0.25, "attn_pdrop": 0.125}  # each rate tells its field
 
 
 @dataclass
@@ -207,29 +209,17 @@ _MLP_MISTAKES = [
 ]  # fmt: skip
 
 
-def _linears(
-    subs: list[Sub], params: dict[str, torch.Tensor]
-) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-    """The learner's nn.Linear layers by path: (weight (out, in), bias or None)."""
-    return {
-        s.path: (params[s.params["weight"]], params.get(s.params.get("bias", "")))
-        for s in subs
-        if s.info.isa(nn.Linear) and "weight" in s.params
-    }
-
-
 def _describe_linears(linears: dict[str, tuple[torch.Tensor, Any]]) -> str:
     found = [f"{n or 'self'} ({w.shape[1]} -> {w.shape[0]})" for n, (w, _) in linears.items()]
     return ", ".join(found) or "no nn.Linear layers"
 
 
-def _mappings(
-    order: list[str], linears: dict, subs: list[Sub], params: dict[str, torch.Tensor], C_: int
-) -> tuple[list[_Mapping], int]:
-    """Every plausible reading of the weights, and the hidden width H they imply."""
-    ex = MLP
+def _mappings(order: list[str], tree: Tree, C_: int) -> tuple[list[_Mapping], int]:
+    """Every plausible reading of the weights (the Linear layers in the order forward called them), and the
+    hidden width H they imply."""
+    ex, params = MLP, tree.params
     if order:
-        layers = [(n, *linears[n]) for n in order]
+        layers = [(n, *tree.linears()[n]) for n in order]
         if len(layers) == 1:
             ((name, w, _),) = layers
             raise ex.fail(
@@ -247,18 +237,17 @@ def _mappings(
                 f"forward calls `{n1}` ({fc.shape[1]} -> {fc.shape[0]}) then `{n2}` ({proj.shape[1]} "
                 f"-> {proj.shape[0]}); expected {C_} -> {4 * C_} then {4 * C_} -> {C_}.",
             )
-        own = {s.path: s.params for s in subs}
-        names = [own[n]["weight"] for n in (n1, n2)] + [own[n]["bias"] for n in (n1, n2) if "bias" in own[n]]
+        own = {n: tree.subs[n].params for n in (n1, n2)}
+        names = [own[n]["weight"] for n in own] + [own[n]["bias"] for n in own if "bias" in own[n]]
         return [_Mapping(fc, fc_b, proj, proj_b, names)], fc.shape[0]
     # no nn.Linear: look for two weight matrices used with @ (or F.linear)
     mats = {n: p for n, p in params.items() if p.dim() == 2}
-    shapes = ", ".join(f"{n} {tuple(p.shape)}" for n, p in params.items()) or "none"
     if len(mats) != 2 or not all(C_ in p.shape for p in mats.values()):
         raise ex.fail(
             C.LAYERS_NOT_FOUND,
             f"found no nn.Linear layers and not two weight matrices with a side of n_embd = {C_}. Expected "
             f"layers C -> 4C and 4C -> C: weights ({4 * C_}, {C_}) and ({C_}, {4 * C_}) as nn.Linear stores them, "
-            f"or (C, 4C) and (4C, C) used with @. Found parameters: {shapes}.",
+            f"or (C, 4C) and (4C, C) used with @. Found parameters: {shapes_str(params)}.",
         )
     (na, a), (nb, b) = mats.items()
     hidden = {s for p in (a, b) for s in p.shape if s != C_} or {C_}
@@ -284,10 +273,7 @@ def _mappings(
 def check_mlp(cls: Ref) -> None:
     """Check an MLP(config) module: (B, T, C) -> Dropout(Linear(GELU(Linear(x)))), 4C wide inside."""
     ex, C_ = MLP, 8
-    cfg = GPTConfig(
-        vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=C_,
-        embd_pdrop=_P_EMBD, resid_pdrop=_P_RESID, attn_pdrop=_P_ATTN,
-    )  # fmt: skip
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=C_, **_RATES)
     name = cls.info.name or "MLP"
     mod = ex.build(cls, cfg)
     g = torch.Generator().manual_seed(1)
@@ -296,8 +282,8 @@ def check_mlp(cls: Ref) -> None:
         mod,
         {n: torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]) for n, p in parameters(mod).items()},
     )
-    params, subs = parameters(mod), backend().modules(mod)
-    linears = _linears(subs, params)
+    tree = Tree(mod)
+    linears = tree.linears()
     B, T = 3, 5
     x = torch.randn(B, T, C_, generator=g) * 2
     train(ex, mod, False)
@@ -312,7 +298,7 @@ def check_mlp(cls: Ref) -> None:
             crash,
             what,
         )
-    mappings, H = _mappings([p for p, _, _ in call.trace], linears, subs, params, C_)
+    mappings, H = _mappings([p for p, _, _ in call.trace], tree, C_)
     if H != 4 * C_:
         raise ex.fail(
             C.HIDDEN_WIDTH,
@@ -372,24 +358,15 @@ def check_mlp(cls: Ref) -> None:
     what_tr = f"{name}.forward(x of shape {tuple(xb.shape)}) in train mode"
     out_tr = expect_tensor(ex, what_tr, ex.call(what_tr, mod, xb), shape=tuple(xb.shape))
     out_ev = ref(xb)
-    if torch.allclose(out_tr, out_ev, atol=1e-6):
-        raise ex.fail(
-            C.NO_DROPOUT, f"{what_tr} equals the eval-mode output: no dropout (resid_pdrop={_P_RESID})."
-        )
-    zero = out_tr == 0
-    rate = zero.float().mean().item()
+    dropout_at_work(ex, what_tr, out_tr, out_ev, "resid_pdrop", _RATES)
+    rate = (out_tr == 0).float().mean().item()
     if rate < 0.05:
         raise ex.fail(
             C.DROPOUT_WRONG_PLACE,
             f"{what_tr} differs from eval mode, but hardly any output is zeroed ({rate:.0%}): dropout acts "
             "inside the MLP, before a Linear layer, instead of on the final output.",
         )
-    dropout_rate(ex, what_tr, rate, _P_RESID, "resid_pdrop", {_P_EMBD: "embd_pdrop", _P_ATTN: "attn_pdrop"})
-    if not torch.allclose(out_tr[~zero], out_ev[~zero] / (1 - _P_RESID), atol=1e-5):
-        raise ex.fail(
-            C.DROPOUT_NOT_SCALED,
-            f"{what_tr}: the values that survive dropout should be the eval-mode values divided by 1 - p.",
-        )
+    dropout_scaled(ex, what_tr, out_tr, out_ev, "resid_pdrop", _RATES)
 
     # gradients reach every weight
     train(ex, mod, False)

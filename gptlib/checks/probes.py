@@ -17,6 +17,7 @@ import torch
 from gptlib.checks import codes as C
 from gptlib.checks.engine import Exercise, close, parameters, seeded, tensors_close, type_name
 from gptlib.checks.learner import Backward, Call, Ref
+from gptlib.checks.verdict import CheckFailure
 
 
 def expect_callable(ex: Exercise, fn: Ref, name: str) -> None:
@@ -72,6 +73,18 @@ def untouched(ex: Exercise, what: str, call: Call, inputs: str = "its input", ad
     if call.changed:
         raise ex.fail(C.IN_PLACE, f"{what} changed {inputs} in place.{advice}")
     return call.value
+
+
+def run_untouched(ex: Exercise, what: str, fn: Ref, *args: Any, tied: str = "", advice: str = "") -> Any:
+    """fn(*args), its tensor arguments left untouched (see `untouched`). `tied`, when other sizes worked
+    already: the message for a crash now (FIXED_T, the code is tied to one size), the error appended."""
+    try:
+        call = ex.run(what, fn, *args)
+    except CheckFailure as e:
+        if tied and e.diagnosis == C.CRASHED:
+            raise ex.fail(C.FIXED_T, f"{tied} The error: {ex.error_only(e)}", e.crash) from None
+        raise
+    return untouched(ex, what, call, advice=advice)
 
 
 def leaks(
@@ -174,17 +187,41 @@ def gradients(
     return len(params)
 
 
-def dropout_rate(
-    ex: Exercise, what: str, rate: float, p: float, field: str, others: dict[float, str]
+def dropout_at_work(
+    ex: Exercise, what: str, out: torch.Tensor, eval_out: torch.Tensor, field: str, rates: dict[str, float]
 ) -> None:
-    """Fail if `rate`, the share of outputs zeroed in train mode, is more than 0.08 from p = config.<field>;
-    the message names the other config rate (others: rate -> field) within 0.06 of it, if any."""
-    if abs(rate - p) > 0.08:
-        guess = min(others, key=lambda q: abs(q - rate))
-        which = f" (config.{others[guess]} = {guess}?)" if abs(guess - rate) < 0.06 else ""
+    """The output in train mode differs from the eval-mode output: dropout at config.<field> is at work."""
+    if torch.allclose(out, eval_out, atol=1e-6):
+        raise ex.fail(
+            C.NO_DROPOUT, f"{what} equals the eval-mode output: no dropout ({field}={rates[field]})."
+        )
+
+
+def dropout_scaled(
+    ex: Exercise,
+    what: str,
+    out: torch.Tensor,
+    eval_out: torch.Tensor,
+    field: str,
+    rates: dict[str, float],
+    unscaled: str = ".",
+) -> None:
+    """Dropout on the output in train mode: the share zeroed is p = config.<field> (`rates`: the config's
+    dropout rates by field, all different, so a wrong one is named), and the values that survive are the
+    eval-mode ones divided by 1 - p (`unscaled` ends the message that says they are not)."""
+    zero, p = out == 0, rates[field]
+    rate = zero.float().mean().item()
+    if abs(rate - p) > 0.08:  # name the config's other rate if it is near
+        guess = min((f for f in rates if f != field), key=lambda f: abs(rates[f] - rate))
+        which = f" (config.{guess} = {rates[guess]}?)" if abs(rates[guess] - rate) < 0.06 else ""
         raise ex.fail(
             C.DROPOUT_RATE,
             f"{what} zeroed {rate:.0%} of the outputs{which}; with config.{field} = {p} about {p:.0%} should be zero.",
+        )
+    if not torch.allclose(out[~zero], eval_out[~zero] / (1 - p), atol=1e-5):
+        raise ex.fail(
+            C.DROPOUT_NOT_SCALED,
+            f"{what}: the values that survive dropout should be the eval-mode values divided by 1 - p{unscaled}",
         )
 
 
