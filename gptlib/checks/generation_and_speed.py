@@ -853,7 +853,7 @@ def _learner_generate(
     untouched(ex, "generate_with_cache", call, "its input tensor", _IN_PLACE)
     B, T = prompt.shape
     out = call.value
-    if isinstance(out, torch.Tensor) and tuple(out.shape) == (B, n) and n != T + n:
+    if isinstance(out, torch.Tensor) and tuple(out.shape) == (B, n):
         raise ex.fail(
             C.WRONG_SHAPE,
             f"{what} returned shape {(B, n)}, only the new tokens; return the prompt followed by them, {(B, T + n)}.",
@@ -899,7 +899,7 @@ def _token_failure(
 
 
 def _check_work(
-    model: GPT, label: str, prompt: torch.Tensor, n: int, sampling: dict[str, Any], used: int
+    model: GPT, what: str, prompt: torch.Tensor, n: int, sampling: dict[str, Any], used: int
 ) -> None:
     """The learner's loop ran no more positions through the model than a cache needs.
 
@@ -913,7 +913,6 @@ def _check_work(
     needed = positions("")
     if used <= needed or used == positions("extra-final"):
         return
-    what = f"generate_with_cache with {label}"
     words = f"ran {used} positions through the model, where a KV cache needs {needed}"
     if used >= positions("no-speedup"):
         raise ex.fail(
@@ -951,7 +950,7 @@ def check_kv_cache_generate(fn: Ref) -> None:
                     "model is in training mode).",
                 )
             raise _token_failure(model, prompt, n, sampling, out, want, what, fed)
-        _check_work(model, label, prompt, n, sampling, sum(ids.size(1) for ids, _, _ in fed))
+        _check_work(model, what, prompt, n, sampling, sum(ids.size(1) for ids, _, _ in fed))
     ex.passed(
         f"the same tokens as gptlib's generate in {len(_GEN_CASES)} cases (greedy and seeded sampling; "
         "prompts shorter than, equal to and longer than block_size; the window sliding); after the prompt, "

@@ -105,17 +105,15 @@ def _names_of(items: Any, ref: Ref, what: str) -> set[str]:
     for item in items:
         if isinstance(item, str):
             names.add(item)
-        elif (
-            isinstance(item, torch.Tensor)
-            and (found := learner.backend().parameter_name(ref, item)) is not None
-        ):
-            names.add(found)
         elif isinstance(item, torch.Tensor):
-            raise GROUPS.fail(
-                C.UNKNOWN_NAME,
-                f"{what} holds a tensor of shape {tuple(item.shape)} that is not one of the model's "
-                "parameters; return the names from model.named_parameters().",
-            )
+            found = learner.backend().parameter_name(ref, item)
+            if found is None:
+                raise GROUPS.fail(
+                    C.UNKNOWN_NAME,
+                    f"{what} holds a tensor of shape {tuple(item.shape)} that is not one of the model's "
+                    "parameters; return the names from model.named_parameters().",
+                )
+            names.add(found)
         else:
             raise GROUPS.fail(
                 C.WRONG_RETURN,
@@ -373,8 +371,7 @@ def _diagnose_first_step(
             "between loss.backward() and optimizer.step().",
         )
     if unchanged:
-        norm = _grad_norm(grads)
-        if norm is None or norm == 0:
+        if not _grad_norm(grads):  # None (no gradient at all) or 0
             raise ex.fail(
                 C.ZERO_GRAD_AFTER_BACKWARD,
                 f"{what} left every parameter unchanged and no gradient in .grad: the gradients were cleared "
