@@ -605,6 +605,10 @@ def sample_float_ids(logits, temperature=1.0, top_k=None, generator=None):
     return sample_ref(logits, temperature, top_k, generator).float()
 
 
+def sample_as_list(logits, temperature=1.0, top_k=None, generator=None):
+    return sample_ref(logits, temperature, top_k, generator).tolist()
+
+
 def sample_global_rng(logits, temperature=1.0, top_k=None, generator=None):
     return sample_ref(logits, temperature, top_k, None)
 
@@ -643,6 +647,7 @@ def sample_stub(logits, temperature=1.0, top_k=None, generator=None):
         (sample_softmax_dim0, "softmax-axis"),
         (sample_flat, "wrong-shape"),
         (sample_float_ids, "wrong-dtype"),
+        (sample_as_list, "not-a-tensor"),
         (sample_global_rng, "generator-ignored"),
         (sample_in_place, "in-place"),
         (sample_unnormalised_cdf, "out-of-range"),

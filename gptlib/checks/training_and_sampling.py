@@ -470,9 +470,10 @@ def check_train_step(fn: Ref) -> None:
 
 SAMPLE = Exercise(
     "sample",
-    [C.NOT_CALLABLE, C.WRONG_SHAPE, C.WRONG_DTYPE, C.IN_PLACE, C.GENERATOR_IGNORED, C.SAMPLED_LOGITS, C.ARGMAX,
-     C.TEMPERATURE_MULTIPLIED, C.TEMPERATURE_IGNORED, C.TOPK_IGNORED, C.TOPK_ZERO, C.SOFTMAX_TWICE, C.TOPK_INDEX, C.TOPK_OFF_BY_ONE,
-     C.SOFTMAX_AXIS, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION, C.RETURNED_NONE, C.RETURNED_TUPLE],
+    [C.NOT_CALLABLE, C.NOT_A_TENSOR, C.WRONG_SHAPE, C.WRONG_DTYPE, C.IN_PLACE, C.GENERATOR_IGNORED,
+     C.SAMPLED_LOGITS, C.ARGMAX, C.TEMPERATURE_MULTIPLIED, C.TEMPERATURE_IGNORED, C.TOPK_IGNORED, C.TOPK_ZERO,
+     C.SOFTMAX_TWICE, C.TOPK_INDEX, C.TOPK_OFF_BY_ONE, C.SOFTMAX_AXIS, C.OUT_OF_RANGE, C.WRONG_DISTRIBUTION,
+     C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 # Two rows of logits (V = 8), with no ties, negative values and the maximum not at id 0.
 _ROWS = torch.tensor(
@@ -538,7 +539,7 @@ def _sample_call(
     B, V = logits.shape
     reject_none_or_tuple(ex, what, out, "return the (B, 1) ids.")
     if not isinstance(out, torch.Tensor):
-        raise ex.fail(C.WRONG_DTYPE, f"{what} returned a {type_name(out)}, not a tensor.")
+        raise ex.fail(C.NOT_A_TENSOR, f"{what} returned a {type_name(out)}, not a tensor.")
     if tuple(out.shape) != (B, 1):
         raise ex.fail(
             C.WRONG_SHAPE,
