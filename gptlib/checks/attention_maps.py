@@ -83,8 +83,9 @@ BY_HAND = Exercise(
     "attention_weights_by_hand",
     [C.NOT_CALLABLE, C.MISSING_SCALE, C.WRONG_SCALE, C.SOFTMAX_AXIS, C.NO_MASK, C.MASK_TRANSPOSED, C.MASK_INVERTED,
      C.MASK_FILL_ZERO, C.MASK_AFTER_SOFTMAX, C.HEAD_SPLIT, C.ONE_HEAD, C.QK_SWAPPED, C.WRONG_PROJECTION, C.NO_BIAS,
-     C.WEIGHT_NOT_TRANSPOSED, C.EXTRA_DIM, C.FIXED_T, C.NAN_0_INF, C.ROW_MASKED, C.NAN, C.NO_SOFTMAX, C.NOT_NORMALISED, C.FUTURE_LEAK,
-     C.IN_PLACE, C.WRONG_VALUES, C.WRONG_SHAPE, C.WRONG_DTYPE, C.NOT_A_TENSOR, C.RETURNED_NONE, C.RETURNED_TUPLE],
+     C.WEIGHT_NOT_TRANSPOSED, C.EXTRA_DIM, C.FIXED_T, C.NAN_0_INF, C.ROW_MASKED, C.NAN, C.NO_SOFTMAX,
+     C.NOT_NORMALISED, C.FUTURE_LEAK, C.IN_PLACE, C.WRONG_VALUES, C.WRONG_SHAPE, C.WRONG_DTYPE, C.NOT_A_TENSOR,
+     C.RETURNED_NONE, C.RETURNED_TUPLE],
 )  # fmt: skip
 
 
@@ -476,58 +477,29 @@ def _induction(maps: torch.Tensor, seq_len: int, **mistake: Any) -> torch.Tensor
 
 def _induction_mistakes(seq_len: int) -> list[Mistake]:
     return [
-        Mistake(
-            C.SAME_TOKEN,
-            f"the weight on the earlier copy of the SAME token, maps[..., t, t - seq_len] (offset -{seq_len}): "
-            "a duplicate-token head. An induction head looks one further, at the token that came NEXT last time",
-            {"offset": -seq_len},
-        ),
-        Mistake(
-            C.OFF_BY_ONE,
-            f"the weight on maps[..., t, t - seq_len + 2] (offset -{seq_len - 2}): one position too far",
-            {"offset": 2 - seq_len},
-        ),
-        Mistake(
-            C.OFF_BY_ONE,
-            "the weight on maps[..., t, t - seq_len + 2] for t = seq_len .. T - 2: one position too far (off "
-            "by one), with the last query left out to stay inside the map",
-            {"offset": 2 - seq_len, "drop_last": 1},
-        ),
-        Mistake(
-            C.INCLUDES_FIRST_REPEAT,
-            f"the mean of the whole diagonal at offset -{seq_len - 1}: it starts at query seq_len - 1 = "
-            f"{seq_len - 1}, the last token of the FIRST repeat, which has no earlier copy. Use the queries "
-            f"t = seq_len .. T - 1 only",
-            {"first": 0},
-        ),
-        Mistake(
-            C.INCLUDES_FIRST_REPEAT,
-            "the sum over the second repeat divided by T: the queries of the first repeat are counted as 0. "
-            "Average over the seq_len queries of the second repeat",
-            {"divide": "T"},
-        ),
-        Mistake(
-            C.PREVIOUS_TOKEN,
-            "the previous-token score, maps[..., t, t - 1], not the induction score",
-            {"offset": -1, "first": 0},
-        ),
-        Mistake(
-            C.PREVIOUS_TOKEN,
-            "the weight on the previous token, maps[..., t, t - 1], over the second repeat: not the induction score",
-            {"offset": -1},
-        ),
-        Mistake(
-            C.SUM_NOT_MEAN,
-            "the sum over the second repeat, not the mean (divide by its seq_len queries)",
-            {"divide": "none"},
-        ),
-        Mistake(
-            C.TRANSPOSED,
-            "maps[..., t - seq_len + 1, t], above the diagonal (keys after their query, always 0): rows are "
-            "queries, columns keys",
-            {"offset": seq_len - 1},
-        ),
-    ]
+        Mistake(C.SAME_TOKEN, "the weight on the earlier copy of the SAME token, maps[..., t, t - seq_len] "
+                f"(offset -{seq_len}): a duplicate-token head. An induction head looks one further, at the "
+                "token that came NEXT last time", {"offset": -seq_len}),
+        Mistake(C.OFF_BY_ONE, f"the weight on maps[..., t, t - seq_len + 2] (offset -{seq_len - 2}): one "
+                "position too far", {"offset": 2 - seq_len}),
+        Mistake(C.OFF_BY_ONE, "the weight on maps[..., t, t - seq_len + 2] for t = seq_len .. T - 2: one "
+                "position too far (off by one), with the last query left out to stay inside the map",
+                {"offset": 2 - seq_len, "drop_last": 1}),
+        Mistake(C.INCLUDES_FIRST_REPEAT, f"the mean of the whole diagonal at offset -{seq_len - 1}: it starts "
+                f"at query seq_len - 1 = {seq_len - 1}, the last token of the FIRST repeat, which has no "
+                "earlier copy. Use the queries t = seq_len .. T - 1 only", {"first": 0}),
+        Mistake(C.INCLUDES_FIRST_REPEAT, "the sum over the second repeat divided by T: the queries of the "
+                "first repeat are counted as 0. Average over the seq_len queries of the second repeat",
+                {"divide": "T"}),
+        Mistake(C.PREVIOUS_TOKEN, "the previous-token score, maps[..., t, t - 1], not the induction score",
+                {"offset": -1, "first": 0}),
+        Mistake(C.PREVIOUS_TOKEN, "the weight on the previous token, maps[..., t, t - 1], over the second "
+                "repeat: not the induction score", {"offset": -1}),
+        Mistake(C.SUM_NOT_MEAN, "the sum over the second repeat, not the mean (divide by its seq_len queries)",
+                {"divide": "none"}),
+        Mistake(C.TRANSPOSED, "maps[..., t - seq_len + 1, t], above the diagonal (keys after their query, "
+                "always 0): rows are queries, columns keys", {"offset": seq_len - 1}),
+    ]  # fmt: skip
 
 
 def _induction_cases() -> list[tuple[str, int, torch.Tensor]]:
