@@ -45,6 +45,7 @@ from gptlib.checks.probes import (
     gradients,
     leaks,
     run_untouched,
+    weights_failure,
 )
 from gptlib.checks.reference_attention import (
     FILL_ZERO,
@@ -298,7 +299,7 @@ def check_masked_softmax(fn: Ref) -> None:
                     f"{what} matches the right weights of the scores multiplied by {scale:.3g}. "
                     "masked_softmax should only mask and normalise: the scores come in already scaled.",
                 )
-            raise _weights_failure(ex, what, out, want)
+            raise weights_failure(ex, what, out, want, "Use the scores as they are: mask, then softmax.")
         done.append(shape_str(scores))
     ex.passed(f"causal softmax weights right for scores of shapes {', '.join(done)}; scores left untouched.")
 
@@ -317,29 +318,6 @@ def _t_from_first_axis(fn: Ref, scores: torch.Tensor) -> bool:
 def _scaled_weights(scores: torch.Tensor, scale: float) -> torch.Tensor:
     """The right weights of scores * scale (a learner who scales inside masked_softmax)."""
     return attention_weights(scores * scale)
-
-
-def _weights_failure(ex: Exercise, what: str, out: torch.Tensor, want: torch.Tensor) -> CheckFailure:
-    """No known mistake matched: say which property of attention weights is broken."""
-    T = out.size(-1)
-    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
-    if (out.masked_select(future) != 0).any():
-        return ex.fail(
-            C.FUTURE_LEAK,
-            f"{what} gives weight to the future: entries above the diagonal (key > query) must be exactly 0.",
-        )
-    sums = out.sum(-1)
-    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-        return ex.fail(
-            C.NOT_NORMALISED,
-            f"{what}: the rows sum to values from {sums.min().item():.3g} to {sums.max().item():.3g}; each "
-            "query's weights over the keys must sum to 1 (softmax over dim=-1, after masking).",
-        )
-    return ex.fail(
-        C.WRONG_VALUES,
-        f"{what}: causal and normalised, but only {fraction_close(out, want):.0%} of the weights are "
-        f"right (largest difference {max_diff(out, want):.3g}). Use the scores as they are: mask, then softmax.",
-    )
 
 
 # ==== 2.3 Head and 2.4 CausalSelfAttention ==========================================================

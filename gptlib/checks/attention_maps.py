@@ -29,16 +29,14 @@ from gptlib.checks.engine import (
     Exercise,
     Mistake,
     close,
-    fraction_close,
     match,
     matched,
-    max_diff,
     seeded,
     shape_str,
     type_name,
 )
 from gptlib.checks.learner import Ref, config_spec, module_spec
-from gptlib.checks.probes import expect_callable, reject_none_or_tuple, run_untouched
+from gptlib.checks.probes import expect_callable, reject_none_or_tuple, run_untouched, weights_failure
 from gptlib.checks.reference_attention import (
     FILL_ZERO,
     SOFTMAX_OVER_QUERIES,
@@ -279,34 +277,14 @@ def check_attention_weights_by_hand(fn: Ref) -> None:
                     f"{what} matches scores scaled by {scale:.3g} instead of 1/sqrt(head_size) = {right:.3g}: "
                     f"{scale_words(scale, right)}.",
                 )
-            raise _weights_mismatch(ex, what, out, want)
+            steps = (
+                "Check each step: q = attn.query(x), k = attn.key(x), split into heads, q @ k^T / "
+                "sqrt(head_size), causal mask, softmax over the keys."
+            )
+            raise weights_failure(ex, what, out, want, steps, "GPT.attention_maps")
         done.append(f"T = {T}")
     ex.passed(
         f"equal to GPT.attention_maps for both layers of a {n_head}-head GPT at {' and '.join(done)}; x left untouched."
-    )
-
-
-def _weights_mismatch(ex: Exercise, what: str, out: torch.Tensor, want: torch.Tensor) -> CheckFailure:
-    T = out.size(-1)
-    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
-    if (out[:, future].abs() > 1e-6).any():
-        return ex.fail(
-            C.FUTURE_LEAK,
-            f"{what} gives weight to later keys: every entry above the diagonal (key > query) must be 0. "
-            "Mask the scores with -inf there before the softmax.",
-        )
-    sums = out.sum(-1)
-    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-        return ex.fail(
-            C.NOT_NORMALISED,
-            f"{what}: the rows sum to {sums.min().item():.3g} .. {sums.max().item():.3g}; each query's weights "
-            "must sum to 1 (softmax over dim=-1, after masking).",
-        )
-    return ex.fail(
-        C.WRONG_VALUES,
-        f"{what}: causal and normalised, but only {fraction_close(out, want):.0%} of the weights match "
-        f"GPT.attention_maps (largest difference {max_diff(out, want):.3g}). Check each step: q = attn.query(x), "
-        "k = attn.key(x), split into heads, q @ k^T / sqrt(head_size), causal mask, softmax over the keys.",
     )
 
 

@@ -15,7 +15,16 @@ from typing import Any
 import torch
 
 from gptlib.checks import codes as C
-from gptlib.checks.engine import Exercise, close, parameters, seeded, tensors_close, type_name
+from gptlib.checks.engine import (
+    Exercise,
+    close,
+    fraction_close,
+    max_diff,
+    parameters,
+    seeded,
+    tensors_close,
+    type_name,
+)
 from gptlib.checks.learner import Backward, Call, Ref
 from gptlib.checks.verdict import CheckFailure
 
@@ -120,6 +129,38 @@ def future_leak(
         C.FUTURE_LEAK,
         f"{what}: future tokens leak. Changing the {inputs} at positions {T // 2}..{T - 1} changed the {outputs} at "
         f"earlier positions {moved}.{advice}",
+    )
+
+
+def weights_failure(
+    ex: Exercise,
+    what: str,
+    out: torch.Tensor,
+    want: torch.Tensor,
+    advice: str,
+    reference: str = "the right weights",
+) -> CheckFailure:
+    """No known mistake matched attention weights (..., T, T): say which property is broken, weight on
+    later keys, rows that do not sum to 1, or (causal and normalised) how many values match `reference`."""
+    T = out.size(-1)
+    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
+    if (out[..., future].abs() > 1e-6).any():
+        return ex.fail(
+            C.FUTURE_LEAK,
+            f"{what} gives weight to later keys: every entry above the diagonal (key > query) must be 0. "
+            "Mask the scores with -inf there before the softmax.",
+        )
+    sums = out.sum(-1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        return ex.fail(
+            C.NOT_NORMALISED,
+            f"{what}: the rows sum to values from {sums.min().item():.3g} to {sums.max().item():.3g}; each "
+            "query's weights over the keys must sum to 1 (softmax over dim=-1, after masking).",
+        )
+    return ex.fail(
+        C.WRONG_VALUES,
+        f"{what}: causal and normalised, but only {fraction_close(out, want):.0%} of the weights match "
+        f"{reference} (largest difference {max_diff(out, want):.3g}). {advice}",
     )
 
 
