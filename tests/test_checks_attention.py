@@ -24,7 +24,9 @@ from gptlib.checks import (
     check_masked_softmax,
     show_hints,
 )
+from gptlib.checks.attention_maps import BY_HAND
 from gptlib.checks.learner import backend
+from gptlib.checks.probes import nonfinite_failure
 from gptlib.checks.reference_attention import (
     AttentionWeights,
     find_projections,
@@ -1167,3 +1169,23 @@ def test_find_projections_reads_each_layout(cls, by_name):
     assert matching, "no reading of the layers reproduces the layer"
     if by_name:
         assert torch.allclose(reference_attention(x, search.candidates[0], 4), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "rows, value, weights, diagnosis",
+    [
+        ([0, 1, 2, 3], float("nan"), False, "nan-0-inf"),  # every query: a mask made with arithmetic
+        ([0], float("nan"), False, "row-masked"),
+        ([3], float("nan"), False, "mask-inverted"),
+        ([0, 1, 2], float("nan"), False, "nan"),  # all but the last: the -inf reach the output
+        ([1, 2], float("nan"), False, "nan"),
+        ([1], float("-inf"), True, "no-softmax"),  # weights holding -inf: scores, not weights
+        ([1], float("-inf"), False, "nan"),
+    ],
+)
+def test_nonfinite_values_are_named_by_where_they_sit(rows, value, weights, diagnosis):
+    out = torch.rand(2, 4, 4)  # (n_head, query, key)
+    out[:, rows, 1] = value
+    failure = nonfinite_failure(BY_HAND, "weights", out, -2, "query", weights=weights)
+    assert failure.diagnosis == diagnosis
+    assert "weights" in str(failure)

@@ -44,6 +44,7 @@ from gptlib.checks.probes import (
     future_leak,
     gradients,
     leaks,
+    nonfinite_failure,
     run_untouched,
     weights_failure,
 )
@@ -65,38 +66,7 @@ from gptlib.config import GPTConfig
 
 __all__ = ["check_causal_average", "check_masked_softmax", "check_head", "check_attention"]
 
-_RUN_CODES = (C.NOT_CALLABLE, C.IN_PLACE, C.FIXED_T, C.NAN_0_INF, C.ROW_MASKED, *C.TENSOR)
-
-
-def _nonfinite_failure(ex: Exercise, what: str, out: torch.Tensor, dim: int) -> CheckFailure:
-    """Name the likely cause from where the NaN/inf values sit (dim: the query positions)."""
-    T = out.size(dim)
-    bad_mask = ~torch.isfinite(out)
-    other = [d for d in range(out.dim()) if d != dim % out.dim()]
-    bad = torch.nonzero(bad_mask.any(dim=other) if other else bad_mask).flatten().tolist()
-    kind = "NaN" if torch.isnan(out).any() else "inf"
-    if len(bad) == T and T > 1:
-        return ex.fail(
-            C.NAN_0_INF,
-            f"{what} is {kind} at every position. The usual cause is a mask built with arithmetic, "
-            "e.g. `scores * mask + (1 - mask) * float('-inf')`: where the mask is 1 that computes "
-            "0 * -inf = NaN. Replace the hidden scores instead: masked_fill(mask == 0, float('-inf')).",
-        )
-    if bad == [0]:
-        return ex.fail(
-            C.ROW_MASKED,
-            f"{what} is {kind} at position 0 only. Position 0's whole row of scores is masked: a softmax "
-            "over nothing but -inf is 0/0 = NaN. The mask must keep the diagonal (every position may "
-            "look at itself): torch.tril(...) with the default diagonal=0.",
-        )
-    if bad == list(range(T - 1)):
-        return ex.fail(
-            C.NAN,
-            f"{what} is {kind} at every position except the last, the only one with nothing masked: the "
-            "-inf of the mask reaches the output. Either the softmax runs over an axis where a whole slice "
-            "is -inf (it must be dim=-1, over the keys), or the mask is applied after the softmax.",
-        )
-    return ex.fail(C.NAN, f"{what} has {kind} values at positions {bad} (of 0..{T - 1}).")
+_RUN_CODES = (C.NOT_CALLABLE, C.IN_PLACE, C.FIXED_T, C.NAN_0_INF, C.ROW_MASKED, C.MASK_INVERTED, *C.TENSOR)
 
 
 def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor, works_for: str = "") -> Any:
@@ -120,7 +90,7 @@ def _output(
     out = expect_tensor(ex, what, out, shape=shape, dtype=torch.float32, finite=False)
     if not torch.isfinite(out).all():
         found = nonfinite(out) if nonfinite else None
-        raise matched(ex, what, found) if found else _nonfinite_failure(ex, what, out, dim)
+        raise matched(ex, what, found) if found else nonfinite_failure(ex, what, out, dim)
     return out
 
 

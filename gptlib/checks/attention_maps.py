@@ -36,7 +36,13 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, config_spec, module_spec
-from gptlib.checks.probes import expect_callable, reject_none_or_tuple, run_untouched, weights_failure
+from gptlib.checks.probes import (
+    expect_callable,
+    nonfinite_failure,
+    reject_none_or_tuple,
+    run_untouched,
+    weights_failure,
+)
 from gptlib.checks.reference_attention import (
     FILL_ZERO,
     SOFTMAX_OVER_QUERIES,
@@ -164,41 +170,6 @@ def _layer_inputs(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
     return inputs
 
 
-def _weights_nonfinite(ex: Exercise, what: str, out: torch.Tensor) -> CheckFailure:
-    bad = (~torch.isfinite(out)).any(dim=0).any(dim=-1).nonzero().flatten().tolist()  # queries with NaN/inf
-    T = out.size(-1)
-    if torch.isinf(out).any() and not torch.isnan(out).any():
-        return ex.fail(
-            C.NO_SOFTMAX,
-            f"{what} holds -inf: those are masked scores, not weights. Take the softmax over the keys "
-            "(dim=-1) after masking; weights are probabilities between 0 and 1.",
-        )
-    if len(bad) == T and T > 1:
-        return ex.fail(
-            C.NAN_0_INF,
-            f"{what} is NaN at every query. The usual cause is a mask made with arithmetic, e.g. "
-            "`scores * mask + (1 - mask) * float('-inf')`: where the mask is 1 that computes 0 * -inf = NaN. "
-            "Use scores.masked_fill(mask == 0, float('-inf')).",
-        )
-    if bad == [0]:
-        return ex.fail(
-            C.ROW_MASKED,
-            f"{what} is NaN for query 0 only: its whole row of scores is masked, and a softmax over nothing "
-            "but -inf is 0/0. Keep the diagonal: torch.tril(torch.ones(T, T)) with the default diagonal=0.",
-        )
-    if bad == [T - 1]:
-        return ex.fail(
-            C.MASK_INVERTED,
-            f"{what} is NaN for the last query only: its whole row of scores is masked, so the mask hides the "
-            "past and the present instead of the future (masked_fill where tril == 1, not == 0).",
-        )
-    return ex.fail(
-        C.NAN,
-        f"{what} has NaN or inf at queries {bad} (of 0..{T - 1}): fill the "
-        "scores with -inf before the softmax, and take the softmax over dim=-1.",
-    )
-
-
 def _weights_shape(ex: Exercise, what: str, out: torch.Tensor, n_head: int, T: int) -> None:
     want = (n_head, T, T)
     if tuple(out.shape) == want:
@@ -255,7 +226,7 @@ def check_attention_weights_by_hand(fn: Ref) -> None:
                     ) from None
                 raise
             if not torch.isfinite(out).all():
-                raise _weights_nonfinite(ex, what, out)
+                raise nonfinite_failure(ex, what, out, -2, "query", weights=True)
             want = maps[layer][0]
             if close(out, want):
                 continue

@@ -164,6 +164,58 @@ def weights_failure(
     )
 
 
+def nonfinite_failure(
+    ex: Exercise, what: str, out: torch.Tensor, dim: int, at: str = "position", weights: bool = False
+) -> CheckFailure:
+    """Name the likely cause of NaN/inf values from where they sit along `dim` (the query positions, each
+    an `at`): -inf left in weights (no softmax), at every position (a mask made with arithmetic), at 0 only
+    (its whole row masked), at the last only (the mask inverted), at all but the last (the -inf reach the
+    output)."""
+    T = out.size(dim)
+    other = [d for d in range(out.dim()) if d != dim % out.dim()]
+    bad_mask = ~torch.isfinite(out)
+    bad = torch.nonzero(bad_mask.any(dim=other) if other else bad_mask).flatten().tolist()
+    kind = "NaN" if torch.isnan(out).any() else "inf"
+    if weights and kind == "inf":
+        return ex.fail(
+            C.NO_SOFTMAX,
+            f"{what} holds -inf: those are masked scores, not weights. Take the softmax over the keys "
+            "(dim=-1) after masking; weights are probabilities between 0 and 1.",
+        )
+    if len(bad) == T and T > 1:
+        return ex.fail(
+            C.NAN_0_INF,
+            f"{what} is {kind} at every {at}. The usual cause is a mask built with arithmetic, e.g. "
+            "`scores * mask + (1 - mask) * float('-inf')`: where the mask is 1 that computes 0 * -inf = NaN. "
+            "Replace the hidden scores instead: masked_fill(mask == 0, float('-inf')).",
+        )
+    if bad == [0]:
+        return ex.fail(
+            C.ROW_MASKED,
+            f"{what} is {kind} at {at} 0 only: its whole row of scores is masked, and a softmax over nothing "
+            "but -inf is 0/0 = NaN. The mask must keep the diagonal (every position may look at itself): "
+            "torch.tril(...) with the default diagonal=0.",
+        )
+    if bad == [T - 1]:
+        return ex.fail(
+            C.MASK_INVERTED,
+            f"{what} is {kind} at the last {at} only: its whole row of scores is masked, so the mask hides the "
+            "past and the present instead of the future (masked_fill where tril == 1, not == 0).",
+        )
+    if bad == list(range(T - 1)):
+        return ex.fail(
+            C.NAN,
+            f"{what} is {kind} at every {at} except the last, the only one with nothing masked: the -inf of "
+            "the mask reaches the output. Either the softmax runs over an axis where a whole slice is -inf "
+            "(it must be dim=-1, over the keys), or the mask is applied after the softmax.",
+        )
+    return ex.fail(
+        C.NAN,
+        f"{what} has {kind} values at {at}s {bad} (of 0..{T - 1}): fill the scores with -inf before the "
+        "softmax, and take the softmax over dim=-1.",
+    )
+
+
 EVAL_ADVICE = " nn.Dropout switches itself off in eval(); F.dropout needs training=self.training."
 
 
