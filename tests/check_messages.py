@@ -119,7 +119,11 @@ def record(out: Path, pytest_args: list[str]) -> int:
         )
         env = dict(os.environ, **{OUT_VAR: str(out), "IPYTHONDIR": ipython_dir})
         args = pytest_args or DEFAULT_TARGETS
-        expanded = [str(p.relative_to(ROOT)) for a in args for p in sorted(ROOT.glob(a))] or args
+        # only a pattern is expanded: a test id ("...[02_attention]") or an option (-k) passes as it is
+        expanded = [
+            *(str(p.relative_to(ROOT)) for a in args if "*" in a for p in sorted(ROOT.glob(a))),
+            *(a for a in args if "*" not in a),
+        ]
         return subprocess.call([sys.executable, "-m", "pytest", "-q", *expanded], cwd=ROOT, env=env)
 
 

@@ -44,9 +44,11 @@ from gptlib.checks.probes import (
     future_leak,
     gradients,
     leaks,
-    untouched,
+    run_untouched,
 )
 from gptlib.checks.reference_attention import (
+    FILL_ZERO,
+    SOFTMAX_OVER_QUERIES,
     AttentionWeights,
     attention_weights,
     expected_layouts,
@@ -97,27 +99,16 @@ def _nonfinite_failure(ex: Exercise, what: str, out: torch.Tensor, dim: int) -> 
 
 
 def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor, works_for: str = "") -> Any:
-    """fn(x) under plain-words errors; fails if fn changes x in place. works_for: sizes that worked
-    already (a crash now means the code is tied to one size)."""
-    try:
-        call = ex.run(what, fn, x)
-    except CheckFailure as e:
-        if works_for and e.diagnosis == C.CRASHED:
-            raise ex.fail(
-                C.FIXED_T,
-                f"{what} crashes, but it worked for {works_for}: your code is tied to one length. "
-                f"Take T from the input (x.size(1) / scores.size(-1)), and slice a stored mask to it "
-                f"(mask[:T, :T]). The error: {ex.error_only(e)}",
-                e.crash,
-            ) from None
-        raise
-    return untouched(
-        ex,
-        what,
-        call,
-        advice=" The caller may still need it (in a GPT the residual connection adds x back later). Use "
-        "out-of-place operations: masked_fill, not masked_fill_; y = x + ..., not x += ....",
+    """fn(x), x left untouched. works_for: sizes that worked already (a crash now: tied to one size)."""
+    tied = works_for and (
+        f"{what} crashes, but it worked for {works_for}: your code is tied to one length. Take T from the "
+        "input (x.size(1) / scores.size(-1)), and slice a stored mask to it (mask[:T, :T])."
     )
+    advice = (
+        " The caller may still need it (in a GPT the residual connection adds x back later). Use out-of-place "
+        "operations: masked_fill, not masked_fill_; y = x + ..., not x += ...."
+    )
+    return run_untouched(ex, what, fn, x, tied=tied, advice=advice)
 
 
 def _output(
@@ -239,8 +230,7 @@ SOFTMAX = Exercise(
 )  # fmt: skip
 
 _WEIGHT_MISTAKES = [
-    Mistake(C.SOFTMAX_AXIS, "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
-            {"softmax_dim": -2}),
+    SOFTMAX_OVER_QUERIES,
     Mistake(C.NO_MASK, "attention without the causal mask: every position also sees the future",
             {"mask": "none"}),
     Mistake(C.MASK_TRANSPOSED, "a flipped mask (torch.triu instead of torch.tril): each position sees "
@@ -250,8 +240,12 @@ _WEIGHT_MISTAKES = [
             {"mask": "strict", "fill": -1e9}),
     Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax: the future gets weight 0 but the "
             "rows no longer sum to 1", {"mask_after": "zero"}),
-    Mistake(C.MASK_FILL_ZERO, "the future filled with 0 instead of -inf: exp(0) = 1, so every later key "
-            "still gets weight", {"fill": 0.0}),
+    FILL_ZERO,
+]  # fmt: skip
+_SOFTMAX_MISTAKES = [
+    *_WEIGHT_MISTAKES,
+    Mistake(C.SOFTMAX_AXIS, "a softmax over dim 1; use dim=-1 (the keys), right for any leading dims",
+            {"softmax_dim": 1}),
 ]  # fmt: skip
 _NONFINITE_MISTAKES = [
     Mistake(C.MASK_INVERTED, "an inverted mask (masked_fill where tril == 1 instead of == 0): it hides the "
@@ -267,13 +261,6 @@ def check_masked_softmax(fn: Ref) -> None:
     expect_callable(ex, fn, "masked_softmax")
     with seeded(0):
         all_scores = [2 * torch.randn(*shape) for shape in ((2, 8, 8), (8, 8), (2, 3, 5, 5), (1, 1))]
-    mistakes = _WEIGHT_MISTAKES + [
-        Mistake(
-            C.SOFTMAX_AXIS,
-            "a softmax over dim 1; use dim=-1 (the keys), right for any leading dims",
-            {"softmax_dim": 1},
-        ),
-    ]
     done: list[str] = []
     for scores in all_scores:
         what = f"masked_softmax(scores) for scores of shape {shape_str(scores)}"
@@ -297,17 +284,11 @@ def check_masked_softmax(fn: Ref) -> None:
                     "probabilities (0..1): fill the SCORES with -inf, then take the softmax.",
                 )
         compute = partial(attention_weights, scores)
-        out = _output(
-            ex,
-            what,
-            out,
-            tuple(scores.shape),
-            -2,
-            partial(match, compute=compute, mistakes=_NONFINITE_MISTAKES, pairs=False),
-        )
+        nonfinite = partial(match, compute=compute, mistakes=_NONFINITE_MISTAKES, pairs=False)
+        out = _output(ex, what, out, tuple(scores.shape), -2, nonfinite)
         want = attention_weights(scores)
         if not close(out, want):
-            found = match(out, compute, mistakes)
+            found = match(out, compute, _SOFTMAX_MISTAKES)
             if found:
                 raise matched(ex, what, found)
             scale = fit_scale(out, partial(_scaled_weights, scores))
@@ -364,7 +345,7 @@ def _weights_failure(ex: Exercise, what: str, out: torch.Tensor, want: torch.Ten
 # ==== 2.3 Head and 2.4 CausalSelfAttention ==========================================================
 
 _LAYER_CODES = (
-    *_RUN_CODES, C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.MISSING_SCALE, C.WRONG_SCALE,
+    *_RUN_CODES, *C.CLASS, C.MISSING_SCALE, C.WRONG_SCALE,
     C.SOFTMAX_AXIS, C.NO_MASK, C.MASK_TRANSPOSED, C.MASK_INVERTED, C.MASK_FILL_ZERO, C.MASK_AFTER_SOFTMAX,
     C.QK_SWAPPED, C.WRONG_PARAMS, C.DROPOUT_IN_EVAL, C.NO_GRAD, C.MASK_PARAMETER, C.MASK_NOT_BUFFER, C.FUTURE_LEAK,
     C.RETURNED_WEIGHTS, C.SCALE_AFTER_SOFTMAX, C.WEIGHTS_TIMES_X, C.TRANSPOSE_ALL_DIMS, C.WRONG_VALUES,
@@ -442,15 +423,14 @@ def _layer_mismatch(
 ) -> Any:
     """The learner's output differs from the reference: find out why."""
     ex, nh = spec.ex, spec.n_head
-    note = (
-        ""
-        if search.by_name
-        else " (Your layers' names did not say which is the query, key, value"
-        + (" or projection" if spec.with_proj else "")
-        + f", so I read them as: {search.candidates[0].source}. Names like query/key/value"
-        + ("/proj" if spec.with_proj else "")
-        + " make this diagnosis surer.)"
-    )
+    proj = spec.with_proj
+    note = ""
+    if not search.by_name:  # say how the layers were read
+        note = (
+            f" (Your layers' names did not say which is the query, key, value{' or projection' * proj}, so I read "
+            f"them as: {search.candidates[0].source}. Names like query/key/value{'/proj' * proj} make this "
+            "diagnosis surer.)"
+        )
     # Known mistakes, alone or in pairs, with the most likely reading of the weights (alone with every reading).
     for i, w in enumerate(search.candidates):
         found = match(out, partial(reference_attention, x, w, nh), spec.mistakes, pairs=i == 0)
@@ -470,7 +450,7 @@ def _layer_mismatch(
         )
     moved = leaks(forward, x, 1.0, seed=1)
     if moved:
-        return _leak_failure(ex, what, moved, x.size(1))
+        return future_leak(ex, what, moved, x.size(1), _LEAK_ADVICE)
     want = _correct_output(spec, x, w)
     if close(out[:, 0], want[:, 0]):
         where = (
@@ -479,11 +459,10 @@ def _layer_mismatch(
             "the softmax (dim=-1)."
         )
     else:
-        proj = " and the output projection" if spec.with_proj else ""
         where = (
             "Even position 0 is wrong, and it can only look at itself (its output is the value of x[:, 0]"
-            f"{', projected' if spec.with_proj else ''}): check the value projection, how the heads are "
-            f"split and merged{proj}."
+            f"{', projected' * proj}): check the value projection, how the heads are split and merged"
+            f"{' and the output projection' * proj}."
         )
     return ex.fail(
         C.WRONG_VALUES,
@@ -492,15 +471,10 @@ def _layer_mismatch(
     )
 
 
-def _leak_failure(ex: Exercise, what: str, moved: list[int], T: int) -> CheckFailure:
-    return future_leak(
-        ex,
-        what,
-        moved,
-        T,
-        " A position may only use itself and the positions before it: mask the scores of later keys with -inf "
-        "before the softmax (over dim=-1).",
-    )
+_LEAK_ADVICE = (
+    " A position may only use itself and the positions before it: mask the scores of later keys with -inf "
+    "before the softmax (over dim=-1)."
+)
 
 
 def _check_gradients(
@@ -542,11 +516,8 @@ def _returned_weights(spec: _LayerSpec, what: str, x: torch.Tensor, raw: Any, se
     """A layer that returns its attention weights (B, [n_head,] T, T) instead of its output."""
     T = x.size(1)
     shape = (x.size(0), T, T) if spec.n_head == 1 and not spec.with_proj else (x.size(0), spec.n_head, T, T)
-    if (
-        not isinstance(raw, torch.Tensor)
-        or tuple(raw.shape) != shape
-        or tuple(raw.shape[-1:]) == (spec.width,)
-    ):
+    # (T == width: the output's shape too, so no telling)
+    if not isinstance(raw, torch.Tensor) or tuple(raw.shape) != shape or T == spec.width:
         return
     for w in search.candidates[:1]:
         if close(raw, reference_attention(x, w, spec.n_head, output="weights"), loose=True):
@@ -642,15 +613,11 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
     out = _output(ex, what, raw, out_shape, 1, nonfinite)
     with torch.no_grad():
         again = forward(x)
-    deterministic(
-        ex,
-        what,
-        out,
-        again,
-        "x",
+    eval_advice = (
         " nn.Dropout switches itself off in eval(); F.dropout(t, p) and F.scaled_dot_product_attention(..., "
-        "dropout_p=p) need p=0 (or training=False) when not self.training.",
+        "dropout_p=p) need p=0 (or training=False) when not self.training."
     )
+    deterministic(ex, what, out, again, "x", eval_advice)
     if not search.candidates:
         raise _wrong_params(spec, name, search)
     with torch.no_grad():
@@ -659,13 +626,8 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
             raise _layer_mismatch(spec, what, x, out, search, lambda inp: forward(inp).detach())
         for inp in (x_full, x_one):
             other = f"{name}.forward(x) for x of shape {shape_str(inp)}"
-            got = _output(
-                ex,
-                other,
-                forward(inp, works_for=f"x of shape {shape_str(x)}"),
-                (*inp.shape[:2], spec.width),
-                1,
-            )
+            got = forward(inp, works_for=f"x of shape {shape_str(x)}")
+            got = _output(ex, other, got, (*inp.shape[:2], spec.width), 1)
             if not close(got, _correct_output(spec, inp, weights)):
                 raise ex.fail(
                     C.FIXED_T,
@@ -674,7 +636,7 @@ def _check_layer(spec: _LayerSpec, cls: Ref) -> list[str]:
                 )
         moved = leaks(forward, x_full, 1.0, seed=1)
         if moved:
-            raise _leak_failure(ex, what, moved, x_full.size(1))
+            raise future_leak(ex, what, moved, x_full.size(1), _LEAK_ADVICE)
     n_params = _check_gradients(ex, module, x, "your layer", spec.config, spec.width)
     _mask_is_a_buffer(ex, name, module, bs)
     reference = "gptlib.CausalSelfAttention" if spec.with_proj else "the reference"
@@ -802,27 +764,27 @@ def _dropout_on_scores(module: Ref, what: str, x: torch.Tensor, out: Any, seed: 
             f"{what} gives NaN, though eval mode was fine: dropout multiplied masked -inf scores by 0 "
             f"(0 * -inf = NaN), so it acts on the scores before the softmax.{words}",
         )
+    instead = "instead of on the attention weights after the softmax: self.attn_drop(F.softmax(att, dim=-1))."
     search = find_projections(module, cfg.n_embd, cfg.n_embd, with_proj=True)
+    places = (
+        ("scores", C.DROPOUT_ON_SCORES, f"dropout applied to the scores before the softmax.{words}"),
+        (
+            "values",
+            C.DROPOUT_WRONG_PLACE,
+            f"attn_pdrop's dropout applied to the values (att @ drop(v)) {instead}",
+        ),
+        (
+            "input",
+            C.DROPOUT_WRONG_PLACE,
+            f"attn_pdrop's dropout applied to the input x, before the query, key and value projections {instead}",
+        ),
+    )
     for w in search.candidates[:1]:
-        with seeded(seed):  # the same dropout mask the learner's forward drew
-            on_scores = reference_attention(x, w, cfg.n_head, dropout="scores", p=cfg.attn_pdrop)
-        if close(out, on_scores, loose=True):
-            raise ATTENTION.fail(
-                C.DROPOUT_ON_SCORES,
-                f"{what} matches dropout applied to the scores before the softmax.{words}",
-            )
-        for where, says in (
-            ("values", "to the values (att @ drop(v))"),
-            ("input", "to the input x, before the query, key and value projections"),
-        ):
-            with seeded(seed):
+        for where, code, says in places:
+            with seeded(seed):  # the same dropout mask the learner's forward drew
                 ref = reference_attention(x, w, cfg.n_head, dropout=where, p=cfg.attn_pdrop)
             if close(out, ref, loose=True):
-                raise ATTENTION.fail(
-                    C.DROPOUT_WRONG_PLACE,
-                    f"{what} matches attn_pdrop's dropout applied {says} instead of on the attention weights "
-                    "after the softmax: self.attn_drop(F.softmax(att, dim=-1)).",
-                )
+                raise ATTENTION.fail(code, f"{what} matches {says}")
 
 
 @ATTENTION.check

@@ -38,8 +38,10 @@ from gptlib.checks.engine import (
     type_name,
 )
 from gptlib.checks.learner import Ref, config_spec, module_spec
-from gptlib.checks.probes import expect_callable, reject_none_or_tuple, untouched
+from gptlib.checks.probes import expect_callable, reject_none_or_tuple, run_untouched
 from gptlib.checks.reference_attention import (
+    FILL_ZERO,
+    SOFTMAX_OVER_QUERIES,
     AttentionWeights,
     attention_weights,
     fit_scale,
@@ -66,10 +68,13 @@ def _as_tensor(ex: Exercise, what: str, out: Any) -> torch.Tensor:
     return out.double()
 
 
-_IN_PLACE = (
-    " The caller still needs it: use out-of-place operations (masked_fill, not masked_fill_; a new tensor, "
-    "not writes into the argument)."
-)
+def _run(ex: Exercise, what: str, fn: Ref, *args: Any, tied: str = "") -> torch.Tensor:
+    """fn(*args) as a float64 tensor, its arguments left untouched; `tied`: see probes.run_untouched."""
+    advice = (
+        " The caller still needs it: use out-of-place operations (masked_fill, not masked_fill_; a new tensor, "
+        "not writes into the argument)."
+    )
+    return _as_tensor(ex, what, run_untouched(ex, what, fn, *args, tied=tied, advice=advice))
 
 
 # ==== 7.1 attention weights by hand =================================================================
@@ -108,16 +113,14 @@ def weights_by_hand(
 
 
 _WEIGHT_MISTAKES = [
-    Mistake(C.SOFTMAX_AXIS, "a softmax over dim -2 (the queries): each COLUMN sums to 1 instead of each row",
-            {"softmax_dim": -2}),
+    SOFTMAX_OVER_QUERIES,
     Mistake(C.NO_MASK, "weights without the causal mask: every query also attends to later keys",
             {"mask": "none"}),
     Mistake(C.MASK_TRANSPOSED, "a flipped mask (torch.triu instead of torch.tril): each query sees itself "
             "and the FUTURE", {"mask": "upper"}),
     Mistake(C.MASK_AFTER_SOFTMAX, "the mask applied after the softmax: the future gets 0 but the rows no "
             "longer sum to 1", {"mask_after": "zero"}),
-    Mistake(C.MASK_FILL_ZERO, "the future filled with 0 instead of -inf: exp(0) = 1, so every later key "
-            "still gets weight", {"fill": 0.0}),
+    FILL_ZERO,
     Mistake(C.HEAD_SPLIT, "heads split with q.view(n_head, T, head_size) instead of q.view(T, n_head, "
             "head_size).transpose(0, 1): each 'head' gets pieces of several positions", {"split": "view"}),
     Mistake(C.HEAD_SPLIT, "heads split with channel c going to head c % n_head; head h owns the "
@@ -163,7 +166,7 @@ def _layer_inputs(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _weights_nonfinite(ex: Exercise, what: str, out: torch.Tensor) -> CheckFailure:
-    bad_rows = (~torch.isfinite(out)).any(dim=0).any(dim=-1)  # (T,) queries with NaN/inf
+    bad = (~torch.isfinite(out)).any(dim=0).any(dim=-1).nonzero().flatten().tolist()  # queries with NaN/inf
     T = out.size(-1)
     if torch.isinf(out).any() and not torch.isnan(out).any():
         return ex.fail(
@@ -171,20 +174,20 @@ def _weights_nonfinite(ex: Exercise, what: str, out: torch.Tensor) -> CheckFailu
             f"{what} holds -inf: those are masked scores, not weights. Take the softmax over the keys "
             "(dim=-1) after masking; weights are probabilities between 0 and 1.",
         )
-    if bool(bad_rows.all()) and T > 1:
+    if len(bad) == T and T > 1:
         return ex.fail(
             C.NAN_0_INF,
             f"{what} is NaN at every query. The usual cause is a mask made with arithmetic, e.g. "
             "`scores * mask + (1 - mask) * float('-inf')`: where the mask is 1 that computes 0 * -inf = NaN. "
             "Use scores.masked_fill(mask == 0, float('-inf')).",
         )
-    if bad_rows.nonzero().flatten().tolist() == [0]:
+    if bad == [0]:
         return ex.fail(
             C.ROW_MASKED,
             f"{what} is NaN for query 0 only: its whole row of scores is masked, and a softmax over nothing "
             "but -inf is 0/0. Keep the diagonal: torch.tril(torch.ones(T, T)) with the default diagonal=0.",
         )
-    if bad_rows.nonzero().flatten().tolist() == [T - 1]:
+    if bad == [T - 1]:
         return ex.fail(
             C.MASK_INVERTED,
             f"{what} is NaN for the last query only: its whole row of scores is masked, so the mask hides the "
@@ -192,7 +195,7 @@ def _weights_nonfinite(ex: Exercise, what: str, out: torch.Tensor) -> CheckFailu
         )
     return ex.fail(
         C.NAN,
-        f"{what} has NaN or inf at queries {bad_rows.nonzero().flatten().tolist()} (of 0..{T - 1}): fill the "
+        f"{what} has NaN or inf at queries {bad} (of 0..{T - 1}): fill the "
         "scores with -inf before the softmax, and take the softmax over dim=-1.",
     )
 
@@ -236,26 +239,19 @@ def check_attention_weights_by_hand(fn: Ref) -> None:
         maps = model.attention_maps(idx)  # n_layer x (1, nh, T, T)
         for layer, (block, x) in enumerate(zip(model.blocks, _layer_inputs(model, idx), strict=True)):
             what = f"attention_weights_by_hand(attn, x) for layer {layer}, x of shape {shape_str(x)}"
-            try:
-                call = ex.run(what, fn, specs[layer], x)
-            except CheckFailure as e:
-                if done and e.diagnosis == C.CRASHED:
-                    raise ex.fail(
-                        C.FIXED_T,
-                        f"{what} crashes, but {' and '.join(done)} worked: your code is tied to one length. "
-                        f"Take T from x (T, C = x.shape) and make the mask for that T. The error: {ex.error_only(e)}",
-                        e.crash,
-                    ) from None
-                raise
-            untouched(ex, what, call, advice=_IN_PLACE)
-            out = _as_tensor(ex, what, call.value)
+            worked = " and ".join(done)
+            tied = worked and (
+                f"{what} crashes, but {worked} worked: your code is tied to one length. "
+                "Take T from x (T, C = x.shape) and make the mask for that T."
+            )
+            out = _run(ex, what, fn, specs[layer], x, tied=tied)
             try:
                 _weights_shape(ex, what, out, n_head, T)
             except CheckFailure as e:
                 if done and e.diagnosis == C.WRONG_SHAPE:
                     raise ex.fail(
                         C.FIXED_T,
-                        f"{what} has shape {shape_str(out)}, but {' and '.join(done)} was right: take T from x "
+                        f"{what} has shape {shape_str(out)}, but {worked} was right: take T from x "
                         "(T, C = x.shape) and make the mask for that T.",
                     ) from None
                 raise
@@ -267,7 +263,7 @@ def check_attention_weights_by_hand(fn: Ref) -> None:
             if done:
                 raise ex.fail(
                     C.FIXED_T,
-                    f"{what} is wrong, but {' and '.join(done)} was right: does your code depend on a fixed length? "
+                    f"{what} is wrong, but {worked} was right: does your code depend on a fixed length? "
                     "Take T from x.size(0) and build (or slice) the mask for that T.",
                 )
             compute = partial(weights_by_hand, block.attn, x)
@@ -368,12 +364,6 @@ def _diagonal_score(
     return total / max(d.size(-1) + (1 if add_00 else 0), 1)
 
 
-def _run_score(ex: Exercise, what: str, fn: Ref, maps: torch.Tensor, *args: Any) -> torch.Tensor:
-    call = ex.run(what, fn, maps, *args)
-    untouched(ex, what, call, advice=_IN_PLACE)
-    return _as_tensor(ex, what, call.value)
-
-
 def _score_shape(ex: Exercise, what: str, out: torch.Tensor, maps: torch.Tensor) -> None:
     L, H, T, _ = maps.shape
     if tuple(out.shape) == (L, H):
@@ -448,7 +438,7 @@ def check_previous_token_score(fn: Ref) -> None:
     first_scores = None
     for name, maps in _previous_cases():
         what = f"previous_token_score(maps) on {name}, maps of shape {shape_str(maps)},"
-        out = _run_score(ex, what, fn, maps)
+        out = _run(ex, what, fn, maps)
         _score_shape(ex, what, out, maps)
         want = _diagonal_score(maps, -1, first=1)
         if close(out, want):
@@ -478,25 +468,10 @@ INDUCTION = Exercise(
 )  # fmt: skip
 
 
-def _induction(
-    maps: torch.Tensor,
-    seq_len: int,
-    shift: int = 1,
-    first: str = "second",
-    divide: str = "count",
-    drop_last: int = 0,
-):
-    """Mean over queries t in the second repeat of maps[..., t, t - seq_len + shift] (right: shift=1).
-
-    first="second" starts at t = seq_len; "diagonal" takes the whole diagonal (from the first query that has
-    such a key)."""
-    return _diagonal_score(
-        maps,
-        -(seq_len - shift),
-        first=seq_len if first == "second" else 0,
-        divide=divide,
-        drop_last=drop_last,
-    )
+def _induction(maps: torch.Tensor, seq_len: int, **mistake: Any) -> torch.Tensor:
+    """Mean over the queries t of the second repeat (t >= seq_len) of maps[..., t, t - seq_len + 1]; a
+    mistake's keywords of _diagonal_score replace these (first=0: the whole diagonal)."""
+    return _diagonal_score(maps, **{"offset": 1 - seq_len, "first": seq_len, **mistake})
 
 
 def _induction_mistakes(seq_len: int) -> list[Mistake]:
@@ -505,25 +480,25 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
             C.SAME_TOKEN,
             f"the weight on the earlier copy of the SAME token, maps[..., t, t - seq_len] (offset -{seq_len}): "
             "a duplicate-token head. An induction head looks one further, at the token that came NEXT last time",
-            {"shift": 0},
+            {"offset": -seq_len},
         ),
         Mistake(
             C.OFF_BY_ONE,
             f"the weight on maps[..., t, t - seq_len + 2] (offset -{seq_len - 2}): one position too far",
-            {"shift": 2},
+            {"offset": 2 - seq_len},
         ),
         Mistake(
             C.OFF_BY_ONE,
             "the weight on maps[..., t, t - seq_len + 2] for t = seq_len .. T - 2: one position too far (off "
             "by one), with the last query left out to stay inside the map",
-            {"shift": 2, "drop_last": 1},
+            {"offset": 2 - seq_len, "drop_last": 1},
         ),
         Mistake(
             C.INCLUDES_FIRST_REPEAT,
             f"the mean of the whole diagonal at offset -{seq_len - 1}: it starts at query seq_len - 1 = "
             f"{seq_len - 1}, the last token of the FIRST repeat, which has no earlier copy. Use the queries "
             f"t = seq_len .. T - 1 only",
-            {"first": "diagonal"},
+            {"first": 0},
         ),
         Mistake(
             C.INCLUDES_FIRST_REPEAT,
@@ -534,12 +509,12 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
         Mistake(
             C.PREVIOUS_TOKEN,
             "the previous-token score, maps[..., t, t - 1], not the induction score",
-            {"shift": seq_len - 1, "first": "diagonal"},
+            {"offset": -1, "first": 0},
         ),
         Mistake(
             C.PREVIOUS_TOKEN,
             "the weight on the previous token, maps[..., t, t - 1], over the second repeat: not the induction score",
-            {"shift": seq_len - 1},
+            {"offset": -1},
         ),
         Mistake(
             C.SUM_NOT_MEAN,
@@ -550,7 +525,7 @@ def _induction_mistakes(seq_len: int) -> list[Mistake]:
             C.TRANSPOSED,
             "maps[..., t - seq_len + 1, t], above the diagonal (keys after their query, always 0): rows are "
             "queries, columns keys",
-            {"shift": 2 * seq_len - 1},
+            {"offset": seq_len - 1},
         ),
     ]
 
@@ -585,7 +560,7 @@ def check_induction_score(fn: Ref) -> None:
     first_scores = None
     for name, seq_len, maps in _induction_cases():
         what = f"induction_score(maps, seq_len={seq_len}) on {name}, maps of shape {shape_str(maps)},"
-        out = _run_score(ex, what, fn, maps, seq_len)
+        out = _run(ex, what, fn, maps, seq_len)
         _score_shape(ex, what, out, maps)
         want = _induction(maps, seq_len)
         if torch.isnan(out).any():

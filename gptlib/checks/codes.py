@@ -35,6 +35,8 @@ DROPOUT_RATE = "dropout-rate"
 DROPOUT_NOT_SCALED = "dropout-not-scaled"
 # what a tensor result can be instead of the tensor asked for (probes.expect_tensor)
 TENSOR = (RETURNED_NONE, RETURNED_TUPLE, NOT_A_TENSOR, WRONG_SHAPE, WRONG_DTYPE, NAN)
+# what a class exercise can be given instead of an nn.Module class (Exercise.build)
+CLASS = (NOT_A_CLASS, INSTANCE_NOT_CLASS, NOT_A_MODULE)
 
 # ---- 00 tokens and batches ------------------------------------------------------------------------
 NO_VOCAB_SIZE = "no-vocab-size"

@@ -44,8 +44,16 @@ from gptlib.checks.engine import (
     train,
     type_name,
 )
-from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
-from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
+from gptlib.checks.learner import Call, Ref, Spec, config_spec, module_spec
+from gptlib.checks.probes import (
+    chi2,
+    chi2_limit,
+    expect_callable,
+    expect_tensor,
+    reject_none_or_tuple,
+    untouched,
+)
+from gptlib.checks.training_and_sampling import mask_top_k
 from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.generate import generate as _reference_generate
@@ -63,19 +71,19 @@ __all__ = [
 NEG_INF = float("-inf")
 
 
-def _tensor_out(ex: Exercise, what: str, out: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    """The learner's result as a tensor of the given shape (-inf allowed, NaN not)."""
+def _tensor_out(ex: Exercise, what: str, out: Any, shape: tuple[int, ...], ids: bool = False) -> torch.Tensor:
+    """The learner's result as a tensor of the given shape (-inf allowed, NaN not); of token ids (torch.long)
+    if `ids`."""
     reject_none_or_tuple(ex, what, out, "return one tensor.")
-    if not isinstance(out, torch.Tensor):
-        raise ex.fail(C.NOT_A_TENSOR, f"{what} returned a {type_name(out)}, not a tensor.")
-    if tuple(out.shape) != tuple(shape):
-        raise ex.fail(C.WRONG_SHAPE, f"{what} returned shape {tuple(out.shape)}; expected {tuple(shape)}.")
+    out = expect_tensor(ex, what, out, shape, finite=False)
     if out.is_floating_point() and torch.isnan(out).any():
         raise ex.fail(
             C.NAN,
             f"{what} returned NaN values. A NaN appears when a whole row is -inf before a softmax, or from "
             "0 * inf or inf - inf.",
         )
+    if ids and out.dtype != torch.long:
+        raise ex.fail(C.WRONG_DTYPE, f"{what} returned dtype {out.dtype}; expected torch.long.")
     return out
 
 
@@ -193,11 +201,8 @@ _TOP_P_MISTAKES = [
 def _same_filtered(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Same -inf pattern and the same finite values."""
     fa, fb = torch.isfinite(a), torch.isfinite(b)
-    return (
-        a.shape == b.shape
-        and torch.equal(fa, fb)
-        and torch.allclose(a[fa].double(), b[fb].double(), atol=1e-5)
-    )
+    same_pattern = a.shape == b.shape and torch.equal(fa, fb)
+    return same_pattern and torch.allclose(a[fa].double(), b[fb].double(), atol=1e-5)
 
 
 def _describe_row(logits_row: torch.Tensor, p: float) -> str:
@@ -207,10 +212,8 @@ def _describe_row(logits_row: torch.Tensor, p: float) -> str:
 
 
 def _kept_words(logits_row: torch.Tensor, keep: torch.Tensor) -> str:
-    n = int(keep.sum())
-    return (
-        f"{n} token{'s' if n != 1 else ''} (mass {F.softmax(logits_row.double(), -1)[keep].sum().item():.2f})"
-    )
+    n, mass = int(keep.sum()), F.softmax(logits_row.double(), -1)[keep].sum().item()
+    return f"{n} token{'s' if n != 1 else ''} (mass {mass:.2f})"
 
 
 def _nucleus_words(logits_row: torch.Tensor, p: float) -> str:
@@ -219,8 +222,10 @@ def _nucleus_words(logits_row: torch.Tensor, p: float) -> str:
     return f"the {n} most likely (mass {probs[:n].sum().item():.2f})"
 
 
-def _top_p_failure(case: str, logits: torch.Tensor, p: float, out: torch.Tensor) -> CheckFailure:
-    """Name the mistake behind a wrong set of kept tokens."""
+def _top_p_failure(
+    case: str, logits: torch.Tensor, p: float, out: torch.Tensor, wrong: torch.Tensor, short: torch.Tensor
+) -> CheckFailure:
+    """Name the mistake behind a wrong set of kept tokens (`wrong`, `short`: see _check_top_p_case)."""
     ex, what, kept = TOP_P, f"top_p_filter on {case}", torch.isfinite(out)
     if p < 1.0:
         found = find_mistake(
@@ -242,13 +247,7 @@ def _top_p_failure(case: str, logits: torch.Tensor, p: float, out: torch.Tensor)
             f"{what}: {dropped} token{'s were' if dropped != 1 else ' was'} dropped; with p = 1 every token "
             "stays (only the whole distribution has mass 1).",
         )
-    must, may, need_ties = _nucleus_bounds(logits, p)
-    wrong = (kept & ~may) | (must & ~kept)
-    row = (
-        int(wrong.any(-1).nonzero()[0])
-        if wrong.any()
-        else int(((kept & ~must).sum(-1) < need_ties).nonzero()[0])
-    )
+    row = int((wrong.any(-1) if wrong.any() else short).nonzero()[0])
     return ex.fail(
         C.WRONG_SET if wrong.any() else C.TIES,
         f"{what}: row {row} ({_describe_row(logits[row], p)}) keeps {_kept_words(logits[row], kept[row])}; "
@@ -266,9 +265,8 @@ def _check_top_p_case(fn: Ref, case: str, logits: torch.Tensor, p: float) -> Non
         raise ex.fail(C.WRONG_SHAPE, f"{what} returned dtype {out.dtype}; expected float logits.")
     must, may, need_ties = _nucleus_bounds(logits, p)
     finite_in = torch.isfinite(logits)
-    if (
-        not torch.isinf(out[finite_in]).any() and (finite_in & ~may).any()
-    ):  # nothing dropped, yet it should be
+    # nothing dropped, yet it should be:
+    if not torch.isinf(out[finite_in]).any() and (finite_in & ~may).any():
         if torch.equal(out[may], logits[may]) and (out[finite_in & ~may] == 0).all():
             raise ex.fail(C.ZEROS_NOT_INF, f"{what} set the dropped tokens to 0 instead of -inf.")
         if ((out >= 0) & (out <= 1)).all():
@@ -284,8 +282,10 @@ def _check_top_p_case(fn: Ref, case: str, logits: torch.Tensor, p: float) -> Non
                 f"nucleus of {_nucleus_words(logits[0], p)}.",
             )
     kept = torch.isfinite(out)
-    if (kept & ~may).any() or (must & ~kept).any() or ((kept & ~must).sum(-1) < need_ties).any():
-        raise _top_p_failure(case, logits, p, out)
+    wrong = (kept & ~may) | (must & ~kept)  # (B, V): kept outside the nucleus, or dropped inside it
+    short = (kept & ~must).sum(-1) < need_ties  # (B,): fewer of the tied edge tokens kept than needed
+    if wrong.any() or short.any():
+        raise _top_p_failure(case, logits, p, out, wrong, short)
     if not torch.allclose(out[kept].double(), logits[kept].double(), atol=1e-6, rtol=0):
         if ((out[kept] >= 0) & (out[kept] <= 1)).all():
             raise ex.fail(
@@ -338,27 +338,22 @@ _S_CASES: list[tuple[float, int | None, float | None]] = [
     (1.2, 4, 0.75),
 ]  # fmt: skip
 _Z_1E6 = 4.753  # standard normal quantile for a one-in-a-million false alarm
+_S_LIMIT = chi2_limit(_S_N_ROWS * (_S_ROWS.size(1) - 1), _Z_1E6)  # what a right sampler stays under
 
 
-def _dist(
-    row: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None, mistake: str = ""
-) -> torch.Tensor:
-    """The exact next-token distribution (V,), float64, with at most one known mistake."""
-    x = row.double().unsqueeze(0)
+def _dist(temperature: float, top_k: int | None, top_p: float | None, mistake: str = "") -> torch.Tensor:
+    """The exact next-token distribution of every row of _S_ROWS (rows, V), float64, with at most one known
+    mistake."""
+    x = _S_ROWS.double()
     t = {"temperature-multiplied": 1.0 / temperature, "temperature-ignored": 1.0}.get(mistake, temperature)
     k = {
         "topk-ignored": None,
         "topk-off-by-one+": top_k and top_k + 1,
         "topk-off-by-one-": top_k and max(1, top_k - 1),
-    }
-    k = k.get(mistake, top_k)
+    }.get(mistake, top_k)
     p = None if mistake == "topp-ignored" else top_p
 
-    def keep_top_k(z: torch.Tensor) -> torch.Tensor:
-        if k is None:
-            return z
-        kth = torch.topk(z, min(k, z.size(-1)), dim=-1).values[:, [-1]]
-        return z.masked_fill(z < kth, 0.0 if mistake == "topk-zero" else NEG_INF)
+    keep_top_k = partial(mask_top_k, k=k, fill=0.0 if mistake == "topk-zero" else NEG_INF)
 
     def keep_top_p(z: torch.Tensor) -> torch.Tensor:
         if p is None or p >= 1.0:
@@ -372,7 +367,7 @@ def _dist(
     else:
         z = keep_top_p(keep_top_k(x / t))
     probs = F.softmax(z, dim=-1)
-    return (F.softmax(probs, dim=-1) if mistake == "softmax-twice" else probs)[0]
+    return F.softmax(probs, dim=-1) if mistake == "softmax-twice" else probs
 
 
 _S_MISTAKES = [
@@ -399,16 +394,14 @@ def _setting(t: float, k: int | None, p: float | None) -> str:
     )
 
 
-def _tokens_out(ex: Exercise, what: str, out: Any, B: int) -> torch.Tensor:
-    """The learner's token ids as a (B, 1) long tensor, or a named failure."""
+def _tokens_out(what: str, call: Call, B: int) -> torch.Tensor:
+    """The learner's token ids as a (B, 1) long tensor, the logits untouched, or a named failure."""
+    ex, out = SAMPLING, untouched(SAMPLING, "choose_next", call, "its input tensor", _IN_PLACE)
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (B,):
         raise ex.fail(
             C.WRONG_SHAPE, f"{what} returned shape ({B},); expected ({B}, 1): keep the last dimension."
         )
-    out = _tensor_out(ex, what, out, (B, 1))
-    if out.dtype != torch.long:
-        raise ex.fail(C.WRONG_DTYPE, f"{what} returned dtype {out.dtype}; expected torch.long.")
-    return out
+    return _tensor_out(ex, what, out, (B, 1), ids=True)
 
 
 def _generator(seed: int) -> Ref:
@@ -431,8 +424,7 @@ def _check_greedy(fn: Ref) -> None:
                     e.crash,
                 ) from None
             raise
-        untouched(ex, "choose_next", call, "its input tensor", _IN_PLACE)
-        out = _tokens_out(ex, what, call.value, logits.size(0))
+        out = _tokens_out(what, call, logits.size(0))
         want = logits.argmax(-1, keepdim=True)
         if not torch.equal(out, want):
             raise ex.fail(
@@ -448,8 +440,7 @@ def _draw(fn: Ref, t: float, k: int | None, p: float | None, seed: int) -> torch
     logits = _S_ROWS.repeat(_S_DRAWS, 1)  # (B, V): rows 0, 1, 2, 0, 1, 2, ...
     what = f"choose_next(logits, {_setting(t, k, p)})"
     call = ex.run(what, fn, logits, t, top_k=k, top_p=p, generator=_generator(seed))
-    untouched(ex, "choose_next", call, "its input tensor", _IN_PLACE)
-    out = _tokens_out(ex, what, call.value, B)
+    out = _tokens_out(what, call, B)
     if out.min() < 0 or out.max() >= V:
         raise ex.fail(
             C.WRONG_DISTRIBUTION, f"{what} returned token ids outside 0..{V - 1}: {out.unique().tolist()}."
@@ -457,27 +448,25 @@ def _draw(fn: Ref, t: float, k: int | None, p: float | None, seed: int) -> torch
     return out.view(_S_DRAWS, _S_N_ROWS)
 
 
-def _fit(counts: torch.Tensor, rows: list[torch.Tensor]) -> float:
-    return sum(chi2(counts[r : r + 1], rows[r][None]) for r in range(_S_N_ROWS))
+def _fit(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """The chi-square of draw counts (rows, V) against probabilities (rows, V), summed row by row."""
+    return sum(chi2(counts[r : r + 1], probs[r : r + 1]) for r in range(_S_N_ROWS))
 
 
 def _distribution_failure(counts: torch.Tensor, t: float, k: int | None, p: float | None) -> CheckFailure:
     """Name the slip whose exact distribution the draws follow."""
     ex, n = SAMPLING, _S_DRAWS
-    limit = chi2_limit(_S_N_ROWS * (_S_ROWS.size(1) - 1), _Z_1E6)
     what = f"choose_next(logits, {_setting(t, k, p)})"
-    fits = [
-        _fit(counts, [_dist(_S_ROWS[r], t, k, p, **m.kwargs) for r in range(_S_N_ROWS)]) for m in _S_MISTAKES
-    ]
-    right = [_dist(_S_ROWS[r], t, k, p) for r in range(_S_N_ROWS)]
+    fits = [_fit(counts, _dist(t, k, p, **m.kwargs)) for m in _S_MISTAKES]
+    right = _dist(t, k, p)  # (rows, V)
     for perm in itertools.permutations(range(_S_N_ROWS)):
-        if list(perm) != list(range(_S_N_ROWS)) and _fit(counts, [right[i] for i in perm]) < limit:
+        if list(perm) != list(range(_S_N_ROWS)) and _fit(counts, right[list(perm)]) < _S_LIMIT:
             return ex.fail(
                 C.ROWS_MIXED,
                 f"{what}: the draws of some rows follow ANOTHER row's distribution: the rows got mixed up.",
             )
     best = min(range(len(fits)), key=fits.__getitem__)
-    if fits[best] < limit:
+    if fits[best] < _S_LIMIT:
         m = _S_MISTAKES[best]
         return ex.fail(m.code, f"{what}: the {_S_N_ROWS * n} draws follow the distribution of {m.says}.")
     table = ", ".join(
@@ -497,7 +486,6 @@ def check_sampling_strategies(fn: Ref) -> None:
     ex, V = SAMPLING, _S_ROWS.size(1)
     expect_callable(ex, fn, "choose_next")
     _check_greedy(fn)
-    limit = chi2_limit(_S_N_ROWS * (V - 1), _Z_1E6)
     first = _draw(fn, 1.0, None, None, seed=7)
     seed_learner(123)  # a different global stream: a sampler that ignores the generator gives other tokens
     if not torch.equal(first, _draw(fn, 1.0, None, None, seed=7)):
@@ -509,7 +497,7 @@ def check_sampling_strategies(fn: Ref) -> None:
     for i, (t, k, p) in enumerate(_S_CASES):
         drawn = _draw(fn, t, k, p, seed=100 + i)
         counts = torch.stack([torch.bincount(drawn[:, r], minlength=V).double() for r in range(_S_N_ROWS)])
-        if _fit(counts, [_dist(_S_ROWS[r], t, k, p) for r in range(_S_N_ROWS)]) > limit:
+        if _fit(counts, _dist(t, k, p)) > _S_LIMIT:
             raise _distribution_failure(counts, t, k, p)
     ex.passed(
         f"temperature 0 is greedy (argmax); {len(_S_CASES)} settings of temperature, top_k and top_p draw "
@@ -599,8 +587,7 @@ _SCHEDULES: list[tuple[str, list[int]]] = [
 
 
 def _chunks(sizes: list[int]) -> list[tuple[int, int]]:
-    ends = list(itertools.accumulate(sizes))
-    return [(e - s, e) for s, e in zip(sizes, ends, strict=True)]
+    return [(e - s, e) for s, e in zip(sizes, itertools.accumulate(sizes), strict=True)]
 
 
 def _learner_schedule(
@@ -610,6 +597,7 @@ def _learner_schedule(
     ex = KV_ATTENTION
     cache, outs = build(Spec("dict")), []
     B, T, C_ = x.shape
+    heads = (B, attn.n_head, C_ // attn.n_head)
     for a, b in _chunks(sizes):
         what = f"attention_with_cache ({label}), positions {a}..{b - 1}"
         try:
@@ -618,11 +606,11 @@ def _learner_schedule(
             stored = learner.backend().fetch(cache)
             if e.diagnosis == C.CRASHED and isinstance(stored, dict) and "k" in stored:
                 # A cache of the wrong layout explains the crash better than the crash itself.
-                _check_cache(stored, attn, x, b, b - a, what, layout_only=True)
+                _check_cache(stored, heads, b, b - a, what, layout_only=True)
             raise
         untouched(ex, "attention_with_cache", call, "its input tensor", _IN_PLACE)
         outs.append(_tensor_out(ex, what, call.value, (B, b - a, C_)))
-        _check_cache(learner.backend().fetch(cache), attn, x, b, b - a, what)
+        _check_cache(learner.backend().fetch(cache), heads, b, b - a, what)
     return torch.cat(outs, dim=1)
 
 
@@ -634,17 +622,12 @@ def _reference_schedule(
 
 
 def _check_cache(
-    cache: Any,
-    attn: CausalSelfAttention,
-    x: torch.Tensor,
-    seen: int,
-    new: int,
-    what: str,
-    layout_only: bool = False,
+    cache: Any, heads: tuple[int, int, int], seen: int, new: int, what: str, layout_only: bool = False
 ) -> None:
-    """The cache dict holds 'k' and 'v' of every position seen, (B, n_head, seen, head_size)."""
-    ex, (B, _, C_), nh = KV_ATTENTION, x.shape, attn.n_head
-    want = (B, nh, seen, C_ // nh)
+    """The cache dict holds 'k' and 'v' of every position seen, (B, n_head, seen, head_size); heads is
+    (B, n_head, head_size)."""
+    ex, (B, nh, hs) = KV_ATTENTION, heads
+    want = (B, nh, seen, hs)
     if not isinstance(cache, dict) or "k" not in cache or "v" not in cache:
         found = sorted(cache) if isinstance(cache, dict) else type_name(cache)
         raise ex.fail(
@@ -654,25 +637,19 @@ def _check_cache(
         )
     for name in ("k", "v"):
         t = cache[name]
-        if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.size(1) != nh or t.size(3) != C_ // nh:
+        four_dims = isinstance(t, torch.Tensor) and t.dim() == 4
+        if not (four_dims and t.size(1) == nh and t.size(3) == hs):
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type_name(t)
-            heads_axis = (
-                isinstance(t, torch.Tensor)
-                and t.dim() == 4
-                and t.size(1) != nh
-                and t.size(1) % nh == 0
-                and t.size(3) == C_ // nh
-            )
+            heads_axis = ""
+            if four_dims and t.size(1) % nh == 0 and t.size(3) == hs:  # a multiple of n_head in dim 1
+                heads_axis = (
+                    f" Its dim 1 holds {t.size(1)} = {t.size(1) // nh} x n_head: the new keys and values were "
+                    "concatenated along dim 1, the heads axis; the positions are dim 2: torch.cat(..., dim=2)."
+                )
             raise ex.fail(
                 C.CACHE_LAYOUT,
                 f"after {what}, cache['{name}'] has shape {shape}; expected {want} "
-                "(B, n_head, positions so far, head_size)."
-                + (
-                    f" Its dim 1 holds {t.size(1)} = {t.size(1) // nh} x n_head: the new keys and values were "
-                    "concatenated along dim 1, the heads axis; the positions are dim 2: torch.cat(..., dim=2)."
-                    if heads_axis
-                    else ""
-                ),
+                f"(B, n_head, positions so far, head_size).{heads_axis}",
             )
         if layout_only:
             continue
@@ -737,10 +714,8 @@ _BS = 8  # the block_size of the generation model
 
 
 def _generation_model() -> GPT:
-    cfg = GPTConfig(
-        vocab_size=13, block_size=_BS, n_layer=2, n_head=2, n_embd=16
-    )  # dropout 0.1: eval matters
-    model = GPT(cfg)
+    # dropout 0.1 (the default): eval mode matters
+    model = GPT(GPTConfig(vocab_size=13, block_size=_BS, n_layer=2, n_head=2, n_embd=16))
     g = torch.Generator().manual_seed(11)
     for prm in model.parameters():
         if prm.dim() > 1:  # weights and the position table (zeros at init): random, so positions matter
@@ -749,10 +724,11 @@ def _generation_model() -> GPT:
 
 
 def _variant_generate(
-    model: GPT, idx: torch.Tensor, n: int, mistake: str = "", **sampling: Any
+    model: GPT, idx: torch.Tensor, n: int, sampling: dict[str, Any], mistake: str = ""
 ) -> tuple[torch.Tensor, int]:
-    """A cached generation loop with at most one known mistake (model in eval mode): (tokens, positions run)."""
-    bs, run = model.block_size, 0
+    """A cached generation loop in eval mode, seeded as the check seeds the learner's, with at most one known
+    mistake: (tokens, positions run)."""
+    bs, run, options = model.eval().block_size, 0, _seeded(sampling)
 
     def forward(ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         nonlocal run
@@ -762,7 +738,7 @@ def _variant_generate(
     cache = KVCache(len(model.blocks), bs)
     logits = forward(idx[:, -bs:], None if mistake == "prefill-not-cached" else cache)
     for i in range(n):
-        tok = _next_token(logits[:, 0 if mistake == "first-position" else -1, :], **sampling)
+        tok = _next_token(logits[:, 0 if mistake == "first-position" else -1, :], **options)
         idx = torch.cat((idx, tok), dim=1)
         if i == n - 1 and mistake != "extra-final":
             break
@@ -793,12 +769,7 @@ _GEN_CASES: list[tuple[str, tuple[int, int], int, dict[str, Any]]] = [
     ("a prompt of exactly block_size = 8 tokens", (2, 8), 5, {}),
     ("an 11-token prompt, longer than block_size = 8", (2, 11), 4, {}),
     ("a 1-token prompt and 1 new token", (1, 1), 1, {}),
-    (
-        "a 3-token prompt and 12 sampled tokens",
-        (2, 3),
-        12,
-        {"do_sample": True, "temperature": 0.9, "top_k": 5},
-    ),
+    ("a 3-token prompt and 12 sampled tokens", (2, 3), 12, dict(do_sample=True, temperature=0.9, top_k=5)),
 ]
 
 
@@ -865,12 +836,11 @@ def _learner_generate(
             ) from None
         error = e.message.split(" raised ", 1)[-1]
         if e.diagnosis == C.CRASHED and ("KV cache full" in e.message or " cached + " in e.message):
-            twice = _fed_twice(attribute(ex, "model.fed", model, "fed")[start:])
+            if _fed_twice(attribute(ex, "model.fed", model, "fed")[start:]):
+                raise ex.fail(C.TOKEN_TWICE, _TWICE, e.crash) from None
             raise ex.fail(
-                C.TOKEN_TWICE if twice else C.WINDOW_FULL,
-                _TWICE
-                if twice
-                else f"{what} went on adding positions to a full KV cache (block_size = {_BS}): {error}",
+                C.WINDOW_FULL,
+                f"{what} went on adding positions to a full KV cache (block_size = {_BS}): {error}",
                 e.crash,
             ) from None
         if e.diagnosis == C.CRASHED and "Cannot forward" in e.message:
@@ -888,9 +858,7 @@ def _learner_generate(
             C.WRONG_SHAPE,
             f"{what} returned shape {(B, n)}, only the new tokens; return the prompt followed by them, {(B, T + n)}.",
         )
-    out = _tensor_out(ex, what, out, (B, T + n))
-    if out.dtype != torch.long:
-        raise ex.fail(C.WRONG_DTYPE, f"{what} returned dtype {out.dtype}; expected torch.long.")
+    out = _tensor_out(ex, what, out, (B, T + n), ids=True)
     if not torch.equal(out[:, :T], prompt):
         raise ex.fail(C.PROMPT_CHANGED, f"{what}: the result does not start with the prompt.")
     return out, attribute(ex, "model.fed", model, "fed")[start:]
@@ -909,17 +877,14 @@ def _token_failure(
     what: str, fed: list,
 ) -> CheckFailure:  # fmt: skip
     ex, T = KV_GENERATE, prompt.size(1)
-    model.eval()
     found = find_mistake(
         _KV_GEN_MISTAKES,
-        lambda mistake: torch.equal(
-            _variant_generate(model, prompt, n, mistake, **_seeded(sampling))[0], out
-        ),
+        lambda mistake: torch.equal(_variant_generate(model, prompt, n, sampling, mistake)[0], out),
         pairs=False,
     )
     if found:
         return matched(ex, what, found)
-    if sampling and torch.equal(_variant_generate(model, prompt, n)[0], out):
+    if sampling and torch.equal(_variant_generate(model, prompt, n, {})[0], out):
         return ex.fail(
             C.SAMPLING_IGNORED, f"{what} gave the greedy tokens: the sampling options were not used."
         )
@@ -941,10 +906,9 @@ def _check_work(
     Allowed: exactly what gptlib's loop runs, or that plus one forward pass after the last token
     (logits that are never used)."""
     ex = KV_GENERATE
-    model.eval()
 
     def positions(mistake: str) -> int:
-        return _variant_generate(model, prompt, n, mistake, **_seeded(sampling))[1]
+        return _variant_generate(model, prompt, n, sampling, mistake)[1]
 
     needed = positions("")
     if used <= needed or used == positions("extra-final"):

@@ -234,12 +234,12 @@ def _ce_is(out: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, kind:
 
 GPT = Exercise(
     "gpt",
-    [C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE, C.RETURNS_TENSOR, C.WRONG_RETURN, C.RETURN_ORDER, C.NO_HEAD,
-     C.FLATTENED_LOGITS, C.LOSS_WITHOUT_TARGETS, C.LOSS_NOT_MEAN, C.LOSS_WRONG, C.LOSS_NOT_FLATTENED,
-     C.LOSS_ON_PROBABILITIES, C.TARGETS_SHIFTED, C.DROPOUT_IN_EVAL, C.HEAD_BIAS, C.NO_FINAL_LN, C.LN_F_FIRST,
-     C.NO_POSITION, C.TIED_WEIGHTS, C.N_LAYER, C.BLOCKS_NOT_REGISTERED, C.WRONG_PARAMS, C.INITIAL_LOSS, C.INIT,
-     C.FUTURE_LEAK, C.BLOCKS_UNUSED, C.BLOCKS_NOT_CHAINED, C.PROBABILITIES, C.LOG_PROBABILITIES, C.WRONG_VALUES,
-     C.HARD_CODED, C.NO_DROPOUT, C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
+    [*C.CLASS, C.RETURNS_TENSOR, C.WRONG_RETURN, C.RETURN_ORDER, C.NO_HEAD, C.FLATTENED_LOGITS,
+     C.LOSS_WITHOUT_TARGETS, C.LOSS_NOT_MEAN, C.LOSS_WRONG, C.LOSS_NOT_FLATTENED, C.LOSS_ON_PROBABILITIES,
+     C.TARGETS_SHIFTED, C.DROPOUT_IN_EVAL, C.HEAD_BIAS, C.NO_FINAL_LN, C.LN_F_FIRST, C.NO_POSITION, C.TIED_WEIGHTS,
+     C.N_LAYER, C.BLOCKS_NOT_REGISTERED, C.WRONG_PARAMS, C.INITIAL_LOSS, C.INIT, C.FUTURE_LEAK, C.BLOCKS_UNUSED,
+     C.BLOCKS_NOT_CHAINED, C.PROBABILITIES, C.LOG_PROBABILITIES, C.WRONG_VALUES, C.HARD_CODED, C.NO_DROPOUT,
+     C.NO_GRAD, C.IN_PLACE, *C.TENSOR],
 )  # fmt: skip
 # The check's config: V != block_size, so the token and position tables have different shapes.
 _GPT_CONFIG = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=4, n_embd=32)
@@ -343,10 +343,8 @@ def _structure(tree: Tree, ref: nn.Module, config: GPTConfig, name: str) -> None
     if found == expected:
         return
     missing, extra = expected - found, found - expected
-    n_found, n_expected = (
-        sum(p.numel() for p in tree.params.values()),
-        sum(p.numel() for p in ref_params.values()),
-    )
+    n_found = sum(p.numel() for p in tree.params.values())
+    n_expected = sum(p.numel() for p in ref_params.values())
     listing = (
         f"\nYour {name} has {n_found:,} parameters, gptlib.GPT {n_expected:,}."
         + (f"\nMissing: {_format_counter(missing)}." if missing else "")
@@ -399,11 +397,8 @@ def _check_init(tree: Tree, name: str, initial_loss: float, V: int) -> str:
             w = own["weight"]
             std = w.std().item()
             if not 0.005 <= std <= 0.03:
-                default = (
-                    table
-                    and 0.8 < std < 1.2
-                    or linear
-                    and math.isclose(std, 1 / math.sqrt(3 * w.shape[1]), rel_tol=0.15)
+                default = (table and 0.8 < std < 1.2) or (
+                    linear and math.isclose(std, 1 / math.sqrt(3 * w.shape[1]), rel_tol=0.15)
                 )
                 off.append(
                     f"{path or 'the model'} ({s.info.type_name}) has weights with std {std:.3f}"
@@ -678,8 +673,8 @@ def check_gpt(cls: Ref) -> None:
         verified = [
             f"returns (logits {(B, T, V)}, loss), loss None without targets",
             "parameters as gptlib.GPT's",
+            _check_init(tree, name, want.item(), V),
         ]
-        verified.append(_check_init(tree, name, want.item(), V))
 
         moved = leaks(lambda i: forward(i)[0], idx, V, seed=0)
         if moved:
@@ -760,53 +755,45 @@ COUNT = Exercise(
 @functools.lru_cache(maxsize=32)
 def _true_count(V: int, T: int, L: int, C_: int) -> int:
     """gptlib.GPT(config).num_parameters() (small configs: built in milliseconds; the global RNG is restored)."""
-    with torch.random.fork_rng(devices=[]):
+    with seeded(0):
         model = _RefGPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=1, n_embd=C_))
     return model.num_parameters()
 
 
-# Deltas (learner's count - true count) of the usual mistakes, as functions of (V, T, L, C).
-_COUNT_DELTAS = {
-    "head": lambda V, T, L, C_: -V * C_,
-    "head-bias": lambda V, T, L, C_: V,
-    "position": lambda V, T, L, C_: -T * C_,
-    "ln-f": lambda V, T, L, C_: -2 * C_,
-    "ln-f-half": lambda V, T, L, C_: -C_,
-    "block-lns": lambda V, T, L, C_: -4 * C_ * L,
-    "block-lns-half": lambda V, T, L, C_: -2 * C_ * L,
-    "attn-biases": lambda V, T, L, C_: -4 * C_ * L,
-    "mlp-biases": lambda V, T, L, C_: -5 * C_ * L,
-    "all-biases": lambda V, T, L, C_: -9 * C_ * L,
-    "proj": lambda V, T, L, C_: -(C_ * C_ + C_) * L,
-    "attention": lambda V, T, L, C_: -(4 * C_ * C_ + 4 * C_) * L,
-    "mlp": lambda V, T, L, C_: -(8 * C_ * C_ + 5 * C_) * L,
-    "mlp-width": lambda V, T, L, C_: -(6 * C_ * C_ + 3 * C_) * L,
-    "mlp-one-matrix": lambda V, T, L, C_: -(4 * C_ * C_) * L,
-    "layer-less": lambda V, T, L, C_: -(12 * C_ * C_ + 13 * C_),
-    "layer-more": lambda V, T, L, C_: 12 * C_ * C_ + 13 * C_,
-}
+# The usual mistakes, each with its delta (the learner's count - the true count) as a function of (V, T, L, C).
 _COUNT_MISTAKES = [
     Mistake(C.HEAD_MISSING, "one of the two V × C tables (token embedding, head) is missing",
-            {"delta": "head"}),
-    Mistake(C.HEAD_BIAS, "the head counted with a bias (+V)", {"delta": "head-bias"}),
-    Mistake(C.NO_POSITION, "the position table (T × C) is missing", {"delta": "position"}),
-    Mistake(C.NO_FINAL_LN, "the final LayerNorm (2C) is missing", {"delta": "ln-f"}),
-    Mistake(C.NO_FINAL_LN, "the final LayerNorm counted as C instead of 2C", {"delta": "ln-f-half"}),
-    Mistake(C.LAYERNORM_COUNT, "the blocks' LayerNorms (4C per block) are missing", {"delta": "block-lns"}),
+            {"delta": lambda V, T, L, C_: -V * C_}),
+    Mistake(C.HEAD_BIAS, "the head counted with a bias (+V)", {"delta": lambda V, T, L, C_: V}),
+    Mistake(C.NO_POSITION, "the position table (T × C) is missing",
+            {"delta": lambda V, T, L, C_: -T * C_}),
+    Mistake(C.NO_FINAL_LN, "the final LayerNorm (2C) is missing", {"delta": lambda V, T, L, C_: -2 * C_}),
+    Mistake(C.NO_FINAL_LN, "the final LayerNorm counted as C instead of 2C",
+            {"delta": lambda V, T, L, C_: -C_}),
+    Mistake(C.LAYERNORM_COUNT, "the blocks' LayerNorms (4C per block) are missing",
+            {"delta": lambda V, T, L, C_: -4 * C_ * L}),
     Mistake(C.LAYERNORM_COUNT, "each block's LayerNorms counted as 2C instead of 4C",
-            {"delta": "block-lns-half"}),
-    Mistake(C.BIASES, "the attention's biases (4C per block) are missing", {"delta": "attn-biases"}),
-    Mistake(C.BIASES, "the MLP's biases (5C per block) are missing", {"delta": "mlp-biases"}),
-    Mistake(C.BIASES, "all the blocks' biases (9C per block) are missing", {"delta": "all-biases"}),
+            {"delta": lambda V, T, L, C_: -2 * C_ * L}),
+    Mistake(C.BIASES, "the attention's biases (4C per block) are missing",
+            {"delta": lambda V, T, L, C_: -4 * C_ * L}),
+    Mistake(C.BIASES, "the MLP's biases (5C per block) are missing",
+            {"delta": lambda V, T, L, C_: -5 * C_ * L}),
+    Mistake(C.BIASES, "all the blocks' biases (9C per block) are missing",
+            {"delta": lambda V, T, L, C_: -9 * C_ * L}),
     Mistake(C.ATTENTION_COUNT, "the attention's output projection (C² + C per block) is missing",
-            {"delta": "proj"}),
-    Mistake(C.ATTENTION_COUNT, "the attention (4C² + 4C per block) is missing", {"delta": "attention"}),
-    Mistake(C.MLP_COUNT, "the MLP (8C² + 5C per block) is missing", {"delta": "mlp"}),
-    Mistake(C.MLP_COUNT, "an MLP with a hidden layer of C instead of 4C", {"delta": "mlp-width"}),
+            {"delta": lambda V, T, L, C_: -(C_ * C_ + C_) * L}),
+    Mistake(C.ATTENTION_COUNT, "the attention (4C² + 4C per block) is missing",
+            {"delta": lambda V, T, L, C_: -(4 * C_ * C_ + 4 * C_) * L}),
+    Mistake(C.MLP_COUNT, "the MLP (8C² + 5C per block) is missing",
+            {"delta": lambda V, T, L, C_: -(8 * C_ * C_ + 5 * C_) * L}),
+    Mistake(C.MLP_COUNT, "an MLP with a hidden layer of C instead of 4C",
+            {"delta": lambda V, T, L, C_: -(6 * C_ * C_ + 3 * C_) * L}),
     Mistake(C.MLP_COUNT, "the MLP counted as 4C² + 5C (one C × 4C matrix, not two)",
-            {"delta": "mlp-one-matrix"}),
-    Mistake(C.LAYER_COUNT, "one block too few (n_layer - 1)", {"delta": "layer-less"}),
-    Mistake(C.LAYER_COUNT, "one block too many (n_layer + 1)", {"delta": "layer-more"}),
+            {"delta": lambda V, T, L, C_: -(4 * C_ * C_) * L}),
+    Mistake(C.LAYER_COUNT, "one block too few (n_layer - 1)",
+            {"delta": lambda V, T, L, C_: -(12 * C_ * C_ + 13 * C_)}),
+    Mistake(C.LAYER_COUNT, "one block too many (n_layer + 1)",
+            {"delta": lambda V, T, L, C_: 12 * C_ * C_ + 13 * C_}),
 ]  # fmt: skip
 _COUNT_POINTS = [
     (65, 8, 2, 32),
@@ -851,8 +838,8 @@ def check_count_parameters(fn: Ref) -> None:
         )
         return
     delta = {p: got[p] - true[p] for p in _COUNT_POINTS}
-    off = f"your count is off by {delta[_COUNT_POINTS[0]]:+,} for V={_COUNT_POINTS[0][0]}, T={_COUNT_POINTS[0][1]}, "
-    off += f"L={_COUNT_POINTS[0][2]}, C={_COUNT_POINTS[0][3]}"
+    base = _COUNT_POINTS[0]
+    off = "your count is off by {:+,} for V={}, T={}, L={}, C={}".format(delta[base], *base)
     alike = [m for m in _COUNT_MISTAKES if _explains(delta, m)]
     if len(alike) == 1:
         raise ex.fail(alike[0].code, f"{off}: {alike[0].says}." + _per_part(got))
@@ -870,7 +857,7 @@ def check_count_parameters(fn: Ref) -> None:
 
 def _explains(delta: dict, *mistakes: Mistake) -> bool:
     """True if the mistakes' deltas add up to the learner's error at every point."""
-    return all(sum(_COUNT_DELTAS[m.kwargs["delta"]](*p) for m in mistakes) == delta[p] for p in _COUNT_POINTS)
+    return all(sum(m.kwargs["delta"](*p) for m in mistakes) == delta[p] for p in _COUNT_POINTS)
 
 
 def _per_part(got: dict) -> str:

@@ -17,6 +17,7 @@ import torch
 from gptlib.checks import codes as C
 from gptlib.checks.engine import Exercise, close, parameters, seeded, tensors_close, type_name
 from gptlib.checks.learner import Backward, Call, Ref
+from gptlib.checks.verdict import CheckFailure
 
 
 def expect_callable(ex: Exercise, fn: Ref, name: str) -> None:
@@ -72,6 +73,18 @@ def untouched(ex: Exercise, what: str, call: Call, inputs: str = "its input", ad
     if call.changed:
         raise ex.fail(C.IN_PLACE, f"{what} changed {inputs} in place.{advice}")
     return call.value
+
+
+def run_untouched(ex: Exercise, what: str, fn: Ref, *args: Any, tied: str = "", advice: str = "") -> Any:
+    """fn(*args), its tensor arguments left untouched (see `untouched`). `tied`, when other sizes worked
+    already: the message for a crash now (FIXED_T, the code is tied to one size), the error appended."""
+    try:
+        call = ex.run(what, fn, *args)
+    except CheckFailure as e:
+        if tied and e.diagnosis == C.CRASHED:
+            raise ex.fail(C.FIXED_T, f"{tied} The error: {ex.error_only(e)}", e.crash) from None
+        raise
+    return untouched(ex, what, call, advice=advice)
 
 
 def leaks(

@@ -21,7 +21,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -49,9 +49,7 @@ class AttentionWeights:
     source: str = ""  # where they came from, in words, for messages
 
     def swapped_qk(self) -> AttentionWeights:
-        return AttentionWeights(
-            self.wk, self.bk, self.wq, self.bq, self.wv, self.bv, self.wo, self.bo, self.source
-        )
+        return replace(self, wq=self.wk, bq=self.bk, wk=self.wq, bk=self.bq)
 
 
 def load_weights(attn: nn.Module, w: AttentionWeights) -> None:
@@ -158,8 +156,8 @@ def reference_attention(
     With the defaults this is gptlib.CausalSelfAttention in eval mode. scale=None means
     1/sqrt(head_size); the other keywords each switch on one mistake: heads (the number of heads used,
     e.g. 1: one head of full width), output="weights" (the weights returned instead of the output).
-    dropout="weights" (right in train mode), or a mistake: "scores", "values", "input", drops with rate p,
-    drawing its mask from torch's RNG as nn.Dropout does. scale_after: the scale applied to the weights
+    dropout: a mistake, "scores", "values" or "input", drops there with rate p, drawing its mask from torch's
+    RNG as nn.Dropout does. scale_after: the scale applied to the weights
     after the softmax instead of to the scores."""
     n_head = heads or n_head
     if swap_qk:
@@ -181,8 +179,6 @@ def reference_attention(
         att = att * scale
     if output == "weights":
         return att[:, 0] if n_head == 1 else att
-    if dropout == "weights":
-        att = F.dropout(att, p)
     y = merge_heads(att @ v, merge)  # (B, T, width)
     if proj and w.wo is not None:
         y = F.linear(y, w.wo, w.bo)
@@ -307,8 +303,7 @@ def find_projections(module: Ref, n_embd: int, width: int, with_proj: bool) -> P
 
 def expected_layouts(n_embd: int, width: int, n_head: int, with_proj: bool) -> list[str]:
     """The layouts find_projections understands, in words, for a 'wrong parameters' message."""
-    out = f", and an output projection Linear({width}, {n_embd}) (e.g. proj, c_proj, out_proj)"
-    out = out if with_proj else ""
+    out = f", and an output projection Linear({width}, {n_embd}) (e.g. proj, c_proj, out_proj)" * with_proj
     layouts = [
         f"query, key, value: Linear({n_embd}, {width}) each, bias optional{out}",
         f"one fused Linear({n_embd}, {3 * width}) holding q, k, v (e.g. c_attn){out}",
@@ -329,6 +324,13 @@ def scale_words(scale: float, right: float) -> str:
     ratio = scale / right
     size = "too small" if ratio < 1 else "too large"
     return f"off by a factor of {max(ratio, 1 / ratio):.2f}, {size}"
+
+
+# The weights' mistakes that lessons 02 and 07 name in the same words (each check's table places them).
+SOFTMAX_OVER_QUERIES = Mistake(C.SOFTMAX_AXIS, "a softmax over dim -2 (the queries): each COLUMN sums to 1 "
+                               "instead of each row", {"softmax_dim": -2})  # fmt: skip
+FILL_ZERO = Mistake(C.MASK_FILL_ZERO, "the future filled with 0 instead of -inf: exp(0) = 1, so every later key "
+                    "still gets weight", {"fill": 0.0})  # fmt: skip
 
 
 def scale_mistakes(n_embd: int, head_size: int) -> list[Mistake]:

@@ -64,8 +64,6 @@ from gptlib.mlp import MLP as _RefMLP
 
 __all__ = ["check_layer_norm", "check_block"]
 
-_CLASS_CODES = (C.NOT_A_CLASS, C.INSTANCE_NOT_CLASS, C.NOT_A_MODULE)
-
 
 def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor) -> Any:
     """fn(x) with plain-words errors; fails if fn changed x in place."""
@@ -79,6 +77,12 @@ def _run(ex: Exercise, what: str, fn: Ref, x: torch.Tensor) -> Any:
     )
 
 
+def _output(ex: Exercise, what: str, fn: Ref, x: torch.Tensor, shape_names: str = "") -> torch.Tensor:
+    """fn(x) as `_run`, and a float32 tensor shaped like x."""
+    out = _run(ex, what, fn, x)
+    return expect_tensor(ex, what, out, shape=tuple(x.shape), dtype=torch.float32, shape_names=shape_names)
+
+
 def _gradients(ex: Exercise, module: Ref, x: torch.Tensor) -> int:
     """Backpropagate a random cotangent: every parameter and x get a gradient. Returns the parameter count."""
     with seeded(5):
@@ -90,7 +94,7 @@ def _gradients(ex: Exercise, module: Ref, x: torch.Tensor) -> int:
 
 LAYER_NORM = Exercise(
     "layer_norm",
-    [*_CLASS_CODES, C.EPS_OUTSIDE, C.UNBIASED_VAR, C.NO_EPS, C.EPS_VALUE, C.EPS_IGNORED, C.NO_SQRT, C.NO_CENTERING,
+    [*C.CLASS, C.EPS_OUTSIDE, C.UNBIASED_VAR, C.NO_EPS, C.EPS_VALUE, C.EPS_IGNORED, C.NO_SQRT, C.NO_CENTERING,
      C.WRONG_AXIS, C.NO_KEEPDIM, C.FIXED_RANK, C.GAIN_UNUSED, C.BIAS_UNUSED, C.GAIN_BIAS_UNUSED,
      C.BIAS_BEFORE_GAIN, C.GAIN_BIAS_SWAPPED, C.MISSING_GAIN_BIAS, C.WRONG_PARAMS, C.INIT, C.IN_PLACE, C.NO_GRAD,
      C.WRONG_GRAD, C.WRONG_VALUES, *C.TENSOR],
@@ -321,7 +325,7 @@ def check_layer_norm(LayerNorm: Ref) -> None:
         module2 = ex.build(LayerNorm, C_, eps=0.1)
     set_parameters(module2, dict(zip(parameters(module2), parameters(module).values(), strict=True)))
     what2 = f"{name}({C_}, eps=0.1)(x)"
-    out2 = expect_tensor(ex, what2, _run(ex, what2, module2, x), shape=tuple(x.shape), dtype=torch.float32)
+    out2 = _output(ex, what2, module2, x)
     if not tensors_close(out2, _ln(x, gain, bias, eps=0.1)):
         if tensors_close(out2, _ln(x, gain, bias, eps=1e-5)):
             raise ex.fail(
@@ -336,7 +340,7 @@ def check_layer_norm(LayerNorm: Ref) -> None:
             xs = 2 * torch.randn(*shape) + 1
         what_s = f"{name}({C_})(x) for x of shape {shape}"
         try:
-            got = expect_tensor(ex, what_s, _run(ex, what_s, module, xs), shape=shape, dtype=torch.float32)
+            got = _output(ex, what_s, module, xs)
         except CheckFailure as e:
             if e.diagnosis not in (C.CRASHED, C.WRONG_SHAPE):
                 raise
@@ -403,7 +407,7 @@ def _no_keepdim(module: Ref, what: str, e: CheckFailure, C_: int, readings: list
 
 BLOCK = Exercise(
     "block",
-    [*_CLASS_CODES, C.NO_RESIDUAL_ATTN, C.NO_RESIDUAL_MLP, C.NO_RESIDUAL, C.POST_NORM, C.NORM_IN_RESIDUAL,
+    [*C.CLASS, C.NO_RESIDUAL_ATTN, C.NO_RESIDUAL_MLP, C.NO_RESIDUAL, C.POST_NORM, C.NORM_IN_RESIDUAL,
      C.NO_LAYERNORM, C.SAME_LAYERNORM, C.MLP_FIRST, C.PARALLEL, C.MLP_READS_ATTN, C.SUBLAYER_UNUSED, C.FUTURE_LEAK,
      C.ATTENTION_DIFFERS, C.MLP_DIFFERS, C.LAYERNORM_DIFFERS, C.WRONG_PARAMS, C.IN_PLACE, C.NO_DROPOUT,
      C.DROPOUT_IN_EVAL, C.DROPOUT_WRONG_PLACE, C.NO_GRAD, C.WRONG_VALUES, *C.TENSOR],
@@ -581,12 +585,10 @@ def _gain_bias(
     return named[0], (named[1] if len(named) == 2 else None)
 
 
-def _subcall(sub: Ref, z: torch.Tensor) -> Any:
+def _subcall(sub: Ref, z: torch.Tensor, what: str = "") -> Any:
     """A sub-module's output; an attention that returns (y, weights) counts as y."""
-    out = BLOCK.call(f"your {sub.info.type_name}", sub, z)
-    if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
-        out = out[0]
-    return out
+    out = BLOCK.call(what or f"your {sub.info.type_name}", sub, z)
+    return out[0] if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor) else out
 
 
 def _leak_failure(what: str, moved: list[int], x: torch.Tensor, parts: _BlockParts) -> CheckFailure:
@@ -713,23 +715,15 @@ def check_block(Block: Ref) -> None:
 
     def forward(inp: torch.Tensor) -> torch.Tensor:
         w = f"{name}.forward(x) for x of shape {shape_str(inp)}"
-        return expect_tensor(
-            ex,
-            w,
-            _run(ex, w, block, inp),
-            shape=tuple(inp.shape),
-            dtype=torch.float32,
-            shape_names="(B, T, C), like x",
-        )
+        return _output(ex, w, block, inp, "(B, T, C), like x")
 
     with torch.no_grad():
         out = forward(x)
         deterministic(ex, what, out, forward(x), "x")
     tree = Tree(block)
     parts = _find_parts(tree, C_, name)
-    with seeded(
-        7
-    ):  # distinct random gains and biases, so the two LayerNorms (and their absence) can be told apart
+    # distinct random gains and biases, so the two LayerNorms (and their absence) can be told apart
+    with seeded(7):
         values = {}
         for n, _ in parts.norms:
             (gn, gain), bias = _gain_bias(tree.params_of(n))
@@ -740,13 +734,8 @@ def check_block(Block: Ref) -> None:
     tree = Tree(block)
 
     def sub(m: Ref, role: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        def run(z: torch.Tensor) -> torch.Tensor:
-            w = f"your {role} sub-module ({m.info.type_name})"
-            out = ex.call(w, m, z)
-            out = out[0] if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor) else out
-            return expect_tensor(ex, w, out, shape=tuple(z.shape))
-
-        return run
+        w = f"your {role} sub-module ({m.info.type_name})"
+        return lambda z: expect_tensor(ex, w, _subcall(m, z, w), shape=tuple(z.shape))
 
     A, M = sub(parts.attn[1], "attention"), sub(parts.mlp[1], "MLP")
     L = [sub(m, "LayerNorm") for _, m in parts.norms]

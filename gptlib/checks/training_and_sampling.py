@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -28,8 +29,9 @@ from gptlib.checks import codes as C
 from gptlib.checks import learner
 from gptlib.checks.builders import OddNames
 from gptlib.checks.engine import Exercise, build, first_line, parameters, seed_learner, type_name
-from gptlib.checks.learner import Ref, Spec, config_spec, module_spec
+from gptlib.checks.learner import Crash, Ref, Spec, config_spec, module_spec
 from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
+from gptlib.checks.verdict import CheckFailure
 from gptlib.config import GPTConfig
 from gptlib.model import GPT
 
@@ -46,13 +48,18 @@ GROUPS = Exercise(
 )  # fmt: skip
 
 
+def _crashed(ex: Exercise, what: str, crash: Crash) -> CheckFailure:
+    """A crash in the learner's code, quoted by its first line."""
+    where = f"{first_line(crash, 200)}{crash.where}"
+    return ex.fail(C.CRASHED, f"{what} raised {where}. Fix that line and run the cell again.", crash, what)
+
+
 def _reference_split(model: nn.Module) -> tuple[set[str], set[str]]:
     """(decay, no_decay) names as gptlib's GPT.configure_optimizers splits `model` (any nn.Module)."""
     opt = GPT.configure_optimizers(model, weight_decay=0.1)  # type: ignore[arg-type]
     names = {id(p): n for n, p in model.named_parameters()}
-    return {names[id(p)] for p in opt.param_groups[0]["params"]}, {
-        names[id(p)] for p in opt.param_groups[1]["params"]
-    }
+    decay, no_decay = ({names[id(p)] for p in group["params"]} for group in opt.param_groups)
+    return decay, no_decay
 
 
 def _module_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -78,12 +85,8 @@ def _owner(model: nn.Module, name: str) -> str:
     module, pn = _module_of(model, name)
     if pn == "pos_emb":
         return f"the position table, a bare nn.Parameter of {type(module).__name__}"
-    kind = type(module).__name__
-    return kind + (
-        " (a subclass of nn.Linear)"
-        if type(module) is not nn.Linear and isinstance(module, nn.Linear)
-        else ""
-    )
+    subclass = type(module) is not nn.Linear and isinstance(module, nn.Linear)
+    return type(module).__name__ + (" (a subclass of nn.Linear)" if subclass else "")
 
 
 def _listed(names: Any, model: nn.Module | None = None, n: int = 4) -> str:
@@ -92,7 +95,7 @@ def _listed(names: Any, model: nn.Module | None = None, n: int = 4) -> str:
     return ", ".join(shown) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def _names_of(items: Any, model: nn.Module, ref: Ref, what: str) -> set[str]:
+def _names_of(items: Any, ref: Ref, what: str) -> set[str]:
     """A collection of parameter names, or of parameters (copies the boundary can trace back), as names."""
     if isinstance(items, (str, Ref)) or not hasattr(items, "__iter__"):
         raise GROUPS.fail(
@@ -121,7 +124,7 @@ def _names_of(items: Any, model: nn.Module, ref: Ref, what: str) -> set[str]:
     return names
 
 
-def _read_split(out: Any, model: nn.Module, ref: Ref, what: str) -> tuple[set[str], set[str]]:
+def _read_split(out: Any, ref: Ref, what: str) -> tuple[set[str], set[str]]:
     """The learner's (decay, no_decay), from two collections of names or two AdamW param groups."""
     if out is None:
         raise GROUPS.fail(C.RETURNED_NONE, f"{what} returned None: is `return decay, no_decay` missing?")
@@ -145,12 +148,10 @@ def _read_split(out: Any, model: nn.Module, ref: Ref, what: str) -> tuple[set[st
                 "one group needs weight decay > 0, the other weight_decay 0.0.",
             )
         return (
-            _names_of(groups[0]["params"], model, ref, f"{what}'s decay group"),
-            _names_of(groups[1]["params"], model, ref, f"{what}'s no-decay group"),
+            _names_of(groups[0]["params"], ref, f"{what}'s decay group"),
+            _names_of(groups[1]["params"], ref, f"{what}'s no-decay group"),
         )
-    return _names_of(out[0], model, ref, f"{what}[0] (decay)"), _names_of(
-        out[1], model, ref, f"{what}[1] (no_decay)"
-    )
+    return _names_of(out[0], ref, f"{what}[0] (decay)"), _names_of(out[1], ref, f"{what}[1] (no_decay)")
 
 
 _WRONG_WORDS = {
@@ -241,11 +242,8 @@ def check_optimizer_groups(fn: Ref) -> None:
         before = parameters(ref)
         out, crash = ex.attempt(what, fn, ref)
         if crash is not None:
-            raise ex.fail(
-                C.CRASHED, f"{what} raised {first_line(crash, 200)}{crash.where}. Fix that line and run the cell again.",
-                crash, what,
-            )  # fmt: skip
-        decay, no_decay = _read_split(out, model, ref, what)
+            raise _crashed(ex, what, crash)
+        decay, no_decay = _read_split(out, ref, what)
         _compare_split(model, what, decay, no_decay, note)
         if any(not torch.equal(p, before[n]) for n, p in parameters(ref).items()):
             raise ex.fail(C.IN_PLACE, f"{what} changed the model's weights; only read them.")
@@ -328,10 +326,8 @@ def _same_params(params: dict[str, torch.Tensor], snapshot: dict[str, torch.Tens
 
 
 def _share_same(params: dict[str, torch.Tensor], snapshot: dict[str, torch.Tensor]) -> float:
-    total = sum(p.numel() for p in params.values())
-    return (
-        sum(int(torch.isclose(p, snapshot[n], atol=1e-6, rtol=1e-5).sum()) for n, p in params.items()) / total
-    )
+    same = sum(int(torch.isclose(p, snapshot[n], atol=1e-6, rtol=1e-5).sum()) for n, p in params.items())
+    return same / sum(p.numel() for p in params.values())
 
 
 _SLIPS = {
@@ -345,21 +341,17 @@ _SLIPS = {
 }
 
 
+# The slips each setting of _reference_steps' clip and set_lr makes.
+_CLIP_SLIPS = {"norm": [], "none": [C.NO_CLIP], "norm-1": [C.CLIP_VALUE], "value": [C.CLIP_BY_VALUE]}
+_LR_SLIPS = {"all": [], "none": [C.LR_NOT_SET], "first": [C.LR_ONE_GROUP]}
+
+
 def _step_variants() -> Iterator[tuple[list[str], dict[str, Any]]]:
     """Each combination of the one-step slips, with the settings that reproduce it."""
-    for train in (True, False):
-        for clip in ("norm", "none", "norm-1", "value"):
-            for set_lr in ("all", "none", "first"):
-                slips = [] if train else [C.EVAL_MODE]
-                slips += {
-                    "norm": [],
-                    "none": [C.NO_CLIP],
-                    "norm-1": [C.CLIP_VALUE],
-                    "value": [C.CLIP_BY_VALUE],
-                }[clip]
-                slips += {"all": [], "none": [C.LR_NOT_SET], "first": [C.LR_ONE_GROUP]}[set_lr]
-                if slips:
-                    yield slips, {"train": train, "clip": clip, "set_lr": set_lr}
+    for train, clip, set_lr in itertools.product((True, False), _CLIP_SLIPS, _LR_SLIPS):
+        slips = ([] if train else [C.EVAL_MODE]) + _CLIP_SLIPS[clip] + _LR_SLIPS[set_lr]
+        if slips:
+            yield slips, {"train": train, "clip": clip, "set_lr": set_lr}
 
 
 def _grad_norm(grads: dict[str, torch.Tensor | None]) -> float | None:
@@ -440,19 +432,15 @@ def check_train_step(fn: Ref) -> None:
         (torch.randint(13, (3, 8), generator=g), torch.randint(13, (3, 8), generator=g)) for _ in range(2)
     ]
     ref_snaps, ref_losses = _reference_steps(model0, batches)
-    model = build(
-        module_spec("GPT", model0.eval(), config_spec(_STEP_CONFIG))
-    )  # in eval mode, as sampling leaves it
+    # in eval mode, as sampling leaves it
+    model = build(module_spec("GPT", model0.eval(), config_spec(_STEP_CONFIG)))
     opt = build(Spec("SGD", (model, _groups(model0), _OPT_LR)))
     for i, ((x, y), lr, seed) in enumerate(zip(batches, _STEP_LRS, _DROP_SEEDS, strict=True)):
         what = f"train_step (call {i + 1}, lr={lr}, grad_clip={_CLIP})"
         seed_learner(seed)  # the same dropout masks as the reference step
         call, crash = ex.attempt_run(what, fn, model, opt, x, y, lr, _CLIP)
         if crash is not None:
-            raise ex.fail(
-                C.CRASHED, f"{what} raised {first_line(crash, 200)}{crash.where}. Fix that line and run the cell again.",
-                crash, what,
-            )  # fmt: skip
+            raise _crashed(ex, what, crash)
         loss = _as_loss(untouched(ex, what, call, "the batch x or y"), what)
         params = parameters(model)
         if not _same_params(params, ref_snaps[i]):
@@ -499,7 +487,8 @@ _CASES: list[tuple[float, int | None]] = [(1.0, None), (2.0, None), (0.5, 3), (1
 _Z_1E4 = 3.719  # standard normal quantile for p = 1e-4
 
 
-def _mask_top_k(logits: torch.Tensor, k: int | None, fill: float = float("-inf")) -> torch.Tensor:
+def mask_top_k(logits: torch.Tensor, k: int | None, fill: float = float("-inf")) -> torch.Tensor:
+    """logits (B, V) with every value below the k-th largest of its row set to `fill` (k None: unchanged)."""
     if k is None:
         return logits
     kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[..., -1:]
@@ -510,24 +499,22 @@ def _distributions(logits: torch.Tensor, T: float, k: int | None) -> dict[str, t
     """Row type -> probabilities (2, V), for the right sampler and the usual slips. logits (N, V)."""
     rows = logits[:2].double()  # (2, V)
     out = {
-        "ok": F.softmax(_mask_top_k(rows, k) / T, dim=-1),
-        C.TEMPERATURE_MULTIPLIED: F.softmax(_mask_top_k(rows, k) * T, dim=-1),
-        C.TEMPERATURE_IGNORED: F.softmax(_mask_top_k(rows, k), dim=-1),
+        "ok": F.softmax(mask_top_k(rows, k) / T, dim=-1),
+        C.TEMPERATURE_MULTIPLIED: F.softmax(mask_top_k(rows, k) * T, dim=-1),
+        C.TEMPERATURE_IGNORED: F.softmax(mask_top_k(rows, k), dim=-1),
         C.TOPK_IGNORED: F.softmax(rows / T, dim=-1),
-        C.TOPK_ZERO: F.softmax(_mask_top_k(rows, k, 0.0) / T, dim=-1),
+        C.TOPK_ZERO: F.softmax(mask_top_k(rows, k, 0.0) / T, dim=-1),
         C.SOFTMAX_TWICE: F.softmax(
-            F.softmax(rows / T, dim=-1).masked_fill(_mask_top_k(rows, k) == float("-inf"), 0.0), dim=-1
+            F.softmax(rows / T, dim=-1).masked_fill(mask_top_k(rows, k) == float("-inf"), 0.0), dim=-1
         ),
     }
-    col = F.softmax(_mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
+    col = F.softmax(mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
     if torch.isfinite(col).all() and (col.sum(-1) > 0).all():
         out[C.SOFTMAX_AXIS] = col / col.sum(-1, keepdim=True)
     if k is not None and k > 1:  # logits <= kth: the k-th token dropped too
-        out[C.TOPK_OFF_BY_ONE] = F.softmax(_mask_top_k(rows, k - 1) / T, dim=-1)
-    if k is not None:
-        out[C.TOPK_INDEX] = (
-            out["ok"].sort(dim=-1, descending=True).values
-        )  # id r gets the r-th largest probability
+        out[C.TOPK_OFF_BY_ONE] = F.softmax(mask_top_k(rows, k - 1) / T, dim=-1)
+    if k is not None:  # id r gets the r-th largest probability
+        out[C.TOPK_INDEX] = out["ok"].sort(dim=-1, descending=True).values
     argmax = torch.zeros_like(rows)
     argmax[torch.arange(2), rows.argmax(-1)] = 1.0
     out[C.ARGMAX] = argmax
@@ -540,7 +527,7 @@ def _sample_call(
     ex = SAMPLE
     call, crash = ex.attempt_run(what, fn, logits, T, k, build(Spec("Generator", (seed,))))
     if crash is not None:
-        where = f"{first_line(crash, 200)}{crash.where}"
+        where = f"{first_line(crash, 200)}{crash.where}"  # as _crashed quotes it
         if "probability tensor contains" in crash.message or "element < 0" in crash.message:
             raise ex.fail(
                 C.SAMPLED_LOGITS,
@@ -549,7 +536,7 @@ def _sample_call(
             )
         if "Dimension out of range" in crash.message:
             raise ex.fail(C.SOFTMAX_AXIS, f"{what} raised {where}.")
-        raise ex.fail(C.CRASHED, f"{what} raised {where}. Fix that line and run the cell again.", crash, what)
+        raise _crashed(ex, what, crash)
     out = untouched(ex, what, call, "the logits")
     B, V = logits.shape
     reject_none_or_tuple(ex, what, out, "return the (B, 1) ids.")
