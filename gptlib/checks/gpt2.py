@@ -56,7 +56,6 @@ from gptlib.head import LMHead
 __all__ = ["check_split_c_attn", "check_convert_block", "check_convert_gpt2"]
 
 _ROLES = ("query", "key", "value")
-_INSTALL = 'pip install "gptlib-course[gpt2]"'
 _SHARED = (C.NOT_CALLABLE, C.NO_TRANSFORMERS, C.RETURNED_NONE, C.WRONG_VALUES, C.IN_PLACE)
 
 
@@ -76,8 +75,8 @@ def _random_gpt2(ex: Exercise, seed: int, **config: Any) -> tuple[Any, Ref]:
         raise ex.fail(
             C.NO_TRANSFORMERS,
             "this check compares your code with Hugging Face's GPT-2, which needs the 'transformers' package, "
-            f"and it cannot be imported here. Install it ({_INSTALL}, or pip install transformers), restart "
-            "the kernel, and run the check again.",
+            'and it cannot be imported here. Install it (pip install "gptlib-course[gpt2]", or pip install '
+            "transformers), restart the kernel, and run the check again.",
         ) from None
     fields: dict[str, Any] = dict(
         vocab_size=61, n_positions=16, n_layer=2, n_head=4, n_embd=32, bos_token_id=None, eos_token_id=None
@@ -325,26 +324,16 @@ def _split_weight_failure(
 def _check_split_call(ex: Exercise, fn: Ref, W: torch.Tensor, b: torch.Tensor, done: str) -> dict[str, tuple]:
     """Run split_c_attn on one c_attn and check each part; returns the learner's parts."""
     what = f"split_c_attn(weight {shape_str(W)}, bias {shape_str(b)})"
+    take_c = "take C from the input (C = weight.size(0)) instead of a fixed number."
     try:
-        call = ex.run(what, fn, W, b)
-    except CheckFailure as e:
-        if done and e.diagnosis == C.CRASHED:
-            raise ex.fail(
-                C.FIXED_SIZE,
-                f"{what} raised {ex.error_only(e)}, but it worked for {done}: take C from the "
-                "input (C = weight.size(0)) instead of a fixed number.",
-                e.crash,
-            ) from None
-        raise
-    value = untouched(ex, what, call, "the weight or bias it was given")
-    try:
+        value = untouched(ex, what, ex.run(what, fn, W, b), "the weight or bias it was given")
         return _check_parts(ex, what, value, W, b)
-    except CheckFailure as e:
+    except CheckFailure as e:  # a failure for the second size only: C was fixed to the first
+        if done and e.diagnosis == C.CRASHED:
+            message = f"{what} raised {ex.error_only(e)}, but it worked for {done}: {take_c}"
+            raise ex.fail(C.FIXED_SIZE, message, e.crash) from None
         if done and e.diagnosis in (C.WRONG_SHAPE, C.WRONG_RETURN, C.NOT_SPLIT, C.WRONG_AXIS):
-            raise ex.fail(
-                C.FIXED_SIZE,
-                f"{e.message} It worked for {done}: take C from the input (C = weight.size(0)) instead of a fixed number.",
-            ) from None
+            raise ex.fail(C.FIXED_SIZE, f"{e.message} It worked for {done}: {take_c}") from None
         raise
 
 

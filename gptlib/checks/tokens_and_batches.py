@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import torch
@@ -44,9 +45,10 @@ _OTHER_TEXT = "banana split"
 _UNKNOWN = "☃"
 
 
-def _as_ids(what: str, out: Any) -> list[int]:
-    """A learner's encode() result as a list of ints, or a failure saying what it was."""
+def _encode(what: str, encode: Ref, text: str) -> list[int]:
+    """The learner's encode(text) as a list of ints, or a failure saying what it returned."""
     ex = TOKENIZER
+    out = ex.call(what, encode, text)
     if isinstance(out, torch.Tensor):
         if out.dim() != 1 or out.is_floating_point():
             raise ex.fail(
@@ -105,7 +107,7 @@ def check_char_tokenizer(cls: Ref) -> None:
     """Check a learner's CharTokenizer class: CharTokenizer(text) with vocab_size, encode(s), decode(ids)."""
     ex = TOKENIZER
     if cls.info.kind != "class":
-        if _has(cls, "encode"):
+        if _attribute_or(None, "encode", cls, "encode") is not None:
             raise ex.fail(
                 C.INSTANCE_NOT_CLASS,
                 "pass the class itself, not an object made from it: check_char_tokenizer(CharTokenizer).",
@@ -117,12 +119,9 @@ def check_char_tokenizer(cls: Ref) -> None:
 
     # vocab_size: the number of distinct characters
     V = ref.vocab_size
-    try:
-        vs = attribute(ex, f"{name}(text).vocab_size", tok, "vocab_size")
-    except CheckFailure as e:
-        if e.crash is None or not e.crash.isa("AttributeError"):
-            raise
-        raise ex.fail(C.NO_VOCAB_SIZE, f"{name}(text) has no attribute `vocab_size`.") from None
+    vs = _attribute_or(_MISSING, f"{name}(text).vocab_size", tok, "vocab_size")
+    if vs is _MISSING:
+        raise ex.fail(C.NO_VOCAB_SIZE, f"{name}(text) has no attribute `vocab_size`.")
     if isinstance(vs, Ref) and vs.info.callable:
         raise ex.fail(
             C.NO_VOCAB_SIZE,
@@ -145,7 +144,7 @@ def check_char_tokenizer(cls: Ref) -> None:
     encode = _method(tok, "encode")
     one_by_one = []
     for c in chars:
-        ids = _as_ids(f"encode({c!r})", ex.call(f"encode({c!r})", encode, c))
+        ids = _encode(f"encode({c!r})", encode, c)
         if len(ids) != 1:
             raise ex.fail(
                 C.ENCODE_NOT_IDS, f"encode({c!r}) returned {len(ids)} ids; one character gives one id."
@@ -153,13 +152,13 @@ def check_char_tokenizer(cls: Ref) -> None:
         one_by_one.append(ids[0])
     if one_by_one != list(range(V)):
         raise _vocab_order(_TRAIN_TEXT, one_by_one)
-    whole = _as_ids("encode(text)", ex.call("encode(text)", encode, _TRAIN_TEXT))
+    whole = _encode("encode(text)", encode, _TRAIN_TEXT)
     if whole != ref.encode(_TRAIN_TEXT):
         raise ex.fail(
             C.ENCODE_NOT_IDS,
             f"encode(text) gave {len(whole)} ids that differ from one id per character ({len(_TRAIN_TEXT)}).",
         )
-    empty = _as_ids('encode("")', ex.call('encode("")', encode, ""))
+    empty = _encode('encode("")', encode, "")
     if empty:
         raise ex.fail(C.ENCODE_NOT_IDS, f'encode("") returned {empty}; the empty text has no ids.')
 
@@ -179,15 +178,15 @@ def check_char_tokenizer(cls: Ref) -> None:
         )
     if ex.call("decode([])", decode, []) != "":
         raise ex.fail(C.DECODE_WRONG, "decode([]) should give the empty string.")
-    rt = ex.call("decode(encode(s))", decode, _as_ids("encode(s)", ex.call("encode(s)", encode, unseen)))
+    rt = ex.call("decode(encode(s))", decode, _encode("encode(s)", encode, unseen))
     if rt != unseen:
         raise ex.fail(C.DECODE_WRONG, f"decode(encode(s)) gave {rt!r} for s = {unseen!r}.")
 
     # the vocabulary comes from the text it is given (nothing hard-coded)
     other = ex.call(f"{name}({_OTHER_TEXT!r})", cls, _OTHER_TEXT)
     other_ref = _RefTokenizer.from_text(_OTHER_TEXT)
-    got = _as_ids("encode", ex.call("encode", _method(other, "encode"), "tails"))
-    size = attribute(ex, "vocab_size", other, "vocab_size") if _has(other, "vocab_size") else None
+    got = _encode("encode", _method(other, "encode"), "tails")
+    size = _attribute_or(None, "vocab_size", other, "vocab_size")
     if size != other_ref.vocab_size or got != other_ref.encode("tails"):
         raise ex.fail(
             C.VOCAB_SIZE_WRONG,
@@ -239,14 +238,17 @@ def _separator(back: str, text: str) -> str:
     return ""
 
 
-def _has(obj: Ref, name: str) -> bool:
+_MISSING = object()
+
+
+def _attribute_or(missing: Any, what: str, obj: Ref, name: str) -> Any:
+    """obj.name, or `missing` if obj has no such attribute (any other crash fails the check)."""
     try:
-        attribute(TOKENIZER, name, obj, name)
+        return attribute(TOKENIZER, what, obj, name)
     except CheckFailure as e:
         if e.crash is not None and e.crash.isa("AttributeError"):
-            return False
+            return missing
         raise
-    return True
 
 
 def _method(obj: Any, name: str) -> Ref:
@@ -304,9 +306,8 @@ def check_get_batch(fn: Ref) -> None:
     ex = BATCH
     expect_callable(ex, fn, "get_batch")
     N = 3001
-    data = torch.randperm(
-        N, generator=torch.Generator().manual_seed(1234)
-    )  # distinct: a window tells its start
+    # distinct tokens: a window tells where it starts
+    data = torch.randperm(N, generator=torch.Generator().manual_seed(1234))
     where = torch.empty(N, dtype=torch.long)
     where[data] = torch.arange(N)  # where[token] = its position in data
 
@@ -458,6 +459,10 @@ def _entropy(counts: list[int], kind: str = "right") -> float:
     return -h if kind == "sign" else h
 
 
+def _is_entropy(value: float, counts: list[int], kind: str = "right") -> bool:
+    return math.isclose(value, _entropy(counts, kind), rel_tol=1e-5, abs_tol=1e-6)
+
+
 _ENTROPY_MISTAKES = [
     Mistake(C.LOG2, "is the entropy in bits (log base 2), not nats", {"kind": "log2"}),
     Mistake(C.LOG10, "uses log base 10, not the natural log", {"kind": "log10"}),
@@ -511,15 +516,9 @@ def check_unigram_entropy(fn: Ref) -> None:
             raise ex.fail(
                 C.NAN, f"{what} returned nan; ids {[i for i in range(V) if not full[i]]} never occur."
             )
-        if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6):
+        if _is_entropy(got, full):
             continue
-        found = find_mistake(
-            _ENTROPY_MISTAKES,
-            lambda got=got, full=full, **kw: math.isclose(
-                got, _entropy(full, **kw), rel_tol=1e-5, abs_tol=1e-6
-            ),
-            False,
-        )
+        found = find_mistake(_ENTROPY_MISTAKES, partial(_is_entropy, got, full), False)
         if found:
             raise ex.fail(
                 found[0].code, f"{what} returned {got:.4f}, expected {want:.4f}: your value {found[0].says}."
