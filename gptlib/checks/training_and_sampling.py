@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -28,7 +26,17 @@ import torch.nn.functional as F
 from gptlib.checks import codes as C
 from gptlib.checks import learner
 from gptlib.checks.builders import OddNames
-from gptlib.checks.engine import Exercise, build, first_line, parameters, seed_learner, type_name
+from gptlib.checks.engine import (
+    Exercise,
+    Mistake,
+    build,
+    find_mistake,
+    first_line,
+    matched,
+    parameters,
+    seed_learner,
+    type_name,
+)
 from gptlib.checks.learner import Crash, Ref, Spec, config_spec, module_spec
 from gptlib.checks.probes import chi2, chi2_limit, expect_callable, reject_none_or_tuple, untouched
 from gptlib.checks.verdict import CheckFailure
@@ -328,28 +336,19 @@ def _share_same(params: dict[str, torch.Tensor], snapshot: dict[str, torch.Tenso
     return same / sum(p.numel() for p in params.values())
 
 
-_SLIPS = {
-    C.EVAL_MODE: "the model was left in eval mode (dropout off)",
-    C.NO_CLIP: "the gradients were not clipped before the step: clip_grad_norm_ is missing, or it runs before "
-    "backward (when there is no gradient yet to clip); clip between backward and step",
-    C.CLIP_VALUE: f"the gradients were clipped to norm 1.0, not to grad_clip={_CLIP}",
-    C.CLIP_BY_VALUE: "each gradient value was clipped (clip_grad_value_), not the norm",
-    C.LR_NOT_SET: f"the optimizer kept its own lr ({_OPT_LR}) instead of the lr argument",
-    C.LR_ONE_GROUP: "the lr was set on the first param group only",
-}
-
-
-# The slips each setting of _reference_steps' clip and set_lr makes.
-_CLIP_SLIPS = {"norm": [], "none": [C.NO_CLIP], "norm-1": [C.CLIP_VALUE], "value": [C.CLIP_BY_VALUE]}
-_LR_SLIPS = {"all": [], "none": [C.LR_NOT_SET], "first": [C.LR_ONE_GROUP]}
-
-
-def _step_variants() -> Iterator[tuple[list[str], dict[str, Any]]]:
-    """Each combination of the one-step slips, with the settings that reproduce it."""
-    for train, clip, set_lr in itertools.product((True, False), _CLIP_SLIPS, _LR_SLIPS):
-        slips = ([] if train else [C.EVAL_MODE]) + _CLIP_SLIPS[clip] + _LR_SLIPS[set_lr]
-        if slips:
-            yield slips, {"train": train, "clip": clip, "set_lr": set_lr}
+# The one-step slips, each as the settings of _reference_steps that make it.
+_STEP_MISTAKES = [
+    Mistake(C.EVAL_MODE, "a step with the model left in eval mode (dropout off)", {"train": False}),
+    Mistake(C.NO_CLIP, "a step with the gradients not clipped: clip_grad_norm_ is missing, or it runs before "
+            "backward (when there is no gradient yet to clip); clip between backward and step", {"clip": "none"}),
+    Mistake(C.CLIP_VALUE, f"a step with the gradients clipped to norm 1.0, not to grad_clip={_CLIP}",
+            {"clip": "norm-1"}),
+    Mistake(C.CLIP_BY_VALUE, "a step that clips each gradient value (clip_grad_value_), not the norm",
+            {"clip": "value"}),
+    Mistake(C.LR_NOT_SET, f"a step with the optimizer's own lr ({_OPT_LR}), not the lr argument",
+            {"set_lr": "none"}),
+    Mistake(C.LR_ONE_GROUP, "a step with the lr set on the first param group only", {"set_lr": "first"}),
+]  # fmt: skip
 
 
 def _grad_norm(grads: dict[str, torch.Tensor | None]) -> float | None:
@@ -382,21 +381,19 @@ def _diagnose_first_step(
             f"{what} left every parameter unchanged although .grad holds gradients: optimizer.step() ran "
             "before loss.backward() (or not at all).",
         )
-    for slips, settings in _step_variants():
-        snaps, _ = _reference_steps(model0, [batch], **settings)
-        if _same_params(params, snaps[0]):
-            if slips == [C.NO_CLIP]:
-                norm = _grad_norm(grads)
-                if norm is not None and abs(norm - _CLIP) < 1e-3 * _CLIP:
-                    raise ex.fail(
-                        C.CLIP_AFTER_STEP,
-                        f"{what}: the update used the unclipped gradients, but .grad holds gradients clipped "
-                        f"to norm {_CLIP}: the clipping ran after optimizer.step().",
-                    )
+    found = find_mistake(
+        _STEP_MISTAKES, lambda **kw: _same_params(params, _reference_steps(model0, [batch], **kw)[0][0])
+    )
+    if found and found[0].code == C.NO_CLIP and len(found) == 1:
+        norm = _grad_norm(grads)
+        if norm is not None and abs(norm - _CLIP) < 1e-3 * _CLIP:
             raise ex.fail(
-                slips[0],
-                f"{what} gives the parameters of a step in which {'; '.join(_SLIPS[s] for s in slips)}.",
+                C.CLIP_AFTER_STEP,
+                f"{what}: the update used the unclipped gradients, but .grad holds gradients clipped "
+                f"to norm {_CLIP}: the clipping ran after optimizer.step().",
             )
+    if found:
+        raise matched(ex, what, found)
     snaps, _ = _reference_steps(model0, [batch])
     raise ex.fail(
         C.WRONG_UPDATE,
