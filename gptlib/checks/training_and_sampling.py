@@ -45,6 +45,8 @@ from gptlib.model import GPT
 
 __all__ = ["check_optimizer_groups", "check_train_step", "check_sample"]
 
+NEG_INF = float("-inf")
+
 
 # ==== optimizer_groups ==============================================================================
 
@@ -490,30 +492,49 @@ def mask_top_k(logits: torch.Tensor, k: int | None, fill: float = float("-inf"))
     return logits.masked_fill(logits < kth, fill)
 
 
-def _distributions(logits: torch.Tensor, T: float, k: int | None) -> dict[str, torch.Tensor]:
-    """Row type -> probabilities (2, V), for the right sampler and the usual slips. logits (N, V)."""
+def _distribution(logits: torch.Tensor, T: float, k: int | None, slip: str = "") -> torch.Tensor | None:
+    """The probabilities (2, V) of the first two rows of logits (N, V), drawn right or with one known slip
+    (None where the slip makes no difference to tell at these settings)."""
     rows = logits[:2].double()  # (2, V)
-    out = {
-        "ok": F.softmax(mask_top_k(rows, k) / T, dim=-1),
-        C.TEMPERATURE_MULTIPLIED: F.softmax(mask_top_k(rows, k) * T, dim=-1),
-        C.TEMPERATURE_IGNORED: F.softmax(mask_top_k(rows, k), dim=-1),
-        C.TOPK_IGNORED: F.softmax(rows / T, dim=-1),
-        C.TOPK_ZERO: F.softmax(mask_top_k(rows, k, 0.0) / T, dim=-1),
-        C.SOFTMAX_TWICE: F.softmax(
-            F.softmax(rows / T, dim=-1).masked_fill(mask_top_k(rows, k) == float("-inf"), 0.0), dim=-1
-        ),
-    }
-    col = F.softmax(mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
-    if torch.isfinite(col).all() and (col.sum(-1) > 0).all():
-        out[C.SOFTMAX_AXIS] = col / col.sum(-1, keepdim=True)
-    if k is not None and k > 1:  # logits <= kth: the k-th token dropped too
-        out[C.TOPK_OFF_BY_ONE] = F.softmax(mask_top_k(rows, k - 1) / T, dim=-1)
-    if k is not None:  # id r gets the r-th largest probability
-        out[C.TOPK_INDEX] = out["ok"].sort(dim=-1, descending=True).values
-    argmax = torch.zeros_like(rows)
-    argmax[torch.arange(2), rows.argmax(-1)] = 1.0
-    out[C.ARGMAX] = argmax
-    return out
+    right = F.softmax(mask_top_k(rows, k) / T, dim=-1)
+    if slip == C.TEMPERATURE_MULTIPLIED:
+        return F.softmax(mask_top_k(rows, k) * T, dim=-1)
+    if slip == C.TEMPERATURE_IGNORED:
+        return F.softmax(mask_top_k(rows, k), dim=-1)
+    if slip == C.TOPK_IGNORED:
+        return F.softmax(rows / T, dim=-1)
+    if slip == C.TOPK_ZERO:
+        return F.softmax(mask_top_k(rows, k, 0.0) / T, dim=-1)
+    if slip == C.SOFTMAX_TWICE:
+        return F.softmax(F.softmax(rows / T, dim=-1).masked_fill(mask_top_k(rows, k) == NEG_INF, 0.0), dim=-1)
+    if slip == C.SOFTMAX_AXIS:
+        col = F.softmax(mask_top_k(logits.double(), k) / T, dim=0)[:2]  # (2, V): softmax over the batch
+        ok = torch.isfinite(col).all() and (col.sum(-1) > 0).all()
+        return col / col.sum(-1, keepdim=True) if ok else None
+    if slip == C.TOPK_OFF_BY_ONE:  # logits <= kth: the k-th token dropped too
+        return F.softmax(mask_top_k(rows, k - 1) / T, dim=-1) if k is not None and k > 1 else None
+    if slip == C.TOPK_INDEX:  # id r gets the r-th largest probability
+        return right.sort(dim=-1, descending=True).values if k is not None else None
+    if slip == C.ARGMAX:
+        return torch.zeros_like(rows).scatter_(-1, rows.argmax(-1, keepdim=True), 1.0)
+    return right
+
+
+_SAMPLE_MISTAKES = [
+    Mistake(C.TEMPERATURE_MULTIPLIED, "softmax(logits * T): the temperature multiplies the logits instead of "
+            "dividing them", {"slip": C.TEMPERATURE_MULTIPLIED}),
+    Mistake(C.TEMPERATURE_IGNORED, "softmax(logits): the temperature is ignored", {"slip": C.TEMPERATURE_IGNORED}),
+    Mistake(C.TOPK_IGNORED, "softmax(logits / T) over all tokens: top_k is ignored", {"slip": C.TOPK_IGNORED}),
+    Mistake(C.TOPK_ZERO, "the logits outside the top k set to 0 instead of -inf, so those tokens are still drawn",
+            {"slip": C.TOPK_ZERO}),
+    Mistake(C.SOFTMAX_TWICE, "a softmax of the probabilities: softmax applied twice", {"slip": C.SOFTMAX_TWICE}),
+    Mistake(C.SOFTMAX_AXIS, "a softmax over the batch (dim=0) instead of over the vocabulary",
+            {"slip": C.SOFTMAX_AXIS}),
+    Mistake(C.TOPK_INDEX, "the position within the top-k list instead of the token id", {"slip": C.TOPK_INDEX}),
+    Mistake(C.TOPK_OFF_BY_ONE, "the top k - 1 tokens: the k-th is dropped too (logits <= kth instead of logits "
+            "< kth), one fewer than k", {"slip": C.TOPK_OFF_BY_ONE}),
+    Mistake(C.ARGMAX, "the most likely token every time: argmax, not a random draw", {"slip": C.ARGMAX}),
+]  # fmt: skip
 
 
 def _sample_call(
@@ -557,20 +578,6 @@ def _describe(probs: torch.Tensor) -> str:
     return "[" + ", ".join(f"{p:.2f}" for p in probs.tolist()) + "]"
 
 
-_SAMPLE_WORDS = {
-    C.TEMPERATURE_MULTIPLIED: "softmax(logits * T): the temperature multiplies the logits instead of dividing them",
-    C.TEMPERATURE_IGNORED: "softmax(logits): the temperature is ignored",
-    C.TOPK_IGNORED: "softmax(logits / T) over all tokens: top_k is ignored",
-    C.TOPK_ZERO: "the logits outside the top k set to 0 instead of -inf, so those tokens are still drawn",
-    C.SOFTMAX_TWICE: "a softmax of the probabilities: softmax applied twice",
-    C.SOFTMAX_AXIS: "a softmax over the batch (dim=0) instead of over the vocabulary",
-    C.TOPK_INDEX: "the position within the top-k list instead of the token id",
-    C.TOPK_OFF_BY_ONE: "the top k - 1 tokens: the k-th is dropped too (logits <= kth instead of logits < kth), "
-    "one fewer than k",
-    C.ARGMAX: "the most likely token every time: argmax, not a random draw",
-}
-
-
 def _fit(counts: torch.Tensor, probs: torch.Tensor) -> tuple[float, float]:
     """The chi-square of two rows of counts against two rows of probabilities, and the limit a right sampler
     stays under with probability ~1 - 1e-4."""
@@ -600,27 +607,32 @@ def check_sample(fn: Ref) -> None:
         what = f"sample_next_token(logits, temperature={T}, top_k={k}, generator)"
         ids = _sample_call(fn, logits, T, k, 200 + case, what)[:, 0]  # (N,)
         counts = torch.stack([torch.bincount(ids[r::2], minlength=8).double() for r in range(2)])  # (2, V)
-        dists = _distributions(logits, T, k)
-        stat, limit = _fit(counts, dists["ok"])
+        right = _distribution(logits, T, k)
+        stat, limit = _fit(counts, right)
         if stat <= limit:
             continue
         freq = counts[0] / counts[0].sum()
-        fits = [(s, c) for c, p in dists.items() if c != "ok" for s, lim in [_fit(counts, p)] if s <= lim]
-        outside = (dists["ok"] == 0) & (counts > 0)
+        fits = [
+            (fit, m.code, m)
+            for m in _SAMPLE_MISTAKES
+            if (p := _distribution(logits, T, k, **m.kwargs)) is not None
+            for fit, lim in [_fit(counts, p)]
+            if fit <= lim
+        ]
+        best = min(fits, key=lambda f: f[:2])[2] if fits else None
+        outside = (right == 0) & (counts > 0)
         if k is not None and outside.any():
             raise ex.fail(
-                min(fits)[1] if fits else C.TOPK_IGNORED,
+                best.code if best else C.TOPK_IGNORED,
                 f"{what}: {int(counts[outside].sum())} of {2 * _DRAWS} draws are tokens outside the top {k}; only "
                 f"the {k} most likely tokens of each row may be drawn. Frequencies of row 0: {_describe(freq)}, "
-                f"expected {_describe(dists['ok'][0])}"
-                + (f"; they fit {_SAMPLE_WORDS[min(fits)[1]]}." if fits else "."),
+                f"expected {_describe(right[0])}" + (f"; they fit {best.says}." if best else "."),
             )
-        code = min(fits)[1] if fits else C.WRONG_DISTRIBUTION
         raise ex.fail(
-            code,
+            best.code if best else C.WRONG_DISTRIBUTION,
             f"{what}: the draws do not follow softmax(top_k(logits) / T). Row 0 gave frequencies "
-            f"{_describe(freq)}, expected {_describe(dists['ok'][0])}; they fit "
-            f"{_SAMPLE_WORDS.get(code, 'none of the usual slips')}.",
+            f"{_describe(freq)}, expected {_describe(right[0])}; they fit "
+            f"{best.says if best else 'none of the usual slips'}.",
         )
     ex.passed(
         "(B, 1) long ids drawn with the generator; frequencies match softmax(logits / T) over the top k "
