@@ -550,8 +550,6 @@ def _gpt_variant(ref: _RefGPT, idx: torch.Tensor, kind: str) -> torch.Tensor:
         "ln-f-first": lambda: head(run(ln_f(x))),
         "blocks-unused": lambda: head(ln_f(x)),
         "blocks-not-chained": lambda: head(ln_f(blocks[-1](x))),
-        "probabilities": lambda: F.softmax(head(ln_f(run(x))), -1),
-        "log-probabilities": lambda: F.log_softmax(head(ln_f(run(x))), -1),
     }[kind]()
 
 
@@ -564,8 +562,6 @@ _GPT_MISTAKES = [
             {"kind": "blocks-unused"}),
     Mistake(C.BLOCKS_NOT_CHAINED, "only the last block applied to the embeddings (`y = block(x)` in the "
             "loop)", {"kind": "blocks-not-chained"}),
-    Mistake(C.PROBABILITIES, "softmax(logits): probabilities instead of logits", {"kind": "probabilities"}),
-    Mistake(C.LOG_PROBABILITIES, "log_softmax(logits) instead of the logits", {"kind": "log-probabilities"}),
 ]  # fmt: skip
 
 
