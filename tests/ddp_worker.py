@@ -4,7 +4,8 @@
     python tests/ddp_worker.py OUT_DIR                          # one process, the whole batch
 
 Each process writes OUT_DIR/rank{rank}.pt: its parameters before and after, its loss history, and
-whether the processes held identical parameters at the end (checked across them).
+whether the processes held identical parameters at the end (checked across them), and the choice
+they agreed on when each chose differently.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def train_tiny(out_dir: Path) -> None:
         in_sync = distributed.parameters_in_sync(model, info)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         losses = [h["train_loss"] for h in trainer.history]
-        record = {"rank": info.rank, "world_size": info.world_size, "in_sync": in_sync}
+        # a choice each process makes for itself (as dtype "auto" does by timing), settled by rank 0's
+        choices = ["rank 0's", "rank 1's"]
+        agreed = distributed.rank0_choice(choices, choices[info.rank], info)
+        record = {"rank": info.rank, "world_size": info.world_size, "in_sync": in_sync, "agreed": agreed}
         torch.save(
             {**record, "initial": initial, "state": state, "losses": losses}, out_dir / f"rank{info.rank}.pt"
         )
